@@ -1,0 +1,286 @@
+//! The Go toolchain: which one is on PATH, which packages the user named, and one
+//! `go build` per platform.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+use crate::platform::Platform;
+
+/// The first Go that can target `GOOS=wasip1`.
+pub const MIN_WASIP1: GoVersion = GoVersion {
+    major: 1,
+    minor: 21,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GoError {
+    #[error("no Go toolchain found: `{go}` could not be run ({source}); install Go (https://go.dev/dl) or put it on PATH, or set GANTRY_GO to its path")]
+    NotFound { go: String, source: std::io::Error },
+    #[error("could not read the Go version from `go env GOVERSION` (it printed {0:?})")]
+    UnknownVersion(String),
+    #[error("{platforms} needs Go {MIN_WASIP1} or newer (GOOS=wasip1 arrived in Go 1.21), but `go` is {found}; install a newer Go or drop the wasm platform")]
+    TooOldForWasip1 { found: GoVersion, platforms: String },
+    #[error("cannot find Go package {package:?} from {dir}:\n{stderr}")]
+    Resolve {
+        package: String,
+        dir: PathBuf,
+        stderr: String,
+    },
+    #[error("package {import_path} is `package {name}`, not `package main`: only main packages build into programs; name the directory of a command (e.g. ./cmd/app)")]
+    NotMain { import_path: String, name: String },
+    #[error("go build of {import_path} for {platform} failed:\n{stderr}")]
+    Compile {
+        import_path: String,
+        platform: Platform,
+        stderr: String,
+    },
+    #[error("running go: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A Go release's major.minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl GoVersion {
+    /// Reads `go1.21.3`, `go1.22rc1` or `devel go1.23-abcdef`.
+    pub fn parse(text: &str) -> Option<GoVersion> {
+        let start = text.find("go1.")? + 2;
+        let rest = &text[start..];
+        let mut nums = rest.split(|c: char| !c.is_ascii_digit());
+        let major = nums.next()?.parse().ok()?;
+        let minor = nums.next()?.parse().ok()?;
+        Some(GoVersion { major, minor })
+    }
+}
+
+impl fmt::Display for GoVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The `go` command gantry builds with.
+#[derive(Debug, Clone)]
+pub struct GoToolchain {
+    pub go: PathBuf,
+    /// Full version string (`go1.26.8`), recorded in reports and provenance.
+    pub version_string: String,
+    pub version: GoVersion,
+}
+
+impl GoToolchain {
+    /// Finds `go` ($GANTRY_GO, else PATH) and asks it its version.
+    pub async fn detect() -> Result<Self, GoError> {
+        let go = std::env::var_os("GANTRY_GO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("go"));
+        let out = Command::new(&go)
+            .args(["env", "GOVERSION"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| GoError::NotFound {
+                go: go.display().to_string(),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let version =
+            GoVersion::parse(&text).ok_or_else(|| GoError::UnknownVersion(text.clone()))?;
+        Ok(GoToolchain {
+            go,
+            version_string: text,
+            version,
+        })
+    }
+
+    /// Fails before any build when a wasm platform needs a newer Go.
+    pub fn check_platforms(&self, platforms: &[Platform]) -> Result<(), GoError> {
+        let wasm: Vec<String> = platforms
+            .iter()
+            .filter(|p| p.is_wasm())
+            .map(Platform::to_string)
+            .collect();
+        if !wasm.is_empty() && self.version < MIN_WASIP1 {
+            return Err(GoError::TooOldForWasip1 {
+                found: self.version,
+                platforms: wasm.join(", "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Resolves a package argument (import path or directory) and checks it is `main`.
+    pub async fn resolve(&self, package: &str, dir: &Path) -> Result<Package, GoError> {
+        let arg = package.strip_prefix("ko://").unwrap_or(package);
+        let out = Command::new(&self.go)
+            .args(["list", "-f", "{{.Name}}\t{{.ImportPath}}\t{{.Dir}}", arg])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<&str> = stdout.trim().split('\t').collect();
+        let [name, import_path, pkg_dir] = fields.as_slice() else {
+            return Err(GoError::Resolve {
+                package: package.to_string(),
+                dir: dir.to_path_buf(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        };
+        if !out.status.success() {
+            return Err(GoError::Resolve {
+                package: package.to_string(),
+                dir: dir.to_path_buf(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        if *name != "main" {
+            return Err(GoError::NotMain {
+                import_path: import_path.to_string(),
+                name: name.to_string(),
+            });
+        }
+        let pkg_dir = PathBuf::from(pkg_dir);
+        let kodata = pkg_dir.join("kodata");
+        Ok(Package {
+            name: binary_name(import_path),
+            import_path: import_path.to_string(),
+            kodata: kodata.is_dir().then_some(kodata),
+            dir: pkg_dir,
+        })
+    }
+
+    /// Runs one `go build` for `platform`, writing the binary to `out`.
+    pub async fn build(&self, job: &BuildJob<'_>) -> Result<(), GoError> {
+        let mut cmd = Command::new(&self.go);
+        cmd.arg("build").arg("-trimpath").arg("-o").arg(job.out);
+        cmd.args(job.flags);
+        if !job.ldflags.is_empty() {
+            cmd.arg(format!("-ldflags={}", job.ldflags.join(" ")));
+        }
+        cmd.arg(&job.package.import_path)
+            .current_dir(job.dir)
+            .stdin(Stdio::null())
+            .env("CGO_ENABLED", "0");
+        for (k, v) in job.env {
+            cmd.env(k, v);
+        }
+        // The platform decides GOOS/GOARCH; configured env cannot contradict it.
+        for (k, v) in job.platform.go_env() {
+            cmd.env(k, v);
+        }
+        if !job.env.iter().any(|(k, _)| k == "GOFLAGS") {
+            cmd.env("GOFLAGS", OsString::new());
+        }
+        let out = cmd.output().await?;
+        if !out.status.success() {
+            return Err(GoError::Compile {
+                import_path: job.package.import_path.clone(),
+                platform: job.platform.clone(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A Go main package to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub import_path: String,
+    /// The program's name: the import path's last element, skipping a `/vN` suffix.
+    pub name: String,
+    pub dir: PathBuf,
+    /// `kodata/` beside the package, shipped at /var/run/ko as ko does.
+    pub kodata: Option<PathBuf>,
+}
+
+/// One `go build` invocation.
+#[derive(Debug)]
+pub struct BuildJob<'a> {
+    pub package: &'a Package,
+    pub platform: &'a Platform,
+    /// Working directory of the build (the module holding the package).
+    pub dir: &'a Path,
+    pub env: &'a [(String, String)],
+    pub flags: &'a [String],
+    pub ldflags: &'a [String],
+    pub out: &'a Path,
+}
+
+fn binary_name(import_path: &str) -> String {
+    let mut parts = import_path.rsplit('/');
+    let last = parts.next().unwrap_or(import_path);
+    let is_major =
+        last.len() > 1 && last.starts_with('v') && last[1..].chars().all(|c| c.is_ascii_digit());
+    match (is_major, parts.next()) {
+        (true, Some(parent)) => parent.to_string(),
+        _ => last.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_versions() {
+        assert_eq!(
+            GoVersion::parse("go1.21.3"),
+            Some(GoVersion {
+                major: 1,
+                minor: 21
+            })
+        );
+        assert_eq!(
+            GoVersion::parse("go1.22rc1"),
+            Some(GoVersion {
+                major: 1,
+                minor: 22
+            })
+        );
+        assert_eq!(
+            GoVersion::parse("devel go1.23-abc"),
+            Some(GoVersion {
+                major: 1,
+                minor: 23
+            })
+        );
+        assert_eq!(GoVersion::parse("nonsense"), None);
+        assert!(GoVersion::parse("go1.20.14").unwrap() < MIN_WASIP1);
+    }
+
+    #[test]
+    fn binary_names_skip_major_version_suffix() {
+        assert_eq!(binary_name("example.com/app/cmd/server"), "server");
+        assert_eq!(binary_name("example.com/app/v2"), "app");
+        assert_eq!(binary_name("hello"), "hello");
+    }
+
+    #[test]
+    fn wasm_needs_go_1_21() {
+        let go = GoToolchain {
+            go: "go".into(),
+            version_string: "go1.20.1".into(),
+            version: GoVersion {
+                major: 1,
+                minor: 20,
+            },
+        };
+        let err = go
+            .check_platforms(&[Platform::new("wasi", "wasm", None)])
+            .unwrap_err();
+        assert!(err.to_string().contains("needs Go 1.21"), "{err}");
+        assert!(go
+            .check_platforms(&[Platform::new("linux", "amd64", None)])
+            .is_ok());
+    }
+}

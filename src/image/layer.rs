@@ -1,0 +1,186 @@
+//! Deterministic tar+gzip layers written in one streaming pass: the tar bytes are
+//! hashed (diff_id) on their way into gzip, and the gzip bytes are hashed (digest) on
+//! their way to disk. Memory use does not grow with the binary's size.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::{Compression, GzBuilder};
+use sha2::{Digest as _, Sha256};
+
+use super::{media_type, Blob, BlobSource, Descriptor};
+
+/// One entry of a layer, in the order it is written.
+#[derive(Debug, Clone)]
+pub enum LayerEntry {
+    /// A directory at `path` (relative, no leading slash).
+    Dir { path: String, mode: u32 },
+    /// A regular file at `path` whose bytes come from `source` on disk.
+    File {
+        path: String,
+        mode: u32,
+        source: PathBuf,
+    },
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+}
+
+/// Writes `entries` as a gzipped tar to a new file in `dir` and returns the layer blob
+/// and its diff_id. Owner 0:0, mtime `mtime`, no user or group names: the bytes depend
+/// only on the entries' contents, so equal inputs give equal digests anywhere.
+pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result<(Blob, String)> {
+    let file = tempfile::Builder::new()
+        .prefix("layer-")
+        .suffix(".tar.gz")
+        .tempfile_in(dir)?;
+    let (file, path) = file.keep().map_err(|e| e.error)?;
+
+    let compressed = Hashing::new(BufWriter::with_capacity(256 * 1024, file));
+    let gzip = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(compressed, Compression::default());
+    let mut tar = tar::Builder::new(Hashing::new(gzip));
+    tar.mode(tar::HeaderMode::Deterministic);
+
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        match entry {
+            LayerEntry::Dir { path, mode } => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(*mode);
+                header.set_size(0);
+                tar.append_data(
+                    &mut header,
+                    format!("{}/", path.trim_end_matches('/')),
+                    io::empty(),
+                )?;
+            }
+            LayerEntry::File { path, mode, source } => {
+                let src = File::open(source)?;
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(*mode);
+                header.set_size(src.metadata()?.len());
+                tar.append_data(&mut header, path, src)?;
+            }
+        }
+    }
+
+    let uncompressed = tar.into_inner()?;
+    let diff_id = uncompressed.digest();
+    let compressed = uncompressed.inner.finish()?;
+    let digest = compressed.digest();
+    let size = compressed.count;
+    compressed
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+
+    let blob = Blob {
+        descriptor: Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),
+        source: BlobSource::File(path),
+    };
+    Ok((blob, diff_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::GzDecoder;
+    use std::io::Read;
+
+    fn read_blob(blob: &Blob) -> Vec<u8> {
+        match &blob.source {
+            BlobSource::File(p) => std::fs::read(p).unwrap(),
+            other => panic!("unexpected source {other:?}"),
+        }
+    }
+
+    #[test]
+    fn layers_are_reproducible_and_digests_are_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        std::fs::write(&bin, b"\0asm fake binary").unwrap();
+        let entries = vec![
+            LayerEntry::Dir {
+                path: "ko-app".into(),
+                mode: 0o755,
+            },
+            LayerEntry::File {
+                path: "ko-app/app".into(),
+                mode: 0o555,
+                source: bin,
+            },
+        ];
+        let (a, diff_a) = write_layer(dir.path(), &entries, 0).unwrap();
+        let (b, diff_b) = write_layer(dir.path(), &entries, 0).unwrap();
+        assert_eq!(a.descriptor, b.descriptor);
+        assert_eq!(diff_a, diff_b);
+
+        let gz = read_blob(&a);
+        assert_eq!(super::super::sha256_digest(&gz), a.descriptor.digest);
+        assert_eq!(gz.len() as u64, a.descriptor.size);
+        let mut tar_bytes = Vec::new();
+        GzDecoder::new(&gz[..]).read_to_end(&mut tar_bytes).unwrap();
+        assert_eq!(super::super::sha256_digest(&tar_bytes), diff_a);
+
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let names: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("ko-app/".to_string(), 0o755, 0),
+                ("ko-app/app".to_string(), 0o555, 0)
+            ]
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The `gantry` command: argument parsing only; the work is in the library.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use gantry::pipeline::{self, BuildOptions};
+use gantry::platform::WasmOs;
+
+#[derive(Parser)]
+#[command(
+    name = "gantry",
+    version,
+    about = "Build Go programs into multi-platform OCI images, Linux and WebAssembly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build Go main packages into one image (index) per package and publish it.
+    Build(BuildArgs),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Import paths or directories of main packages.
+    #[arg(default_value = ".")]
+    packages: Vec<String>,
+    /// Repository to push to (e.g. ghcr.io/acme/app); also GANTRY_REPO, then KO_DOCKER_REPO.
+    #[arg(long, env = "GANTRY_REPO")]
+    repo: Option<String>,
+    /// Platforms, comma-separated: linux/amd64,linux/arm64,linux/arm/v7,wasi/wasm, or "all".
+    #[arg(long)]
+    platform: Option<String>,
+    /// Base image for Linux platforms ("scratch" for none).
+    #[arg(long)]
+    base: Option<String>,
+    /// Tag to apply (repeatable); default "latest".
+    #[arg(long = "tag", short = 't')]
+    tags: Vec<String>,
+    /// Write an OCI image layout here (the default destination when there is no --repo: ./oci-layout).
+    #[arg(long)]
+    oci_layout: Option<PathBuf>,
+    /// Write the machine-readable result here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Parallel go builds (default: CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Image config label K=V (repeatable).
+    #[arg(long = "image-label")]
+    image_labels: Vec<String>,
+    /// Manifest annotation K=V (repeatable).
+    #[arg(long = "image-annotation")]
+    image_annotations: Vec<String>,
+    /// OS string of wasm images: wasi (Podman, Docker, runwasi), wasip1 (image-spec GOOS), or both.
+    #[arg(long, value_enum, default_value_t = WasmOs::Wasi)]
+    wasm_os: WasmOs,
+    /// Also publish the CNCF Wasm OCI artifact, tagged <tag>-wasm.
+    #[arg(long)]
+    wasm_artifact: bool,
+    /// Registry host to reach over plain HTTP (repeatable; loopback hosts always are).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Config file (default: gantry.yaml, else .ko.yaml, in the working directory).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{flag} {kv:?} is not of the form KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a Unix time in seconds")),
+        _ => Ok(None),
+    }
+}
+
+async fn build(args: BuildArgs) -> Result<()> {
+    let repo = args.repo.or_else(|| {
+        std::env::var("KO_DOCKER_REPO")
+            .ok()
+            .filter(|r| !r.is_empty())
+    });
+    let opts = BuildOptions {
+        packages: args.packages,
+        workdir: std::env::current_dir().context("reading the current directory")?,
+        repo,
+        platforms: args.platform,
+        base: args.base,
+        tags: args.tags,
+        oci_layout: args.oci_layout,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        labels: key_values("--image-label", &args.image_labels)?,
+        annotations: key_values("--image-annotation", &args.image_annotations)?,
+        wasm_os: args.wasm_os,
+        wasm_artifact: args.wasm_artifact,
+        insecure_registries: args.insecure_registries,
+        config: args.config,
+        source_date_epoch: source_date_epoch()?,
+    };
+    let progress = |line: &str| eprintln!("gantry: {line}");
+    let report = pipeline::build(&opts, &progress).await?;
+    eprintln!(
+        "gantry: published: {} blobs uploaded, {} already present, {} mounted, {} manifests, {} tags",
+        report.publish.blobs_uploaded,
+        report.publish.blobs_existing,
+        report.publish.blobs_mounted,
+        report.publish.manifests,
+        report.publish.tags
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    for image in &report.images {
+        writeln!(out, "{}", image.reference)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // One TLS stack with one crypto provider, installed before any client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gantry: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Build(args) => build(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gantry: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,726 @@
+//! `gantry build` as a library call: resolve packages, platforms and bases; run the
+//! Go builds in parallel; assemble images and indexes; publish; report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::base::{self, BaseError, ResolvedBase};
+use crate::config::{BuildSettings, Config, ConfigError, LoadedConfig, TemplateData};
+use crate::gobuild::{BuildJob, GoError, GoToolchain, Package};
+use crate::image::{
+    self, assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image,
+    media_type, Artifact, Blob, BlobSource, Descriptor, ImageSpec, LayerEntry,
+};
+use crate::platform::{Platform, PlatformError, PlatformRequest, WasmOs};
+use crate::publish::{
+    self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Registry,
+    RegistryPublisher,
+};
+
+/// The base ko uses, and gantry with it.
+pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";
+/// What `--platform` means when neither the flag nor the config says.
+pub const DEFAULT_PLATFORMS: &str = "linux/amd64";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Go(#[from] GoError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let context = context.into();
+    move |source| BuildError::Io { context, source }
+}
+
+/// Everything `gantry build` takes.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Import paths or directories; empty means ".".
+    pub packages: Vec<String>,
+    /// Where packages are resolved and the config is found.
+    pub workdir: PathBuf,
+    /// Registry repository to push to.
+    pub repo: Option<String>,
+    /// Comma-separated platforms; None = config's defaultPlatforms, else linux/amd64.
+    pub platforms: Option<String>,
+    /// Base image; None = config, else DEFAULT_BASE. `scratch` = no base.
+    pub base: Option<String>,
+    pub tags: Vec<String>,
+    /// OCI layout to write; the destination when there is no repo.
+    pub oci_layout: Option<PathBuf>,
+    pub jobs: usize,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub wasm_os: WasmOs,
+    /// Also publish the CNCF Wasm OCI artifact, tagged `<tag>-wasm`.
+    pub wasm_artifact: bool,
+    pub insecure_registries: Vec<String>,
+    /// Explicit config file; None = discover gantry.yaml / .ko.yaml in workdir.
+    pub config: Option<PathBuf>,
+    /// SOURCE_DATE_EPOCH: `created` and file times; None = 0.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// The result, per package, as `--json` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub images: Vec<PackageReport>,
+    pub publish: PublishStats,
+    pub go_version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageReport {
+    pub import_path: String,
+    /// `registry/repo`, or `oci:DIR` for a layout-only build.
+    pub repository: String,
+    /// Digest of the index (or of the single manifest).
+    pub digest: String,
+    pub media_type: String,
+    /// `repository@digest`.
+    pub reference: String,
+    pub tags: Vec<String>,
+    pub platforms: Vec<PlatformReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<BaseReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wasm_artifact: Option<WasmArtifactReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub digest: String,
+    pub config_digest: String,
+    pub layers: Vec<LayerReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseReport {
+    pub name: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WasmArtifactReport {
+    pub digest: String,
+    pub tags: Vec<String>,
+}
+
+/// One package's plan: what to build it for and on what.
+struct PackagePlan {
+    package: Package,
+    settings: BuildSettings,
+    platforms: Vec<Platform>,
+    base: Option<(String, Arc<ResolvedBase>)>,
+}
+
+/// Runs the whole build. `progress` receives one line per step, for stderr.
+pub async fn build(
+    opts: &BuildOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<BuildReport, BuildError> {
+    let tags = if opts.tags.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        opts.tags.clone()
+    };
+    for tag in &tags {
+        check_tag(tag)?;
+    }
+    let config = match &opts.config {
+        Some(path) => Some(Config::load(path)?),
+        None => Config::discover(&opts.workdir)?,
+    };
+    let default_platforms = config
+        .as_ref()
+        .filter(|c| !c.config.default_platforms.is_empty())
+        .map(|c| c.config.default_platforms.join(","));
+    let platform_text = opts
+        .platforms
+        .clone()
+        .or(default_platforms)
+        .unwrap_or_else(|| DEFAULT_PLATFORMS.to_string());
+    let request = PlatformRequest::parse(&platform_text, opts.wasm_os)?;
+
+    let destination = opts.repo.as_deref().map(ImageName::parse).transpose()?;
+    let go = GoToolchain::detect().await?;
+    let (PlatformRequest::List(asked) | PlatformRequest::All { wasm: asked }) = &request;
+    go.check_platforms(asked)?;
+    progress(&format!(
+        "using {} ({})",
+        go.version_string,
+        go.go.display()
+    ));
+
+    let packages = if opts.packages.is_empty() {
+        vec![".".to_string()]
+    } else {
+        opts.packages.clone()
+    };
+    let template_data = TemplateData::gather(&opts.workdir, opts.source_date_epoch);
+    let mut resolved = Vec::new();
+    for arg in &packages {
+        let package = go.resolve(arg, &opts.workdir).await?;
+        let settings = settings_for(config.as_ref(), &package)?.render(&template_data)?;
+        resolved.push((package, settings));
+    }
+
+    // Every registry this run touches, so loopback ones get plain HTTP.
+    let base_refs: Vec<String> = resolved
+        .iter()
+        .map(|(p, _)| base_ref(opts, config.as_ref(), &p.import_path))
+        .collect();
+    let mut hosts: Vec<String> = destination.iter().map(|d| d.registry.clone()).collect();
+    for b in base_refs.iter().filter(|b| *b != "scratch") {
+        hosts.push(publish::parse_reference(b)?.0.registry);
+    }
+    let registry = Registry::new(hosts.iter().map(String::as_str), &opts.insecure_registries);
+
+    let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
+    let mut plans = Vec::new();
+    for ((package, settings), base_ref) in resolved.into_iter().zip(base_refs) {
+        let (platforms, base) =
+            plan_platforms(&registry, &request, &base_ref, &mut bases, progress).await?;
+        go.check_platforms(&platforms)?;
+        plans.push(PackagePlan {
+            package,
+            settings,
+            platforms,
+            base,
+        });
+    }
+
+    let work = tempfile::Builder::new()
+        .prefix("gantry-")
+        .tempdir()
+        .map_err(io("creating a work directory"))?;
+    let binaries = run_builds(&go, &plans, &opts.workdir, work.path(), opts.jobs, progress).await?;
+
+    let layout_dir = match (&opts.oci_layout, &destination) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, None) => Some(PathBuf::from("oci-layout")),
+        (None, Some(_)) => None,
+    };
+    let mut artifacts = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let artifact = assemble_package(opts, plan, &binaries[i], work.path()).await?;
+        let wasm = match (
+            opts.wasm_artifact,
+            binaries[i].iter().find(|(p, _)| p.is_wasm()),
+        ) {
+            (true, Some((_, module))) => Some(wasm_artifact(opts, plan, module).await?),
+            _ => None,
+        };
+        artifacts.push((artifact, wasm));
+    }
+
+    let multi = plans.len() > 1;
+    let wasm_tags: Vec<String> = tags.iter().map(|t| format!("{t}-wasm")).collect();
+    let jobs = opts.jobs.max(1) * 2;
+    let mut stats = PublishStats::default();
+    let mut reports = Vec::new();
+
+    if let Some(dest) = &destination {
+        let requests = requests_for(&plans, &artifacts, &tags, &wasm_tags, |p| {
+            if multi {
+                dest.join(&p.name).to_string()
+            } else {
+                dest.to_string()
+            }
+        });
+        progress(&format!("pushing to {dest}"));
+        let publisher = RegistryPublisher {
+            registry: &registry,
+        };
+        add(
+            &mut stats,
+            publish::publish(&publisher, &requests, jobs).await?,
+        );
+    }
+    if let Some(dir) = &layout_dir {
+        let requests = requests_for(&plans, &artifacts, &tags, &wasm_tags, |p| {
+            if multi {
+                p.name.clone()
+            } else {
+                String::new()
+            }
+        });
+        progress(&format!("writing OCI layout {}", dir.display()));
+        let publisher = LayoutPublisher::create(dir, Some(&registry))?;
+        add(
+            &mut stats,
+            publish::publish(&publisher, &requests, jobs).await?,
+        );
+    }
+
+    for (plan, (artifact, wasm)) in plans.iter().zip(&artifacts) {
+        let repository = match &destination {
+            Some(dest) if multi => dest.join(&plan.package.name).to_string(),
+            Some(dest) => dest.to_string(),
+            None => format!(
+                "oci:{}",
+                layout_dir.as_deref().unwrap_or(Path::new(".")).display()
+            ),
+        };
+        reports.push(report(
+            plan,
+            artifact,
+            wasm.as_ref(),
+            repository,
+            &tags,
+            &wasm_tags,
+        ));
+    }
+    Ok(BuildReport {
+        images: reports,
+        publish: stats,
+        go_version: go.version_string.clone(),
+    })
+}
+
+fn add(total: &mut PublishStats, s: PublishStats) {
+    total.blobs_uploaded += s.blobs_uploaded;
+    total.blobs_existing += s.blobs_existing;
+    total.blobs_mounted += s.blobs_mounted;
+    total.manifests += s.manifests;
+    total.tags += s.tags;
+}
+
+fn requests_for<'a>(
+    plans: &[PackagePlan],
+    artifacts: &'a [(Artifact, Option<Artifact>)],
+    tags: &[String],
+    wasm_tags: &[String],
+    repository: impl Fn(&Package) -> String,
+) -> Vec<PublishRequest<'a>> {
+    let mut requests = Vec::new();
+    for (plan, (artifact, wasm)) in plans.iter().zip(artifacts) {
+        let repo = repository(&plan.package);
+        requests.push(PublishRequest {
+            repository: repo.clone(),
+            artifact,
+            tags: tags.to_vec(),
+        });
+        if let Some(wasm) = wasm {
+            requests.push(PublishRequest {
+                repository: repo,
+                artifact: wasm,
+                tags: wasm_tags.to_vec(),
+            });
+        }
+    }
+    requests
+}
+
+/// OCI tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn check_tag(tag: &str) -> Result<(), BuildError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BuildError::Usage(format!(
+            "tag {tag:?} is not a valid OCI tag: use up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'"
+        )))
+    }
+}
+
+fn settings_for(
+    config: Option<&LoadedConfig>,
+    package: &Package,
+) -> Result<BuildSettings, BuildError> {
+    Ok(match config {
+        Some(c) => c.settings_for(&package.dir),
+        None => BuildSettings::default(),
+    })
+}
+
+fn base_ref(opts: &BuildOptions, config: Option<&LoadedConfig>, import_path: &str) -> String {
+    opts.base
+        .clone()
+        .or_else(|| {
+            config
+                .and_then(|c| c.config.base_image_for(import_path))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| DEFAULT_BASE.to_string())
+}
+
+/// The platforms one package builds for, and its base resolved for the Linux ones.
+async fn plan_platforms(
+    registry: &Registry,
+    request: &PlatformRequest,
+    base_ref: &str,
+    cache: &mut HashMap<String, Arc<ResolvedBase>>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(Vec<Platform>, Option<(String, Arc<ResolvedBase>)>), BuildError> {
+    let (linux, wasm): (Vec<Platform>, Vec<Platform>) = match request {
+        PlatformRequest::List(list) => list.iter().cloned().partition(|p| !p.is_wasm()),
+        PlatformRequest::All { wasm } => (Vec::new(), wasm.clone()),
+    };
+    let wants_linux = matches!(request, PlatformRequest::All { .. }) || !linux.is_empty();
+    if !wants_linux {
+        return Ok((wasm, None));
+    }
+    if base_ref == "scratch" {
+        if matches!(request, PlatformRequest::All { .. }) {
+            return Err(BuildError::Usage(
+                "--platform all takes its platforms from the base image, but the base is scratch; list the platforms instead".into(),
+            ));
+        }
+        return Ok((linux.into_iter().chain(wasm).collect(), None));
+    }
+    let key = format!(
+        "{base_ref}|{}",
+        linux
+            .iter()
+            .map(Platform::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let resolved = match cache.get(&key) {
+        Some(r) => r.clone(),
+        None => {
+            progress(&format!("resolving base image {base_ref}"));
+            let wanted = (!linux.is_empty()).then_some(linux.as_slice());
+            let r = Arc::new(base::resolve(registry, base_ref, wanted).await?);
+            cache.insert(key, r.clone());
+            r
+        }
+    };
+    let linux = if linux.is_empty() {
+        resolved.platforms()
+    } else {
+        linux
+    };
+    Ok((
+        linux.into_iter().chain(wasm).collect(),
+        Some((base_ref.to_string(), resolved)),
+    ))
+}
+
+/// Runs every `go build` (one per package and distinct GOOS/GOARCH/variant), `jobs` at
+/// a time. Returns, per package, each platform's binary.
+async fn run_builds(
+    go: &GoToolchain,
+    plans: &[PackagePlan],
+    workdir: &Path,
+    work: &Path,
+    jobs: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<Vec<(Platform, PathBuf)>>, BuildError> {
+    let limit = Semaphore::new(jobs.max(1));
+    let mut tasks = Vec::new();
+    let mut outputs: Vec<Vec<(Platform, PathBuf)>> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let mut per_platform = Vec::new();
+        let mut seen: HashMap<Vec<(&str, String)>, PathBuf> = HashMap::new();
+        for platform in &plan.platforms {
+            let env = platform.go_env();
+            let out = match seen.get(&env) {
+                Some(out) => out.clone(),
+                None => {
+                    let slug = env
+                        .iter()
+                        .map(|(_, v)| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join("-");
+                    let file = if platform.is_wasm() {
+                        format!("{}.wasm", plan.package.name)
+                    } else {
+                        plan.package.name.clone()
+                    };
+                    let dir = work.join(format!("{i}-{slug}"));
+                    std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
+                    let out = dir.join(file);
+                    seen.insert(env, out.clone());
+                    tasks.push((plan, platform, out.clone()));
+                    out
+                }
+            };
+            per_platform.push((platform.clone(), out));
+        }
+        outputs.push(per_platform);
+    }
+    let builds = tasks.iter().map(|(plan, platform, out)| {
+        let limit = &limit;
+        async move {
+            let _permit = limit
+                .acquire()
+                .await
+                .map_err(|e| BuildError::Usage(e.to_string()))?;
+            progress(&format!(
+                "building {} for {platform}",
+                plan.package.import_path
+            ));
+            let dir = plan.settings.dir.as_deref().unwrap_or(workdir);
+            go.build(&BuildJob {
+                package: &plan.package,
+                platform,
+                dir,
+                env: &plan.settings.env,
+                flags: &plan.settings.flags,
+                ldflags: &plan.settings.ldflags,
+                out,
+            })
+            .await
+            .map_err(BuildError::from)
+        }
+    });
+    futures::future::try_join_all(builds).await?;
+    Ok(outputs)
+}
+
+/// Layers (in parallel, off the async threads) and images for one package.
+async fn assemble_package(
+    opts: &BuildOptions,
+    plan: &PackagePlan,
+    binaries: &[(Platform, PathBuf)],
+    work: &Path,
+) -> Result<Artifact, BuildError> {
+    let mtime = opts.source_date_epoch.unwrap_or(0).max(0) as u64;
+    let name = plan.package.name.clone();
+    let spec = ImageSpec {
+        name: name.clone(),
+        created: opts.source_date_epoch.unwrap_or(0),
+        labels: opts.labels.clone(),
+        annotations: opts.annotations.clone(),
+    };
+
+    let kodata = match (
+        &plan.package.kodata,
+        binaries.iter().any(|(p, _)| !p.is_wasm()),
+    ) {
+        (Some(dir), true) => Some(layer(work, kodata_entries(dir)?, mtime).await?),
+        _ => None,
+    };
+    // One layer per distinct binary: wasi/wasm and wasip1/wasm share one blob.
+    let mut layers: HashMap<PathBuf, (Blob, String)> = HashMap::new();
+    let mut images = Vec::new();
+    for (platform, binary) in binaries {
+        let app = match layers.get(binary) {
+            Some(l) => l.clone(),
+            None => {
+                let entries = if platform.is_wasm() {
+                    vec![LayerEntry::File {
+                        path: format!("{name}.wasm"),
+                        mode: 0o755,
+                        source: binary.clone(),
+                    }]
+                } else {
+                    vec![
+                        LayerEntry::Dir {
+                            path: "ko-app".into(),
+                            mode: 0o755,
+                        },
+                        LayerEntry::File {
+                            path: format!("ko-app/{name}"),
+                            mode: 0o555,
+                            source: binary.clone(),
+                        },
+                    ]
+                };
+                let l = layer(work, entries, mtime).await?;
+                layers.insert(binary.clone(), l.clone());
+                l
+            }
+        };
+        let image = if platform.is_wasm() {
+            assemble_wasm_image(&spec, platform, app)
+        } else {
+            let base = match &plan.base {
+                Some((_, resolved)) => {
+                    Some(resolved.for_platform(platform).ok_or_else(|| {
+                        BuildError::Usage(format!("base image has no {platform}"))
+                    })?)
+                }
+                None => None,
+            };
+            let ours = kodata.iter().cloned().chain(std::iter::once(app)).collect();
+            assemble_linux_image(&spec, platform, base, ours)
+        };
+        images.push(image);
+    }
+    let mut index_annotations = opts.annotations.clone();
+    if let Some((name, resolved)) = &plan.base {
+        index_annotations.insert(image::annotation::BASE_NAME.into(), name.clone());
+        index_annotations.insert(
+            image::annotation::BASE_DIGEST.into(),
+            resolved.digest.clone(),
+        );
+    }
+    Ok(assemble_index(images, index_annotations))
+}
+
+async fn layer(
+    work: &Path,
+    entries: Vec<LayerEntry>,
+    mtime: u64,
+) -> Result<(Blob, String), BuildError> {
+    let work = work.to_path_buf();
+    tokio::task::spawn_blocking(move || image::write_layer(&work, &entries, mtime))
+        .await
+        .map_err(|e| BuildError::Usage(format!("layer writer stopped: {e}")))?
+        .map_err(io("writing a layer"))
+}
+
+/// `kodata/` as ko ships it: under /var/run/ko, sorted, symlinks followed.
+fn kodata_entries(dir: &Path) -> Result<Vec<LayerEntry>, BuildError> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<LayerEntry>) -> Result<(), BuildError> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io(format!("reading {}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let rel = format!("{rel}/{}", name.to_string_lossy());
+            let meta =
+                std::fs::metadata(&path).map_err(io(format!("reading {}", path.display())))?;
+            if meta.is_dir() {
+                out.push(LayerEntry::Dir {
+                    path: rel.clone(),
+                    mode: 0o755,
+                });
+                walk(&path, &rel, out)?;
+            } else {
+                out.push(LayerEntry::File {
+                    path: rel,
+                    mode: 0o555,
+                    source: path,
+                });
+            }
+        }
+        Ok(())
+    }
+    let mut out = vec![LayerEntry::Dir {
+        path: "var/run/ko".into(),
+        mode: 0o755,
+    }];
+    walk(dir, "var/run/ko", &mut out)?;
+    Ok(out)
+}
+
+/// The CNCF Wasm OCI artifact of a package's module: the raw `.wasm` as one layer.
+async fn wasm_artifact(
+    opts: &BuildOptions,
+    plan: &PackagePlan,
+    module: &Path,
+) -> Result<Artifact, BuildError> {
+    let path = module.to_path_buf();
+    let (digest, size) = tokio::task::spawn_blocking(move || image::file_digest(&path))
+        .await
+        .map_err(|e| BuildError::Usage(format!("hashing stopped: {e}")))?
+        .map_err(io(format!("reading {}", module.display())))?;
+    let blob = Blob {
+        descriptor: Descriptor::new(media_type::WASM_LAYER, digest, size),
+        source: BlobSource::File(module.to_path_buf()),
+    };
+    let spec = ImageSpec {
+        name: plan.package.name.clone(),
+        created: opts.source_date_epoch.unwrap_or(0),
+        labels: BTreeMap::new(),
+        annotations: opts.annotations.clone(),
+    };
+    Ok(Artifact::Image(assemble_wasm_artifact(&spec, blob)))
+}
+
+fn report(
+    plan: &PackagePlan,
+    artifact: &Artifact,
+    wasm: Option<&Artifact>,
+    repository: String,
+    tags: &[String],
+    wasm_tags: &[String],
+) -> PackageReport {
+    let descriptor = artifact.descriptor();
+    PackageReport {
+        import_path: plan.package.import_path.clone(),
+        reference: format!("{repository}@{}", descriptor.digest),
+        repository,
+        digest: descriptor.digest.clone(),
+        media_type: descriptor.media_type.clone(),
+        tags: tags.to_vec(),
+        platforms: artifact
+            .images()
+            .iter()
+            .map(|i| PlatformReport {
+                platform: i.platform.to_string(),
+                digest: i.descriptor.digest.clone(),
+                config_digest: i.config.descriptor.digest.clone(),
+                layers: i
+                    .layers
+                    .iter()
+                    .map(|l| LayerReport {
+                        digest: l.descriptor.digest.clone(),
+                        size: l.descriptor.size,
+                        media_type: l.descriptor.media_type.clone(),
+                    })
+                    .collect(),
+                base_digest: i.base_digest.clone(),
+            })
+            .collect(),
+        base_image: plan.base.as_ref().map(|(name, r)| BaseReport {
+            name: name.clone(),
+            digest: r.digest.clone(),
+        }),
+        wasm_artifact: wasm.map(|w| WasmArtifactReport {
+            digest: w.descriptor().digest.clone(),
+            tags: wasm_tags.to_vec(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_the_oci_grammar() {
+        assert!(check_tag("v1.2.3").is_ok());
+        assert!(check_tag("latest").is_ok());
+        assert!(check_tag("_x").is_ok());
+        assert!(check_tag("-x").is_err());
+        assert!(check_tag("a/b").is_err());
+        assert!(check_tag("a\nb").is_err());
+        assert!(check_tag(&"a".repeat(129)).is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! Publishing: one `Publisher` trait with a registry and an OCI image layout behind it,
+//! and the order every destination keeps — blobs, then image manifests, then indexes,
+//! then tags — so a tag never points at something half-written.
+
+mod layout;
+mod registry;
+
+pub use layout::LayoutPublisher;
+pub use registry::{parse_reference, ImageName, Registry, RegistryPublisher};
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use bytes::Bytes;
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::image::{Artifact, Blob, Descriptor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("invalid image reference {reference:?}: {reason}")]
+    Reference { reference: String, reason: String },
+    #[error("cannot reach registry {registry}: {detail}\n(registries on localhost/127.0.0.1 are spoken to over plain HTTP; another host serving plain HTTP needs --insecure-registry {registry})")]
+    Unreachable { registry: String, detail: String },
+    #[error("registry {registry} refused access to {repository} ({detail}).\nCredentials used: {used}.\nLooked for credentials in: {searched}.\nLog in (`docker login {registry}`) or fix the stored credentials.")]
+    AuthRefused {
+        registry: String,
+        repository: String,
+        detail: String,
+        used: String,
+        searched: String,
+    },
+    #[error("registry {registry}: {action} in {repository} failed: {detail}")]
+    Registry {
+        registry: String,
+        repository: String,
+        action: String,
+        detail: String,
+    },
+    #[error("OCI layout {path}: {detail}")]
+    Layout { path: String, detail: String },
+    #[error("{what} has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+/// What making a blob present took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// The destination already had it (HEAD check); nothing sent.
+    Existed,
+    /// Cross-repository mount inside one registry; nothing sent.
+    Mounted,
+    /// Bytes were sent.
+    Uploaded,
+}
+
+/// A destination for images.
+pub trait Publisher: Sync {
+    /// Makes `blob` present in `repository`.
+    fn push_blob(
+        &self,
+        repository: &str,
+        blob: &Blob,
+    ) -> impl Future<Output = Result<BlobOutcome, PublishError>> + Send;
+
+    /// Stores a manifest or index by digest (no tag).
+    fn push_manifest(
+        &self,
+        repository: &str,
+        descriptor: &Descriptor,
+        bytes: &Bytes,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    /// Points `tag` at a manifest stored before.
+    fn tag(
+        &self,
+        repository: &str,
+        tag: &str,
+        descriptor: &Descriptor,
+        bytes: &Bytes,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// One artifact to publish under `repository` with `tags`.
+#[derive(Debug)]
+pub struct PublishRequest<'a> {
+    pub repository: String,
+    pub artifact: &'a Artifact,
+    pub tags: Vec<String>,
+}
+
+/// Counts of what publishing did, for the report and the "second push uploads
+/// nothing" check.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PublishStats {
+    pub blobs_uploaded: usize,
+    pub blobs_existing: usize,
+    pub blobs_mounted: usize,
+    pub manifests: usize,
+    pub tags: usize,
+}
+
+/// Publishes every request: all blobs (deduplicated, `concurrency` at a time), then all
+/// image manifests, then the indexes, and only then any tag.
+pub async fn publish<P: Publisher>(
+    publisher: &P,
+    requests: &[PublishRequest<'_>],
+    concurrency: usize,
+) -> Result<PublishStats, PublishError> {
+    let mut stats = PublishStats::default();
+
+    let mut seen = HashSet::new();
+    let mut blobs: Vec<(&str, &Blob)> = Vec::new();
+    for req in requests {
+        for image in req.artifact.images() {
+            for blob in std::iter::once(&image.config).chain(&image.layers) {
+                if seen.insert((req.repository.as_str(), blob.descriptor.digest.as_str())) {
+                    blobs.push((&req.repository, blob));
+                }
+            }
+        }
+    }
+    let outcomes: Vec<BlobOutcome> = stream::iter(blobs)
+        .map(|(repo, blob)| publisher.push_blob(repo, blob))
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    for outcome in outcomes {
+        match outcome {
+            BlobOutcome::Existed => stats.blobs_existing += 1,
+            BlobOutcome::Mounted => stats.blobs_mounted += 1,
+            BlobOutcome::Uploaded => stats.blobs_uploaded += 1,
+        }
+    }
+
+    let manifests = requests.iter().flat_map(|req| {
+        req.artifact
+            .images()
+            .iter()
+            .map(move |image| (req.repository.as_str(), &image.descriptor, &image.manifest))
+    });
+    stats.manifests += push_all(publisher, manifests, concurrency).await?;
+    let indexes = requests.iter().filter_map(|req| match req.artifact {
+        Artifact::Index {
+            descriptor, bytes, ..
+        } => Some((req.repository.as_str(), descriptor, bytes)),
+        Artifact::Image(_) => None,
+    });
+    stats.manifests += push_all(publisher, indexes, concurrency).await?;
+
+    for req in requests {
+        for tag in &req.tags {
+            publisher
+                .tag(
+                    &req.repository,
+                    tag,
+                    req.artifact.descriptor(),
+                    req.artifact.bytes(),
+                )
+                .await?;
+            stats.tags += 1;
+        }
+    }
+    Ok(stats)
+}
+
+async fn push_all<'a, P: Publisher>(
+    publisher: &P,
+    items: impl Iterator<Item = (&'a str, &'a Descriptor, &'a Bytes)>,
+    concurrency: usize,
+) -> Result<usize, PublishError> {
+    let done: Vec<()> = stream::iter(items)
+        .map(|(repo, descriptor, bytes)| publisher.push_manifest(repo, descriptor, bytes))
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(done.len())
+}

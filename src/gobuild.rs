@@ -1,7 +1,6 @@
 //! The Go toolchain: which one is on PATH, which packages the user named, and one
 //! `go build` per platform.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -120,14 +119,23 @@ impl GoToolchain {
     /// Resolves a package argument (import path or directory) and checks it is `main`.
     pub async fn resolve(&self, package: &str, dir: &Path) -> Result<Package, GoError> {
         let arg = package.strip_prefix("ko://").unwrap_or(package);
+        // A directory is resolved from inside it, so it may belong to another module.
+        let (arg, cwd) = match dir.join(arg) {
+            path if path.is_dir() => (".", path),
+            _ => (arg, dir.to_path_buf()),
+        };
         let out = Command::new(&self.go)
             .args(["list", "-f", "{{.Name}}\t{{.ImportPath}}\t{{.Dir}}", arg])
-            .current_dir(dir)
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .output()
             .await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let fields: Vec<&str> = stdout.trim().split('\t').collect();
+        let fields: Vec<&str> = if out.status.success() {
+            stdout.trim().split('\t').collect()
+        } else {
+            Vec::new()
+        };
         let [name, import_path, pkg_dir] = fields.as_slice() else {
             return Err(GoError::Resolve {
                 package: package.to_string(),
@@ -135,13 +143,6 @@ impl GoToolchain {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         };
-        if !out.status.success() {
-            return Err(GoError::Resolve {
-                package: package.to_string(),
-                dir: dir.to_path_buf(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
         if *name != "main" {
             return Err(GoError::NotMain {
                 import_path: import_path.to_string(),
@@ -177,9 +178,6 @@ impl GoToolchain {
         for (k, v) in job.platform.go_env() {
             cmd.env(k, v);
         }
-        if !job.env.iter().any(|(k, _)| k == "GOFLAGS") {
-            cmd.env("GOFLAGS", OsString::new());
-        }
         let out = cmd.output().await?;
         if !out.status.success() {
             return Err(GoError::Compile {
@@ -208,7 +206,7 @@ pub struct Package {
 pub struct BuildJob<'a> {
     pub package: &'a Package,
     pub platform: &'a Platform,
-    /// Working directory of the build (the module holding the package).
+    /// Working directory of the build: inside the module holding the package.
     pub dir: &'a Path,
     pub env: &'a [(String, String)],
     pub flags: &'a [String],

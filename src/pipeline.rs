@@ -224,7 +224,7 @@ pub async fn build(
         .prefix("gantry-")
         .tempdir()
         .map_err(io("creating a work directory"))?;
-    let binaries = run_builds(&go, &plans, &opts.workdir, work.path(), opts.jobs, progress).await?;
+    let binaries = run_builds(&go, &plans, work.path(), opts.jobs, progress).await?;
 
     let layout_dir = match (&opts.oci_layout, &destination) {
         (Some(dir), _) => Some(dir.clone()),
@@ -441,7 +441,6 @@ async fn plan_platforms(
 async fn run_builds(
     go: &GoToolchain,
     plans: &[PackagePlan],
-    workdir: &Path,
     work: &Path,
     jobs: usize,
     progress: &(dyn Fn(&str) + Sync),
@@ -490,7 +489,7 @@ async fn run_builds(
                 "building {} for {platform}",
                 plan.package.import_path
             ));
-            let dir = plan.settings.dir.as_deref().unwrap_or(workdir);
+            let dir = plan.settings.dir.as_deref().unwrap_or(&plan.package.dir);
             go.build(&BuildJob {
                 package: &plan.package,
                 platform,

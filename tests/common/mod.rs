@@ -1,0 +1,341 @@
+//! Real parts for the integration tests: Debian's docker-registry on a loopback port,
+//! skopeo to read back, and the built programs run natively, under qemu-user, or
+//! under node:wasi. A missing tool fails the test with how to install it.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example(name: &str) -> PathBuf {
+    repo_root().join("examples").join(name)
+}
+
+/// Panics with an install hint when `tool` is not on PATH.
+pub fn require(tool: &str, install: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed; {install} (scripts/test installs it)"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A docker-registry process, stopped when dropped.
+pub struct TestRegistry {
+    pub host: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// With htpasswd auth for `user`/`password`.
+    pub fn start_with_auth(user: &str, password: &str) -> Self {
+        require("htpasswd", "apt-get install apache2-utils");
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("run htpasswd");
+        assert!(out.status.success());
+        Self::start_with(Some(out.stdout))
+    }
+
+    fn start_with(htpasswd: Option<Vec<u8>>) -> Self {
+        require("docker-registry", "apt-get install docker-registry");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(h) = htpasswd {
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, h).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: gantry-test\n    path: {}\n",
+                path.display()
+            ));
+        }
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).expect("write registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let host = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_status(&host, "/v2/").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start on {host}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TestRegistry {
+            host,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Digest a tag points at, read with skopeo (None when the tag does not exist).
+    pub fn tag_digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let out = skopeo(&[
+            "inspect",
+            "--raw",
+            &format!("docker://{}/{repo}:{tag}", self.host),
+        ]);
+        out.status
+            .success()
+            .then(|| gantry::image::sha256_digest(&out.stdout))
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status of a plain HTTP GET on loopback, None when nothing answers.
+fn http_status(host: &str, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    let line = String::from_utf8_lossy(&buf[..n]);
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs gantry with `args` in `dir`, with a clean registry-auth environment.
+pub fn gantry(dir: &Path, args: &[&str]) -> Output {
+    gantry_env(dir, args, &[])
+}
+
+pub fn gantry_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("GANTRY_REPO")
+        .env_remove("KO_DOCKER_REPO")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("GITHUB_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run gantry")
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "gantry failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts failure and returns stderr.
+pub fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "gantry should have failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a failed run printed a result: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn skopeo(args: &[&str]) -> Output {
+    require("skopeo", "apt-get install skopeo");
+    let mut full = vec![];
+    let is_docker = args.iter().any(|a| a.starts_with("docker://"));
+    full.push(args[0]);
+    if is_docker {
+        if args[0] == "copy" {
+            full.extend(["--src-tls-verify=false", "--dest-tls-verify=false"]);
+        } else {
+            full.push("--tls-verify=false");
+        }
+    }
+    full.extend(&args[1..]);
+    Command::new("skopeo")
+        .args(&full)
+        .output()
+        .expect("run skopeo")
+}
+
+pub fn skopeo_ok(args: &[&str]) -> Vec<u8> {
+    let out = skopeo(args);
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).expect("valid JSON")
+}
+
+/// Copies one platform of `src` (a skopeo image reference) into an OCI layout with
+/// skopeo, extracts its layers in order into a root filesystem, and returns the
+/// root and the image config.
+pub fn pull_and_extract(
+    src: &str,
+    os: &str,
+    arch: &str,
+    variant: Option<&str>,
+) -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("layout");
+    let dest = format!("oci:{}:img", layout.display());
+    let mut args = vec!["copy", "--override-os", os, "--override-arch", arch];
+    if let Some(v) = variant {
+        args.extend(["--override-variant", v]);
+    }
+    args.extend([src, dest.as_str()]);
+    skopeo_ok(&args);
+    let index = json(&std::fs::read(layout.join("index.json")).expect("index.json"));
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let blob = |d: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .expect("blob")
+    };
+    let manifest = json(&blob(&manifest_digest));
+    let config = json(&blob(
+        manifest["config"]["digest"].as_str().expect("config"),
+    ));
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(&root).expect("mkdir rootfs");
+    for layer in manifest["layers"].as_array().expect("layers") {
+        let bytes = blob(layer["digest"].as_str().expect("layer digest"));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        archive.set_preserve_permissions(true);
+        archive.unpack(&root).expect("unpack layer");
+    }
+    (dir, config)
+}
+
+/// Runs the image's entrypoint from an extracted rootfs: natively, under
+/// qemu-user for another Linux architecture, or under node:wasi for wasm.
+pub fn run_entrypoint(rootfs: &Path, config: &Value) -> String {
+    let entry = config["config"]["Entrypoint"][0]
+        .as_str()
+        .expect("entrypoint");
+    let program = rootfs.join(entry.trim_start_matches('/'));
+    assert!(
+        program.is_file(),
+        "entrypoint {entry} missing from the image"
+    );
+    let env: Vec<(String, String)> = config["config"]["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    e.as_str()?
+                        .split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let arch = config["architecture"].as_str().unwrap_or("");
+    let mut cmd = match arch {
+        "wasm" => {
+            require("node", "apt-get install nodejs");
+            let mut c = Command::new("node");
+            c.arg("--no-warnings")
+                .arg("-e")
+                .arg(NODE_WASI)
+                .arg(&program);
+            c
+        }
+        "amd64" => Command::new(&program),
+        "arm64" => {
+            require("qemu-aarch64-static", "apt-get install qemu-user-static");
+            let mut c = Command::new("qemu-aarch64-static");
+            c.arg(&program);
+            c
+        }
+        "arm" => {
+            require("qemu-arm-static", "apt-get install qemu-user-static");
+            let mut c = Command::new("qemu-arm-static");
+            c.arg(&program);
+            c
+        }
+        other => panic!("no way to run {other} here"),
+    };
+    cmd.env_clear();
+    for (k, v) in env {
+        // The image's paths are inside the rootfs.
+        let v = if k == "KO_DATA_PATH" {
+            rootfs.join(v.trim_start_matches('/')).display().to_string()
+        } else {
+            v
+        };
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run entrypoint");
+    assert!(
+        out.status.success(),
+        "{entry} ({arch}) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A WASI preview1 host: node's `node:wasi`, the module path in argv[1].
+const NODE_WASI: &str = r#"
+const { WASI } = require('node:wasi');
+const fs = require('node:fs');
+const file = process.argv[1];
+const wasi = new WASI({ version: 'preview1', args: [file], env: {} });
+const mod = new WebAssembly.Module(fs.readFileSync(file));
+const imports = WebAssembly.Module.imports(mod).map(i => i.module);
+if (imports.some(m => m !== 'wasi_snapshot_preview1')) { console.error('unexpected imports: ' + imports); process.exit(3); }
+const inst = new WebAssembly.Instance(mod, wasi.getImportObject());
+process.exitCode = wasi.start(inst);
+"#;

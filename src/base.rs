@@ -17,11 +17,10 @@ pub enum BaseError {
     },
     #[error("base image {base}: {detail}")]
     Malformed { base: String, detail: String },
-    #[error("base image {base}: {source}")]
+    #[error("base image {base}: {cause}")]
     Registry {
         base: String,
-        #[source]
-        source: Box<PublishError>,
+        cause: Box<PublishError>,
     },
 }
 
@@ -72,7 +71,7 @@ pub async fn resolve(
 ) -> Result<ResolvedBase, BaseError> {
     let reg_err = |source| BaseError::Registry {
         base: reference.to_string(),
-        source: Box::new(source),
+        cause: Box::new(source),
     };
     let malformed = |detail: String| BaseError::Malformed {
         base: reference.to_string(),
@@ -200,7 +199,7 @@ async fn load_image(
         .await
         .map_err(|source| BaseError::Registry {
             base: reference.to_string(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
     let config: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| malformed(format!("config is not JSON: {e}")))?;

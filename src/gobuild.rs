@@ -17,8 +17,8 @@ pub const MIN_WASIP1: GoVersion = GoVersion {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GoError {
-    #[error("no Go toolchain found: `{go}` could not be run ({source}); install Go (https://go.dev/dl) or put it on PATH, or set GANTRY_GO to its path")]
-    NotFound { go: String, source: std::io::Error },
+    #[error("no Go toolchain found: `{go}` could not be run ({cause}); install Go (https://go.dev/dl) or put it on PATH, or set GANTRY_GO to its path")]
+    NotFound { go: String, cause: std::io::Error },
     #[error("could not read the Go version from `go env GOVERSION` (it printed {0:?})")]
     UnknownVersion(String),
     #[error("{platforms} needs Go {MIN_WASIP1} or newer (GOOS=wasip1 arrived in Go 1.21), but `go` is {found}; install a newer Go or drop the wasm platform")]
@@ -86,9 +86,9 @@ impl GoToolchain {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|source| GoError::NotFound {
+            .map_err(|cause| GoError::NotFound {
                 go: go.display().to_string(),
-                source,
+                cause,
             })?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let version =

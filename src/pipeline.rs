@@ -40,16 +40,16 @@ pub enum BuildError {
     Publish(#[from] PublishError),
     #[error("{0}")]
     Usage(String),
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
     let context = context.into();
-    move |source| BuildError::Io { context, source }
+    move |cause| BuildError::Io { context, cause }
 }
 
 /// Everything `gantry build` takes.

@@ -75,7 +75,7 @@ impl<'r> LayoutPublisher<'r> {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| PublishError::Io {
                 context: format!("downloading {} from {name}", descriptor.digest),
-                source: e,
+                cause: e,
             })?;
             hasher.update(&chunk);
             file.write_all(&chunk)

@@ -49,10 +49,10 @@ pub enum PublishError {
     },
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 

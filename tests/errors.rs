@@ -1,0 +1,332 @@
+//! Bad input: a clear message naming what was wrong, a non-zero exit, no result on
+//! stdout, and no tag moved.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// A Go module in a temp dir with one file.
+fn module(name: &str, source: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("go.mod"),
+        format!("module example.com/{name}\n\ngo 1.21\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("main.go"), source).unwrap();
+    dir
+}
+
+fn build_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["build", "--base", "scratch"];
+    args.extend(extra);
+    args
+}
+
+#[test]
+fn platforms_that_cannot_be_images_are_explained() {
+    let hello = example("hello");
+    let err = fails(&gantry(&hello, &build_args(&["--platform", "js/wasm"])));
+    assert!(
+        err.contains("js/wasm cannot be a container image") && err.contains("wasi/wasm"),
+        "{err}"
+    );
+    let err = fails(&gantry(&hello, &build_args(&["--platform", "linux/sparc"])));
+    assert!(err.contains("linux/sparc: unknown architecture"), "{err}");
+    let err = fails(&gantry(
+        &hello,
+        &build_args(&["--platform", "windows/amd64"]),
+    ));
+    assert!(err.contains("Linux and WASI images only"), "{err}");
+    let err = fails(&gantry(
+        &hello,
+        &build_args(&["--platform", "linux/arm/v9"]),
+    ));
+    assert!(err.contains("unknown variant \"v9\""), "{err}");
+    let err = fails(&gantry(&hello, &build_args(&["--platform", "linux"])));
+    assert!(err.contains("os/arch[/variant]"), "{err}");
+}
+
+#[test]
+fn a_library_package_is_not_a_program() {
+    let lib = module("lib", "package lib\n\nfunc X() int { return 1 }\n");
+    let err = fails(&gantry(
+        lib.path(),
+        &build_args(&["--platform", "linux/amd64"]),
+    ));
+    assert!(
+        err.contains("is `package lib`, not `package main`"),
+        "{err}"
+    );
+    let err = fails(&gantry(
+        lib.path(),
+        &build_args(&["--platform", "linux/amd64", "./nope"]),
+    ));
+    assert!(err.contains("cannot find Go package \"./nope\""), "{err}");
+}
+
+#[test]
+fn missing_or_old_go_is_explained() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &build_args(&["--platform", "linux/amd64"]),
+        &[("PATH", empty.path().to_str().unwrap())],
+    ));
+    assert!(
+        err.contains("no Go toolchain found") && err.contains("install Go"),
+        "{err}"
+    );
+
+    // A `go` that says it is 1.20: the version gate must refuse wasm before building.
+    let fake = empty.path().join("go");
+    std::fs::write(&fake, "#!/bin/sh\necho go1.20.14\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &build_args(&["--platform", "wasi/wasm"]),
+        &[("GANTRY_GO", fake.to_str().unwrap())],
+    ));
+    assert!(
+        err.contains("wasi/wasm needs Go 1.21 or newer") && err.contains("is 1.20"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compile_errors_reach_the_user_as_go_printed_them_and_no_tag_moves() {
+    let registry = TestRegistry::start();
+    let repo = format!("{}/app", registry.host);
+    let broken = module(
+        "broken",
+        "package main\n\nfunc main() {\n\tundefinedCall()\n}\n",
+    );
+
+    // Tag hello first; then a build of hello plus a broken package must not move it.
+    ok(&gantry(
+        &example("hello"),
+        &build_args(&["--repo", &repo, "--platform", "linux/amd64"]),
+    ));
+    let before = registry.tag_digest("app", "latest").expect("tagged");
+    let parent = broken.path().parent().unwrap();
+    let hello_copy = parent.join(format!("hello-{}", std::process::id()));
+    copy_tree(&example("hello"), &hello_copy);
+    let err = fails(&gantry(
+        parent,
+        &build_args(&[
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64,linux/arm64",
+            hello_copy.to_str().unwrap(),
+            broken.path().to_str().unwrap(),
+        ]),
+    ));
+    std::fs::remove_dir_all(&hello_copy).unwrap();
+    assert!(
+        err.contains("go build of example.com/broken for linux/"),
+        "{err}"
+    );
+    assert!(
+        err.contains("main.go:4:2: undefined: undefinedCall"),
+        "{err}"
+    );
+    assert_eq!(
+        registry.tag_digest("app", "latest").as_deref(),
+        Some(before.as_str()),
+        "a failed build moved the tag"
+    );
+    assert!(registry.tag_digest("app/hello", "latest").is_none());
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn malformed_references_and_tags_are_refused_before_building() {
+    let hello = example("hello");
+    let err = fails(&gantry(
+        &hello,
+        &build_args(&["--repo", "localhost:5000/Not Valid"]),
+    ));
+    assert!(
+        err.contains("invalid image reference \"localhost:5000/Not Valid\""),
+        "{err}"
+    );
+    let err = fails(&gantry(
+        &hello,
+        &build_args(&["--repo", "localhost:5000/app:v1"]),
+    ));
+    assert!(err.contains("without a tag or digest"), "{err}");
+    let err = fails(&gantry(&hello, &build_args(&["--tag", "bad tag\nx"])));
+    assert!(err.contains("is not a valid OCI tag"), "{err}");
+    let err = fails(&gantry(
+        &hello,
+        &["build", "--base", "not a ref!", "--platform", "linux/amd64"],
+    ));
+    assert!(
+        err.contains("invalid image reference \"not a ref!\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn base_without_the_platform_names_what_it_has() {
+    let registry = TestRegistry::start();
+    let base = format!("{}/base", registry.host);
+    ok(&gantry(
+        &example("hello"),
+        &build_args(&["--repo", &base, "--platform", "linux/amd64,linux/arm64"]),
+    ));
+    let err = fails(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--base",
+            &format!("{base}:latest"),
+            "--platform",
+            "linux/arm/v7",
+        ],
+    ));
+    assert!(
+        err.contains("has no linux/arm/v7 (it offers: linux/amd64, linux/arm64)"),
+        "{err}"
+    );
+
+    // A single-manifest base says which platform it is.
+    let single = format!("{}/single", registry.host);
+    ok(&gantry(
+        &example("hello"),
+        &build_args(&["--repo", &single, "--platform", "linux/amd64"]),
+    ));
+    let err = fails(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--base",
+            &format!("{single}:latest"),
+            "--platform",
+            "linux/arm64",
+        ],
+    ));
+    assert!(
+        err.contains("has no linux/arm64 (it offers: linux/amd64)"),
+        "{err}"
+    );
+
+    let err = fails(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--base",
+            &format!("{base}:nosuchtag"),
+            "--platform",
+            "linux/amd64",
+        ],
+    ));
+    assert!(
+        err.contains(&format!("base image {base}:nosuchtag")),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_registry_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let repo = format!("127.0.0.1:{port}/app");
+    let err = fails(&gantry(
+        &example("hello"),
+        &build_args(&["--repo", &repo, "--platform", "linux/amd64"]),
+    ));
+    assert!(
+        err.contains(&format!("cannot reach registry 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn refused_credentials_say_where_they_were_looked_for() {
+    let registry = TestRegistry::start_with_auth("gantry", "s3cret-pass");
+    let repo = format!("{}/app", registry.host);
+    let home = tempfile::tempdir().unwrap();
+    let docker = home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let env = [
+        ("HOME", home.path().to_str().unwrap()),
+        ("DOCKER_CONFIG", docker.to_str().unwrap()),
+    ];
+
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &build_args(&["--repo", &repo, "--platform", "linux/amd64"]),
+        &env,
+    ));
+    assert!(
+        err.contains(&format!("registry {} refused access to app", registry.host)),
+        "{err}"
+    );
+    assert!(err.contains("config.json"), "{err}");
+
+    let login = |user: &str, pass: &str| {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        std::fs::write(
+            docker.join("config.json"),
+            format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host),
+        )
+        .unwrap();
+    };
+    login("gantry", "wrong-password");
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &build_args(&["--repo", &repo, "--platform", "linux/amd64"]),
+        &env,
+    ));
+    assert!(err.contains("refused access"), "{err}");
+    assert!(
+        !err.contains("wrong-password"),
+        "a password reached the error: {err}"
+    );
+
+    login("gantry", "s3cret-pass");
+    let out = ok(&gantry_env(
+        &example("hello"),
+        &build_args(&["--repo", &repo, "--platform", "linux/amd64"]),
+        &env,
+    ));
+    assert!(out.starts_with(&format!("{repo}@sha256:")));
+    assert!(
+        registry.tag_digest("app", "latest").is_none(),
+        "skopeo without credentials must be refused too"
+    );
+}
+
+#[test]
+fn malformed_config_names_file_line_and_key() {
+    let dir = module("cfg", "package main\n\nfunc main() {}\n");
+    std::fs::write(
+        dir.path().join("gantry.yaml"),
+        "defaultBaseImage: scratch\ndefaultPlatform: [linux/amd64]\n",
+    )
+    .unwrap();
+    let err = fails(&gantry(dir.path(), &["build"]));
+    assert!(
+        err.contains("gantry.yaml:2") && err.contains("defaultPlatform"),
+        "{err}"
+    );
+}

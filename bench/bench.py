@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""gantry against ko and bare `go build`, into the same local registry.
+
+For examples/hello and examples/with-deps, for linux/amd64,linux/arm64, with a warm Go
+cache and the same base image: the median wall time of `gantry build`, `ko build`, and
+the two `go build`s run in parallel, over RUNS runs each. Then gantry's peak memory when
+it packages and pushes a 50 MB binary (with `go` replaced by a copy of a prebuilt binary,
+so the figure is gantry's own and not the Go linker's).
+
+Run through bench/run, which installs what it needs.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GANTRY = os.path.join(ROOT, "target", "release", "gantry")
+PLATFORMS = "linux/amd64,linux/arm64"
+RUNS = int(os.environ.get("RUNS", "5"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_registry(tmp):
+    port = free_port()
+    cfg = os.path.join(tmp, "registry.yml")
+    with open(cfg, "w") as f:
+        f.write(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {tmp}/data\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+        )
+    proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = f"127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"http://{host}/v2/", timeout=1)
+            return proc, host
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    sys.exit("docker-registry did not start")
+
+
+def timed(cmd, cwd, env=None):
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def median_of(fn):
+    return statistics.median(fn() for _ in range(RUNS))
+
+
+def go_builds_in_parallel(example, out):
+    start = time.perf_counter()
+    procs = []
+    for platform in PLATFORMS.split(","):
+        goos, goarch = platform.split("/")
+        env = dict(os.environ, GOOS=goos, GOARCH=goarch, CGO_ENABLED="0")
+        procs.append(subprocess.Popen(["go", "build", "-trimpath", "-o", os.path.join(out, goarch), "."], cwd=example, env=env))
+    for p in procs:
+        if p.wait() != 0:
+            sys.exit(f"go build failed in {example}")
+    return time.perf_counter() - start
+
+
+def peak_memory(tmp, host):
+    """gantry's max RSS packaging and pushing a ~50 MB binary."""
+    src = os.path.join(tmp, "big")
+    os.makedirs(src)
+    with open(os.path.join(src, "go.mod"), "w") as f:
+        f.write("module example.com/big\n\ngo 1.21\n")
+    with open(os.path.join(src, "main.go"), "w") as f:
+        f.write('package main\n\nimport (\n\t_ "embed"\n\t"fmt"\n)\n\n//go:embed blob.bin\nvar blob []byte\n\n'
+                'func main() { fmt.Println(len(blob)) }\n')
+    with open(os.path.join(src, "blob.bin"), "wb") as f:
+        f.write(os.urandom(48 * 1024 * 1024))
+    prebuilt = os.path.join(tmp, "big.bin")
+    subprocess.run(["go", "build", "-trimpath", "-o", prebuilt, "."], cwd=src, check=True,
+                   env=dict(os.environ, CGO_ENABLED="0"))
+    size = os.path.getsize(prebuilt)
+    # A stand-in `go` that answers `env GOVERSION` and `list` like go, and "builds" by copying.
+    shim = os.path.join(tmp, "go-shim")
+    real_go = shutil.which("go")
+    with open(shim, "w") as f:
+        f.write(f"""#!/bin/sh
+if [ "$1" = build ]; then
+  while [ "$1" != -o ]; do shift; done
+  exec cp {prebuilt} "$2"
+fi
+exec {real_go} "$@"
+""")
+    os.chmod(shim, 0o755)
+    env = dict(os.environ, GANTRY_GO=shim)
+    out = subprocess.run(["/usr/bin/time", "-v", GANTRY, "build", "--repo", f"{host}/big", "--platform", "linux/amd64",
+                          "--base", "scratch"], cwd=src, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"gantry failed on the big binary:\n{out.stderr}")
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+    return size, rss_kb
+
+
+def main():
+    for tool in ["docker-registry", "ko", "go", "/usr/bin/time"]:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: run bench/run, which installs it")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, host = start_registry(tmp)
+        try:
+            # One base image for both tools, built from scratch by gantry.
+            base = f"{host}/base:v1"
+            subprocess.run([GANTRY, "build", "--repo", f"{host}/base", "--tag", "v1", "--platform", PLATFORMS,
+                            "--base", "scratch"], cwd=os.path.join(ROOT, "examples", "hello"), check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            rows = []
+            for example in ["hello", "with-deps"]:
+                ex = os.path.join(ROOT, "examples", example)
+                out = os.path.join(tmp, "go-" + example)
+                os.makedirs(out)
+                go_builds_in_parallel(ex, out)  # warm the Go cache for every tool
+                gantry_cmd = [GANTRY, "build", "--repo", f"{host}/gantry-{example}", "--platform", PLATFORMS,
+                              "--base", base, "."]
+                ko_env = dict(os.environ, KO_DOCKER_REPO=f"{host}/ko-{example}", KO_DEFAULTBASEIMAGE=base,
+                              KO_CONFIG_PATH=os.path.join(tmp, "no-ko-config"))
+                ko_cmd = ["ko", "build", "--bare", "--insecure-registry", f"--platform={PLATFORMS}", "--sbom=none", "."]
+                timed(gantry_cmd, ex)
+                timed(ko_cmd, ex, ko_env)
+                g = median_of(lambda: timed(gantry_cmd, ex))
+                k = median_of(lambda: timed(ko_cmd, ex, ko_env))
+                b = median_of(lambda: go_builds_in_parallel(ex, out))
+                rows.append((example, g, k, b))
+            print(f"median of {RUNS} runs, warm Go cache, {PLATFORMS}, local registry {host}")
+            print(f"{'example':<10} {'gantry':>8} {'ko':>8} {'gantry/ko':>10} {'go build':>9} {'overhead':>9}")
+            for example, g, k, b in rows:
+                print(f"{example:<10} {g:>7.2f}s {k:>7.2f}s {g / k:>10.2f} {b:>8.2f}s {100 * (g - b) / b:>8.1f}%")
+            size, rss = peak_memory(tmp, host)
+            print(f"peak RSS of gantry packaging and pushing a {size / 1e6:.1f} MB binary: {rss / 1024:.1f} MiB")
+            print(json.dumps({"rows": rows, "big_binary_bytes": size, "peak_rss_kib": rss}))
+        finally:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,8 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+pub mod buildinfo;
+
 use crate::platform::Platform;
 
 /// The first Go that can target `GOOS=wasip1`.

@@ -6,6 +6,7 @@
 //! files), [`base`] (base images), [`publish`] (registry and OCI layout), and
 //! [`pipeline`], which runs them in order for `gantry build`.
 
+pub mod attest;
 pub mod auth;
 pub mod base;
 pub mod config;

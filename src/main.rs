@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use gantry::attest::sbom::SbomFormat;
 use gantry::pipeline::{self, BuildOptions};
 use gantry::platform::WasmOs;
 
@@ -72,6 +73,31 @@ struct BuildArgs {
     /// Config file (default: gantry.yaml, else .ko.yaml, in the working directory).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// SBOM formats, comma-separated, or "none".
+    #[arg(long, default_value = "spdx,cyclonedx", value_parser = parse_sbom_formats)]
+    sbom: SbomFormats,
+    /// Also write every SBOM into this directory.
+    #[arg(long)]
+    sbom_dir: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+struct SbomFormats(Vec<SbomFormat>);
+
+fn parse_sbom_formats(text: &str) -> Result<SbomFormats, String> {
+    if text == "none" {
+        return Ok(SbomFormats(Vec::new()));
+    }
+    text.split(',')
+        .map(|f| match f.trim() {
+            "spdx" => Ok(SbomFormat::Spdx),
+            "cyclonedx" => Ok(SbomFormat::Cyclonedx),
+            other => Err(format!(
+                "unknown SBOM format {other:?}: use spdx, cyclonedx, or none"
+            )),
+        })
+        .collect::<Result<_, _>>()
+        .map(SbomFormats)
 }
 
 fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
@@ -119,6 +145,8 @@ async fn build(args: BuildArgs) -> Result<()> {
         insecure_registries: args.insecure_registries,
         config: args.config,
         source_date_epoch: source_date_epoch()?,
+        sbom: args.sbom.0,
+        sbom_dir: args.sbom_dir,
     };
     let progress = |line: &str| eprintln!("gantry: {line}");
     let report = pipeline::build(&opts, &progress).await?;

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::attest::sbom::SbomFormat;
+use crate::attest::{self, SbomDocument};
 use crate::base::{self, BaseError, ResolvedBase};
 use crate::config::{BuildSettings, Config, ConfigError, LoadedConfig, TemplateData};
+use crate::gobuild::buildinfo::{BuildInfo, BuildInfoError};
 use crate::gobuild::{BuildJob, GoError, GoToolchain, Package};
 use crate::image::{
     self, assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image,
@@ -38,6 +41,8 @@ pub enum BuildError {
     Base(#[from] BaseError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    BuildInfo(#[from] BuildInfoError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {cause}")]
@@ -79,6 +84,10 @@ pub struct BuildOptions {
     pub config: Option<PathBuf>,
     /// SOURCE_DATE_EPOCH: `created` and file times; None = 0.
     pub source_date_epoch: Option<i64>,
+    /// SBOM formats to produce (empty: none).
+    pub sbom: Vec<SbomFormat>,
+    /// Also write each SBOM here as a file.
+    pub sbom_dir: Option<PathBuf>,
 }
 
 /// The result, per package, as `--json` writes it.
@@ -105,6 +114,19 @@ pub struct PackageReport {
     pub base_image: Option<BaseReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wasm_artifact: Option<WasmArtifactReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sboms: Vec<SbomReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SbomReport {
+    /// Digest of the image or index described.
+    pub subject: String,
+    /// `index`, or the platform.
+    pub platform: String,
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -225,6 +247,11 @@ pub async fn build(
         .tempdir()
         .map_err(io("creating a work directory"))?;
     let binaries = run_builds(&go, &plans, work.path(), opts.jobs, progress).await?;
+    let build_infos = if opts.sbom.is_empty() {
+        Vec::new()
+    } else {
+        read_build_infos(&binaries, &go.version_string).await?
+    };
 
     let layout_dir = match (&opts.oci_layout, &destination) {
         (Some(dir), _) => Some(dir.clone()),
@@ -245,6 +272,35 @@ pub async fn build(
     }
 
     let multi = plans.len() > 1;
+    let sbom_names: Vec<String> = plans
+        .iter()
+        .map(|p| match &destination {
+            Some(dest) if multi => dest.join(&p.package.name).to_string(),
+            Some(dest) => dest.to_string(),
+            None => p.package.name.clone(),
+        })
+        .collect();
+    let mut sboms = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let docs = match build_infos.get(i) {
+            Some(infos) => attest::sboms(
+                &sbom_names[i],
+                &artifacts[i].0,
+                infos,
+                plan.base
+                    .as_ref()
+                    .map(|(n, r)| (n.as_str(), r.digest.as_str())),
+                opts.source_date_epoch.unwrap_or(0),
+                &opts.sbom,
+            ),
+            None => Vec::new(),
+        };
+        sboms.push(write_sboms(
+            opts.sbom_dir.as_deref(),
+            &plan.package.name,
+            docs,
+        )?);
+    }
     let wasm_tags: Vec<String> = tags.iter().map(|t| format!("{t}-wasm")).collect();
     let jobs = opts.jobs.max(1) * 2;
     let mut stats = PublishStats::default();
@@ -283,7 +339,7 @@ pub async fn build(
         );
     }
 
-    for (plan, (artifact, wasm)) in plans.iter().zip(&artifacts) {
+    for ((plan, (artifact, wasm)), sboms) in plans.iter().zip(&artifacts).zip(sboms) {
         let repository = match &destination {
             Some(dest) if multi => dest.join(&plan.package.name).to_string(),
             Some(dest) => dest.to_string(),
@@ -292,14 +348,12 @@ pub async fn build(
                 layout_dir.as_deref().unwrap_or(Path::new(".")).display()
             ),
         };
-        reports.push(report(
-            plan,
-            artifact,
-            wasm.as_ref(),
-            repository,
-            &tags,
-            &wasm_tags,
-        ));
+        let mut report = report(plan, artifact, wasm.as_ref(), repository, &tags, &wasm_tags);
+        report.sboms = sboms
+            .into_iter()
+            .map(|(doc, file)| sbom_report(&doc, file))
+            .collect();
+        reports.push(report);
     }
     Ok(BuildReport {
         images: reports,
@@ -705,7 +759,72 @@ fn report(
             digest: w.descriptor().digest.clone(),
             tags: wasm_tags.to_vec(),
         }),
+        sboms: Vec::new(),
     }
+}
+
+fn sbom_report(doc: &SbomDocument, file: Option<PathBuf>) -> SbomReport {
+    SbomReport {
+        subject: doc.subject.clone(),
+        platform: doc
+            .platform
+            .as_ref()
+            .map_or("index".into(), Platform::to_string),
+        format: format!("{:?}", doc.format).to_lowercase(),
+        file,
+    }
+}
+
+/// Reads each built binary's Go build info (wasm has no Go version in it: the
+/// toolchain that built it supplies that).
+async fn read_build_infos(
+    binaries: &[Vec<(Platform, PathBuf)>],
+    go_version: &str,
+) -> Result<Vec<Vec<BuildInfo>>, BuildError> {
+    let binaries = binaries.to_vec();
+    let go_version = go_version.to_string();
+    tokio::task::spawn_blocking(move || {
+        binaries
+            .iter()
+            .map(|per_package| {
+                per_package
+                    .iter()
+                    .map(|(_, path)| {
+                        let mut info = BuildInfo::read(path)?;
+                        if info.go_version.is_empty() {
+                            info.go_version = go_version.clone();
+                        }
+                        Ok(info)
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| BuildError::Usage(format!("reading build info stopped: {e}")))?
+}
+
+/// Writes SBOMs to `dir` (when given) as `<name>-<platform|index>.<format>.json`.
+fn write_sboms(
+    dir: Option<&Path>,
+    name: &str,
+    docs: Vec<SbomDocument>,
+) -> Result<Vec<(SbomDocument, Option<PathBuf>)>, BuildError> {
+    let Some(dir) = dir else {
+        return Ok(docs.into_iter().map(|d| (d, None)).collect());
+    };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    docs.into_iter()
+        .map(|doc| {
+            let which = doc
+                .platform
+                .as_ref()
+                .map_or("index".to_string(), |p| p.to_string().replace('/', "-"));
+            let path = dir.join(format!("{name}-{which}.{}", doc.format.file_suffix()));
+            std::fs::write(&path, &doc.json).map_err(io(format!("writing {}", path.display())))?;
+            Ok((doc, Some(path)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

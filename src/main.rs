@@ -171,7 +171,7 @@ async fn build(args: BuildArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     // One TLS stack with one crypto provider, installed before any client exists.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

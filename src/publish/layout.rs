@@ -131,6 +131,15 @@ impl<'r> LayoutPublisher<'r> {
     }
 }
 
+/// `tag`, or `repository:tag` when a layout holds several packages.
+fn ref_name(repository: &str, tag: &str) -> String {
+    if repository.is_empty() {
+        tag.to_string()
+    } else {
+        format!("{repository}:{tag}")
+    }
+}
+
 fn empty_index() -> Value {
     json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": []})
 }
@@ -190,6 +199,32 @@ impl Publisher for LayoutPublisher<'_> {
         Ok(())
     }
 
+    async fn fetch_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Bytes>, PublishError> {
+        let ref_name = ref_name(repository, tag);
+        let index: Value = match std::fs::read(self.root.join("index.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|_| empty_index()),
+            Err(_) => return Ok(None),
+        };
+        let found = index["manifests"].as_array().and_then(|m| {
+            m.iter()
+                .find(|d| d["annotations"][annotation::REF_NAME] == ref_name.as_str())
+        });
+        let Some(digest) = found.and_then(|d| d["digest"].as_str()) else {
+            return Ok(None);
+        };
+        let path = self
+            .root
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        std::fs::read(path)
+            .map(|b| Some(Bytes::from(b)))
+            .map_err(|e| layout_err(&self.root, e))
+    }
+
     async fn tag(
         &self,
         repository: &str,
@@ -197,11 +232,7 @@ impl Publisher for LayoutPublisher<'_> {
         descriptor: &Descriptor,
         _bytes: &Bytes,
     ) -> Result<(), PublishError> {
-        let ref_name = if repository.is_empty() {
-            tag.to_string()
-        } else {
-            format!("{repository}:{tag}")
-        };
+        let ref_name = ref_name(repository, tag);
         let _guard = self.index_lock.lock().await;
         self.update_index(&ref_name, descriptor)
     }

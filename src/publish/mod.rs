@@ -84,6 +84,13 @@ pub trait Publisher: Sync {
         bytes: &Bytes,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 
+    /// The manifest a tag points at, or None when the tag does not exist.
+    fn fetch_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> impl Future<Output = Result<Option<Bytes>, PublishError>> + Send;
+
     /// Points `tag` at a manifest stored before.
     fn tag(
         &self,

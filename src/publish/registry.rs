@@ -223,6 +223,22 @@ impl Registry {
         name: &ImageName,
         at: &str,
     ) -> Result<(Bytes, String), PublishError> {
+        self.find_manifest(name, at)
+            .await?
+            .ok_or_else(|| PublishError::Registry {
+                registry: name.registry.clone(),
+                repository: name.repository.clone(),
+                action: format!("fetching manifest {at}"),
+                detail: "no such tag or digest".into(),
+            })
+    }
+
+    /// Like `pull_manifest`, but a missing tag or repository is `None`.
+    pub async fn find_manifest(
+        &self,
+        name: &ImageName,
+        at: &str,
+    ) -> Result<Option<(Bytes, String)>, PublishError> {
         self.ensure_auth(&name.registry).await?;
         let reference = if at.starts_with("sha256:") {
             name.with_digest(at)
@@ -238,7 +254,8 @@ impl Registry {
             )
             .await
         {
-            Ok((bytes, digest)) => Ok((bytes, digest)),
+            Ok(found) => Ok(Some(found)),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self
                 .explain(name, &format!("fetching manifest {at}"), e)
                 .await),
@@ -296,6 +313,20 @@ impl Registry {
                 .explain(name, &format!("fetching blob {}", descriptor.digest), e)
                 .await),
         }
+    }
+}
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            matches!(
+                x.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        _ => false,
     }
 }
 
@@ -413,6 +444,19 @@ impl Publisher for RegistryPublisher<'_> {
             bytes,
         )
         .await
+    }
+
+    async fn fetch_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Bytes>, PublishError> {
+        let name = ImageName::parse(repository)?;
+        Ok(self
+            .registry
+            .find_manifest(&name, tag)
+            .await?
+            .map(|(bytes, _)| bytes))
     }
 
     async fn tag(

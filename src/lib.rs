@@ -15,3 +15,4 @@ pub mod image;
 pub mod pipeline;
 pub mod platform;
 pub mod publish;
+pub mod sign;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use gantry::attest::sbom::SbomFormat;
 use gantry::pipeline::{self, BuildOptions};
 use gantry::platform::WasmOs;
+use gantry::sign::keys::{Password, SigningKey};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +27,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build Go main packages into one image (index) per package and publish it.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
+    /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD, and <prefix>.pub).
+    Keygen {
+        #[arg(long, default_value = "cosign")]
+        output_prefix: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SignMode {
+    /// A key when one is given, else GitHub OIDC keyless when available, else none.
+    Auto,
+    Keyless,
+    Key,
+    None,
 }
 
 #[derive(Args)]
@@ -79,6 +94,21 @@ struct BuildArgs {
     /// Also write every SBOM into this directory.
     #[arg(long)]
     sbom_dir: Option<PathBuf>,
+    /// How to sign the images and their attestations.
+    #[arg(long, value_enum, default_value_t = SignMode::Auto)]
+    sign: SignMode,
+    /// cosign private key (password from COSIGN_PASSWORD).
+    #[arg(long, env = "COSIGN_KEY")]
+    key: Option<PathBuf>,
+    /// Attach SLSA provenance (default on; needs signing).
+    #[arg(long, overrides_with = "no_provenance")]
+    provenance: bool,
+    /// Do not attach SLSA provenance.
+    #[arg(long)]
+    no_provenance: bool,
+    /// Also store attestations under the legacy cosign `.att` tag.
+    #[arg(long)]
+    legacy_attestations: bool,
 }
 
 #[derive(Clone)]
@@ -121,6 +151,31 @@ fn source_date_epoch() -> Result<Option<i64>> {
     }
 }
 
+fn password() -> Password {
+    Password::new(std::env::var("COSIGN_PASSWORD").unwrap_or_default())
+}
+
+/// Picks the signing key the mode asks for, or says why there is none.
+fn signing_key(mode: SignMode, key: Option<&PathBuf>) -> Result<Option<SigningKey>> {
+    let oidc = std::env::var_os("ACTIONS_ID_TOKEN_REQUEST_URL").is_some();
+    match (mode, key) {
+        (SignMode::None, _) => Ok(None),
+        (SignMode::Key | SignMode::Auto, Some(path)) => Ok(Some(SigningKey::load(path, &password())?)),
+        (SignMode::Key, None) => bail!("--sign key needs --key PATH (or COSIGN_KEY); create one with `gantry keygen`"),
+        (SignMode::Keyless, _) => bail!(
+            "keyless signing (GitHub OIDC -> Fulcio) is not available in this version of gantry; sign with a key: --sign key --key cosign.key"
+        ),
+        (SignMode::Auto, None) => {
+            if oidc {
+                eprintln!("gantry: not signing: keyless signing is not available in this version; pass --key to sign");
+            } else {
+                eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no GitHub OIDC token");
+            }
+            Ok(None)
+        }
+    }
+}
+
 async fn build(args: BuildArgs) -> Result<()> {
     let repo = args.repo.or_else(|| {
         std::env::var("KO_DOCKER_REPO")
@@ -147,6 +202,9 @@ async fn build(args: BuildArgs) -> Result<()> {
         source_date_epoch: source_date_epoch()?,
         sbom: args.sbom.0,
         sbom_dir: args.sbom_dir,
+        signing_key: signing_key(args.sign, args.key.as_ref())?,
+        provenance: !args.no_provenance,
+        legacy_attestations: args.legacy_attestations,
     };
     let progress = |line: &str| eprintln!("gantry: {line}");
     let report = pipeline::build(&opts, &progress).await?;
@@ -169,6 +227,17 @@ async fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
+fn keygen(prefix: &std::path::Path) -> Result<()> {
+    let key = SigningKey::generate()?;
+    let (private, public) = key.write_pair(prefix, &password())?;
+    eprintln!(
+        "gantry: wrote {} and {}",
+        private.display(),
+        public.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // One TLS stack with one crypto provider, installed before any client exists.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -185,7 +254,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Build(args) => build(args).await,
+            Command::Build(args) => build(*args).await,
+            Command::Keygen { output_prefix } => keygen(&output_prefix),
         }
     });
     match result {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::attest::provenance::{self, BuildFacts};
 use crate::attest::sbom::SbomFormat;
 use crate::attest::{self, SbomDocument};
 use crate::base::{self, BaseError, ResolvedBase};
@@ -20,9 +21,11 @@ use crate::image::{
 };
 use crate::platform::{Platform, PlatformError, PlatformRequest, WasmOs};
 use crate::publish::{
-    self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Registry,
-    RegistryPublisher,
+    self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Publisher,
+    Registry, RegistryPublisher,
 };
+use crate::sign::keys::SigningKey;
+use crate::sign::{self, Attachment, Claim, ClaimKind, SignError};
 
 /// The base ko uses, and gantry with it.
 pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";
@@ -43,6 +46,8 @@ pub enum BuildError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     BuildInfo(#[from] BuildInfoError),
+    #[error("the images are pushed, but {0}")]
+    Sign(#[from] SignError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {cause}")]
@@ -58,7 +63,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
 }
 
 /// Everything `gantry build` takes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct BuildOptions {
     /// Import paths or directories; empty means ".".
     pub packages: Vec<String>,
@@ -88,6 +93,12 @@ pub struct BuildOptions {
     pub sbom: Vec<SbomFormat>,
     /// Also write each SBOM here as a file.
     pub sbom_dir: Option<PathBuf>,
+    /// Key to sign and attest with; None = no signatures or attestations.
+    pub signing_key: Option<SigningKey>,
+    /// Attach SLSA provenance (needs a signing key).
+    pub provenance: bool,
+    /// Also store attestations under the legacy `.att` tag.
+    pub legacy_attestations: bool,
 }
 
 /// The result, per package, as `--json` writes it.
@@ -116,6 +127,9 @@ pub struct PackageReport {
     pub wasm_artifact: Option<WasmArtifactReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sboms: Vec<SbomReport>,
+    /// Signatures and attestations stored for this package.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,44 +316,81 @@ pub async fn build(
         )?);
     }
     let wasm_tags: Vec<String> = tags.iter().map(|t| format!("{t}-wasm")).collect();
-    let jobs = opts.jobs.max(1) * 2;
+    let provenance = (opts.provenance && opts.signing_key.is_some()).then(|| {
+        let platforms: Vec<String> = plans
+            .iter()
+            .flat_map(|p| p.platforms.iter().map(Platform::to_string))
+            .collect();
+        let bases: Vec<(String, String)> = plans
+            .iter()
+            .filter_map(|p| p.base.as_ref().map(|(n, r)| (n.clone(), r.digest.clone())))
+            .collect();
+        provenance::predicate(&BuildFacts {
+            packages: &packages,
+            platforms: &platforms,
+            go_version: &go.version_string,
+            bases: &bases,
+            workdir: &opts.workdir,
+            created: opts.source_date_epoch.unwrap_or(0),
+        })
+    });
+    let delivery = Delivery {
+        plans: &plans,
+        artifacts: &artifacts,
+        sboms: &sboms,
+        tags: &tags,
+        wasm_tags: &wasm_tags,
+        jobs: opts.jobs.max(1) * 2,
+        key: opts.signing_key.as_ref(),
+        provenance: provenance.as_ref(),
+        legacy_attestations: opts.legacy_attestations,
+        created: opts.source_date_epoch.unwrap_or(0),
+    };
     let mut stats = PublishStats::default();
-    let mut reports = Vec::new();
-
+    let mut attachments: Vec<Vec<Attachment>> = vec![Vec::new(); plans.len()];
     if let Some(dest) = &destination {
-        let requests = requests_for(&plans, &artifacts, &tags, &wasm_tags, |p| {
-            if multi {
-                dest.join(&p.name).to_string()
-            } else {
-                dest.to_string()
-            }
-        });
+        let repos: Vec<String> = plans
+            .iter()
+            .map(|p| {
+                if multi {
+                    dest.join(&p.package.name).to_string()
+                } else {
+                    dest.to_string()
+                }
+            })
+            .collect();
         progress(&format!("pushing to {dest}"));
         let publisher = RegistryPublisher {
             registry: &registry,
         };
-        add(
-            &mut stats,
-            publish::publish(&publisher, &requests, jobs).await?,
-        );
+        let (s, a) = delivery.deliver(&publisher, &repos, progress).await?;
+        add(&mut stats, s);
+        attachments = a;
     }
     if let Some(dir) = &layout_dir {
-        let requests = requests_for(&plans, &artifacts, &tags, &wasm_tags, |p| {
-            if multi {
-                p.name.clone()
-            } else {
-                String::new()
-            }
-        });
+        let repos: Vec<String> = plans
+            .iter()
+            .map(|p| {
+                if multi {
+                    p.package.name.clone()
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
         progress(&format!("writing OCI layout {}", dir.display()));
         let publisher = LayoutPublisher::create(dir, Some(&registry))?;
-        add(
-            &mut stats,
-            publish::publish(&publisher, &requests, jobs).await?,
-        );
+        let (s, a) = delivery.deliver(&publisher, &repos, progress).await?;
+        add(&mut stats, s);
+        if destination.is_none() {
+            attachments = a;
+        }
     }
 
-    for ((plan, (artifact, wasm)), sboms) in plans.iter().zip(&artifacts).zip(sboms) {
+    let mut reports = Vec::new();
+    for (((plan, (artifact, wasm)), sboms), attached) in
+        plans.iter().zip(&artifacts).zip(sboms).zip(attachments)
+    {
         let repository = match &destination {
             Some(dest) if multi => dest.join(&plan.package.name).to_string(),
             Some(dest) => dest.to_string(),
@@ -353,6 +404,7 @@ pub async fn build(
             .into_iter()
             .map(|(doc, file)| sbom_report(&doc, file))
             .collect();
+        report.attachments = attached;
         reports.push(report);
     }
     Ok(BuildReport {
@@ -360,6 +412,116 @@ pub async fn build(
         publish: stats,
         go_version: go.version_string.clone(),
     })
+}
+
+/// Everything one destination receives: images first, then what refers to them.
+struct Delivery<'a> {
+    plans: &'a [PackagePlan],
+    artifacts: &'a [(Artifact, Option<Artifact>)],
+    sboms: &'a [Vec<(SbomDocument, Option<PathBuf>)>],
+    tags: &'a [String],
+    wasm_tags: &'a [String],
+    jobs: usize,
+    key: Option<&'a SigningKey>,
+    provenance: Option<&'a serde_json::Value>,
+    legacy_attestations: bool,
+    created: i64,
+}
+
+impl Delivery<'_> {
+    async fn deliver<P: Publisher>(
+        &self,
+        publisher: &P,
+        repos: &[String],
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(PublishStats, Vec<Vec<Attachment>>), BuildError> {
+        let requests = requests_for(self.plans, self.artifacts, self.tags, self.wasm_tags, repos);
+        let stats = publish::publish(publisher, &requests, self.jobs).await?;
+        let mut attachments = Vec::new();
+        for (i, (artifact, _)) in self.artifacts.iter().enumerate() {
+            let Some(key) = self.key else {
+                attachments.push(Vec::new());
+                continue;
+            };
+            let claims = claims_for(&repos[i], artifact, &self.sboms[i], self.provenance);
+            progress(&format!(
+                "signing and attesting {} ({} items)",
+                repos[i],
+                claims.len()
+            ));
+            attachments.push(
+                sign::attach(
+                    publisher,
+                    key,
+                    &claims,
+                    self.legacy_attestations,
+                    self.created,
+                )
+                .await?,
+            );
+        }
+        Ok((stats, attachments))
+    }
+}
+
+/// A signature for the index and every platform manifest; each SBOM as an
+/// attestation about its image; the provenance about all of them, on each.
+fn claims_for(
+    repository: &str,
+    artifact: &Artifact,
+    sboms: &[(SbomDocument, Option<PathBuf>)],
+    provenance: Option<&serde_json::Value>,
+) -> Vec<Claim> {
+    let mut subjects: Vec<&Descriptor> = Vec::new();
+    if let Artifact::Index { descriptor, .. } = artifact {
+        subjects.push(descriptor);
+    }
+    subjects.extend(artifact.images().iter().map(|i| &i.descriptor));
+    let claim = |subject: &Descriptor, kind| Claim {
+        repository: repository.to_string(),
+        subject: subject.clone(),
+        kind,
+    };
+    let mut claims: Vec<Claim> = subjects
+        .iter()
+        .map(|s| claim(s, ClaimKind::Signature))
+        .collect();
+    for (doc, _) in sboms {
+        let Some(subject) = subjects.iter().find(|s| s.digest == doc.subject) else {
+            continue;
+        };
+        let predicate: serde_json::Value = serde_json::from_slice(&doc.json).unwrap_or_default();
+        let predicate_type = doc.format.predicate_type().to_string();
+        let statement = sign::statement(
+            &[(repository.to_string(), doc.subject.clone())],
+            &predicate_type,
+            &predicate,
+        );
+        claims.push(claim(
+            subject,
+            ClaimKind::Attestation {
+                predicate_type,
+                statement,
+            },
+        ));
+    }
+    if let Some(predicate) = provenance {
+        let named: Vec<(String, String)> = subjects
+            .iter()
+            .map(|s| (repository.to_string(), s.digest.clone()))
+            .collect();
+        let statement = sign::statement(&named, provenance::PREDICATE_TYPE, predicate);
+        for s in &subjects {
+            claims.push(claim(
+                s,
+                ClaimKind::Attestation {
+                    predicate_type: provenance::PREDICATE_TYPE.to_string(),
+                    statement: statement.clone(),
+                },
+            ));
+        }
+    }
+    claims
 }
 
 fn add(total: &mut PublishStats, s: PublishStats) {
@@ -375,11 +537,10 @@ fn requests_for<'a>(
     artifacts: &'a [(Artifact, Option<Artifact>)],
     tags: &[String],
     wasm_tags: &[String],
-    repository: impl Fn(&Package) -> String,
+    repos: &[String],
 ) -> Vec<PublishRequest<'a>> {
     let mut requests = Vec::new();
-    for (plan, (artifact, wasm)) in plans.iter().zip(artifacts) {
-        let repo = repository(&plan.package);
+    for ((_, (artifact, wasm)), repo) in plans.iter().zip(artifacts).zip(repos) {
         requests.push(PublishRequest {
             repository: repo.clone(),
             artifact,
@@ -387,7 +548,7 @@ fn requests_for<'a>(
         });
         if let Some(wasm) = wasm {
             requests.push(PublishRequest {
-                repository: repo,
+                repository: repo.clone(),
                 artifact: wasm,
                 tags: wasm_tags.to_vec(),
             });
@@ -760,6 +921,7 @@ fn report(
             tags: wasm_tags.to_vec(),
         }),
         sboms: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

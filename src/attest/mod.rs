@@ -1,6 +1,7 @@
 //! What gantry says about the images it built: SBOMs (and, with signing, in-toto
 //! statements about them).
 
+pub mod provenance;
 pub mod sbom;
 
 use crate::gobuild::buildinfo::BuildInfo;

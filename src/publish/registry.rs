@@ -71,6 +71,19 @@ impl ImageName {
         )
     }
 
+    /// The reference a manifest is pushed by digest to. oci-client 0.18 panics when a
+    /// registry omits `Location` on a push to a reference without a tag (its
+    /// workaround strips the tag from the URL), so the digest also fills the tag slot;
+    /// the URL is the digest one either way.
+    pub fn for_manifest_push(&self, digest: &str) -> Reference {
+        Reference::with_tag_and_digest(
+            self.registry.clone(),
+            self.repository.clone(),
+            digest.to_string(),
+            digest.to_string(),
+        )
+    }
+
     pub fn with_tag(&self, tag: &str) -> Reference {
         Reference::with_tag(
             self.registry.clone(),
@@ -418,6 +431,21 @@ impl Publisher for RegistryPublisher<'_> {
         self.registry.ensure_auth(&name.registry).await?;
         match self.upload(&name, blob).await {
             Ok(outcome) => Ok(outcome),
+            // Some registries (go-containerregistry's) omit Location after a
+            // completed upload; the blob is there all the same.
+            Err(OciDistributionError::RegistryNoLocationError)
+                if self
+                    .registry
+                    .client
+                    .blob_exists(
+                        &name.with_digest(&blob.descriptor.digest),
+                        &blob.descriptor.digest,
+                    )
+                    .await
+                    .unwrap_or(false) =>
+            {
+                Ok(BlobOutcome::Uploaded)
+            }
             Err(e) => Err(self
                 .registry
                 .explain(
@@ -439,7 +467,7 @@ impl Publisher for RegistryPublisher<'_> {
         put_manifest(
             self.registry,
             &name,
-            &name.with_digest(&descriptor.digest),
+            &name.for_manifest_push(&descriptor.digest),
             descriptor,
             bytes,
         )

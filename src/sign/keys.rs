@@ -95,7 +95,11 @@ impl SigningKey {
         Ok(SigningKey {
             signer,
             public_der: pair.public_key_to_der().map_err(|e| e.to_string())?,
-            public_pem: pair.public_key_to_pem().map_err(|e| e.to_string())?,
+            // The crate writes CRLF; cosign and everyone else write LF.
+            public_pem: pair
+                .public_key_to_pem()
+                .map_err(|e| e.to_string())?
+                .replace("\r\n", "\n"),
         })
     }
 
@@ -141,7 +145,7 @@ impl SigningKey {
                 detail: format!("cannot write it: {e}"),
             })
         };
-        write(&key_path, encrypted.as_bytes())?;
+        write(&key_path, encrypted.replace("\r\n", "\n").as_bytes())?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

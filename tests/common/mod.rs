@@ -30,6 +30,23 @@ pub fn require(tool: &str, install: &str) {
     );
 }
 
+/// A Go tool scripts/test installs into target/tools (cosign-v2, cosign-v3,
+/// referrers-registry).
+pub fn tool(name: &str) -> PathBuf {
+    let binary = if name.starts_with("cosign") {
+        "cosign"
+    } else {
+        name
+    };
+    let path = repo_root().join("target/tools").join(name).join(binary);
+    assert!(
+        path.is_file(),
+        "{} is missing; run scripts/test, which installs it with go install",
+        path.display()
+    );
+    path
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -60,6 +77,43 @@ impl TestRegistry {
         Self::start_with(Some(out.stdout))
     }
 
+    /// go-containerregistry's registry with the OCI referrers API switched on
+    /// (tests/referrers-registry, built by scripts/test).
+    pub fn start_with_referrers_api() -> Self {
+        let server = tool("referrers-registry");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let child = Command::new(server)
+            .args(["--address", &host])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start crane registry");
+        Self::wait_until_up(host, child, dir)
+    }
+
+    fn wait_until_up(host: String, child: Child, dir: tempfile::TempDir) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(&host, "/v2/").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start on {host}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TestRegistry {
+            host,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Status and body of GET `path` on this registry.
+    pub fn get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
+        http_get(&self.host, path)
+    }
+
     fn start_with(htpasswd: Option<Vec<u8>>) -> Self {
         require("docker-registry", "apt-get install docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -87,7 +141,7 @@ impl TestRegistry {
             .expect("start docker-registry");
         let host = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while http_status(&host, "/v2/").is_none() {
+        while http_get(&host, "/v2/").is_none() {
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not start on {host}"
@@ -121,15 +175,24 @@ impl Drop for TestRegistry {
     }
 }
 
-/// Status of a plain HTTP GET on loopback, None when nothing answers.
-fn http_status(host: &str, path: &str) -> Option<u16> {
+/// Status and body of a plain HTTP/1.0 GET on loopback, None when nothing answers.
+fn http_get(host: &str, path: &str) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(host).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    let line = String::from_utf8_lossy(&buf[..n]);
-    line.split_whitespace().nth(1)?.parse().ok()
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).ok()?;
+    let status = String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| response[i + 4..].to_vec())
+        .unwrap_or_default();
+    Some((status, body))
 }
 
 /// Runs gantry with `args` in `dir`, with a clean registry-auth environment.

@@ -216,6 +216,18 @@ async fn build(args: BuildArgs) -> Result<()> {
         report.publish.manifests,
         report.publish.tags
     );
+    for image in &report.images {
+        for a in &image.attachments {
+            eprintln!(
+                "gantry: {} {} of {} stored as {} {}",
+                a.kind,
+                a.predicate_type.as_deref().unwrap_or("(cosign simplesigning)"),
+                a.subject,
+                a.storage,
+                a.digest
+            );
+        }
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;

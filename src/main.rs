@@ -12,6 +12,7 @@ use gantry::attest::sbom::SbomFormat;
 use gantry::pipeline::{self, BuildOptions};
 use gantry::platform::WasmOs;
 use gantry::sign::keys::{Password, SigningKey};
+use gantry::sign::verify::{self, PublicKey};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,26 @@ struct Cli {
 enum Command {
     /// Build Go main packages into one image (index) per package and publish it.
     Build(Box<BuildArgs>),
+    /// Check an image's signatures and attestations with a public key (registry or oci:DIR[:tag]).
+    Verify {
+        reference: String,
+        /// Public key (cosign.pub).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+    },
+    /// Print the SBOM attested for an image (registry or oci:DIR[:tag]).
+    Sbom {
+        reference: String,
+        #[arg(long, value_enum, default_value_t = SbomFormat::Spdx)]
+        format: SbomFormat,
+        /// Only accept an SBOM whose attestation this public key verifies.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+    },
     /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD, and <prefix>.pub).
     Keygen {
         #[arg(long, default_value = "cosign")]
@@ -221,7 +242,9 @@ async fn build(args: BuildArgs) -> Result<()> {
             eprintln!(
                 "gantry: {} {} of {} stored as {} {}",
                 a.kind,
-                a.predicate_type.as_deref().unwrap_or("(cosign simplesigning)"),
+                a.predicate_type
+                    .as_deref()
+                    .unwrap_or("(cosign simplesigning)"),
                 a.subject,
                 a.storage,
                 a.digest
@@ -250,6 +273,62 @@ fn keygen(prefix: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+async fn verify(reference: &str, key: &std::path::Path, insecure: &[String]) -> Result<()> {
+    let key = PublicKey::load(key)?;
+    let (digest, found) = verify::inspect_reference(reference, Some(&key), insecure).await?;
+    for f in &found {
+        eprintln!(
+            "gantry: {} {} ({}): {}",
+            f.kind,
+            f.predicate_type
+                .as_deref()
+                .unwrap_or("(cosign simplesigning)"),
+            f.storage,
+            if f.verified == Some(true) {
+                "verified"
+            } else {
+                "NOT verified by this key"
+            }
+        );
+    }
+    let verified_signature = found
+        .iter()
+        .any(|f| f.kind == "signature" && f.verified == Some(true));
+    if !verified_signature {
+        bail!("no signature of {reference} ({digest}) verifies with this key");
+    }
+    println!("{}", serde_json::to_string_pretty(&found)?);
+    Ok(())
+}
+
+async fn sbom(
+    reference: &str,
+    format: SbomFormat,
+    key: Option<&std::path::Path>,
+    insecure: &[String],
+) -> Result<()> {
+    let key = key.map(PublicKey::load).transpose()?;
+    let (digest, found) = verify::inspect_reference(reference, key.as_ref(), insecure).await?;
+    let sbom = found.iter().find(|f| {
+        f.predicate_type.as_deref() == Some(format.predicate_type()) && f.verified != Some(false)
+    });
+    match sbom.and_then(|f| f.statement.as_ref()) {
+        Some(statement) => {
+            println!("{}", serde_json::to_string_pretty(&statement["predicate"])?);
+            Ok(())
+        }
+        None => bail!(
+            "no {} SBOM attestation{} found for {reference} ({digest})",
+            format.predicate_type(),
+            if key.is_some() {
+                " verified by this key"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     // One TLS stack with one crypto provider, installed before any client exists.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -268,6 +347,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(args) => build(*args).await,
             Command::Keygen { output_prefix } => keygen(&output_prefix),
+            Command::Verify {
+                reference,
+                key,
+                insecure_registries,
+            } => verify(&reference, &key, &insecure_registries).await,
+            Command::Sbom {
+                reference,
+                format,
+                key,
+                insecure_registries,
+            } => sbom(&reference, format, key.as_deref(), &insecure_registries).await,
         }
     });
     match result {

@@ -46,7 +46,7 @@ pub enum BuildError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     BuildInfo(#[from] BuildInfoError),
-    #[error("the images are pushed, but {0}")]
+    #[error("the images are pushed, but signing or attesting them failed")]
     Sign(#[from] SignError),
     #[error("{0}")]
     Usage(String),

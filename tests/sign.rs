@@ -190,8 +190,44 @@ fn cosign_v2_and_v3_verify_signatures_and_attestations() {
         }
     }
 
+    // gantry's own verifier agrees, and prints the SBOM it finds.
+    let public = keys.public();
+    let wasm_ref = format!("{repo}@{}", platforms[1]);
+    let out = gantry(
+        Path::new("."),
+        &["verify", "--key", public.to_str().unwrap(), &wasm_ref],
+    );
+    let found = json(ok(&out).as_bytes());
+    assert!(found
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["verified"] == true));
+    let sbom = ok(&gantry(
+        Path::new("."),
+        &[
+            "sbom",
+            "--format",
+            "spdx",
+            "--key",
+            public.to_str().unwrap(),
+            &wasm_ref,
+        ],
+    ));
+    assert!(sbom.contains("pkg:golang/github.com/google/uuid@v1.6.0"));
+
     // Another key does not verify.
     let stranger = Keys::from_cosign();
+    let err = fails(&gantry(
+        Path::new("."),
+        &[
+            "verify",
+            "--key",
+            stranger.public().to_str().unwrap(),
+            &format!("{repo}@{index}"),
+        ],
+    ));
+    assert!(err.contains("verifies with this key"), "{err}");
     let out = cosign(
         "cosign-v3",
         &[
@@ -471,6 +507,27 @@ fn signatures_live_in_the_oci_layout_too() {
         &format!("{repo}@{index}"),
         &[],
     );
+    // gantry verifies the layout itself, no registry involved.
+    let public = keys.public();
+    ok(&gantry(
+        Path::new("."),
+        &[
+            "verify",
+            "--key",
+            public.to_str().unwrap(),
+            &format!("oci:{}:latest", layout.display()),
+        ],
+    ));
+    let cdx = ok(&gantry(
+        Path::new("."),
+        &[
+            "sbom",
+            "--format",
+            "cyclonedx",
+            &format!("oci:{}", layout.display()),
+        ],
+    ));
+    assert_eq!(json(cdx.as_bytes())["specVersion"], "1.6");
 }
 
 #[test]

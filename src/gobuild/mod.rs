@@ -39,7 +39,7 @@ pub enum GoError {
         platform: Platform,
         stderr: String,
     },
-    #[error("running go: {0}")]
+    #[error("running go")]
     Io(#[from] std::io::Error),
 }
 

@@ -45,6 +45,21 @@ impl<'r> LayoutPublisher<'r> {
         })
     }
 
+    /// Opens an existing layout for reading (no base-image registry).
+    pub fn open(root: &Path) -> Result<Self, PublishError> {
+        if !root.join("oci-layout").is_file() {
+            return Err(PublishError::Layout {
+                path: root.display().to_string(),
+                detail: "not an OCI image layout (no oci-layout file)".into(),
+            });
+        }
+        Ok(LayoutPublisher {
+            root: root.to_path_buf(),
+            registry: None,
+            index_lock: Mutex::new(()),
+        })
+    }
+
     fn blob_path(&self, descriptor: &Descriptor) -> PathBuf {
         self.root.join("blobs/sha256").join(descriptor.hex())
     }
@@ -204,6 +219,13 @@ impl Publisher for LayoutPublisher<'_> {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Bytes>, PublishError> {
+        if tag.starts_with("sha256:") {
+            let path = self
+                .root
+                .join("blobs/sha256")
+                .join(tag.trim_start_matches("sha256:"));
+            return Ok(std::fs::read(path).ok().map(Bytes::from));
+        }
         let ref_name = ref_name(repository, tag);
         let index: Value = match std::fs::read(self.root.join("index.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|_| empty_index()),
@@ -223,6 +245,23 @@ impl Publisher for LayoutPublisher<'_> {
         std::fs::read(path)
             .map(|b| Some(Bytes::from(b)))
             .map_err(|e| layout_err(&self.root, e))
+    }
+
+    async fn fetch_blob(&self, _repository: &str, digest: &str) -> Result<Bytes, PublishError> {
+        let path = self
+            .root
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&path).map_err(|e| layout_err(&self.root, e))?;
+        let actual = crate::image::sha256_digest(&bytes);
+        if actual != digest {
+            return Err(PublishError::DigestMismatch {
+                what: path.display().to_string(),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(Bytes::from(bytes))
     }
 
     async fn tag(

@@ -84,12 +84,19 @@ pub trait Publisher: Sync {
         bytes: &Bytes,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 
-    /// The manifest a tag points at, or None when the tag does not exist.
+    /// The manifest a tag (or `sha256:` digest) names, or None when there is none.
     fn fetch_manifest(
         &self,
         repository: &str,
         tag: &str,
     ) -> impl Future<Output = Result<Option<Bytes>, PublishError>> + Send;
+
+    /// A small blob (a signature payload, a bundle), checked against its digest.
+    fn fetch_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> impl Future<Output = Result<Bytes, PublishError>> + Send;
 
     /// Points `tag` at a manifest stored before.
     fn tag(

@@ -487,6 +487,13 @@ impl Publisher for RegistryPublisher<'_> {
             .map(|(bytes, _)| bytes))
     }
 
+    async fn fetch_blob(&self, repository: &str, digest: &str) -> Result<Bytes, PublishError> {
+        let name = ImageName::parse(repository)?;
+        Ok(Bytes::from(
+            self.registry.pull_small_blob(&name, digest).await?,
+        ))
+    }
+
     async fn tag(
         &self,
         repository: &str,

@@ -8,6 +8,7 @@
 //! - optionally the legacy `sha256-<hex>.att` tag (DSSE envelope layers).
 
 pub mod keys;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,8 +38,10 @@ pub enum SignError {
     Key { path: PathBuf, detail: String },
     #[error("signing failed: {0}")]
     Crypto(String),
-    #[error("storing a signature or attestation: {0}")]
+    #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 fn b64(bytes: &[u8]) -> String {

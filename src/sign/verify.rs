@@ -1,0 +1,201 @@
+//! Reading back what `attach` stored: checking signatures with a public key, and
+//! finding attestations (SBOMs, provenance) of an image. Works through any
+//! `Publisher`, so a registry and an OCI layout are checked alike.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::Value;
+use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
+
+use super::{
+    digest_tag, pae, SignError, BUNDLE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
+};
+use crate::image::sha256_digest;
+use crate::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryPublisher};
+
+/// A public key to check signatures with.
+pub struct PublicKey(CosignVerificationKey);
+
+impl PublicKey {
+    pub fn load(path: &Path) -> Result<Self, SignError> {
+        let pem = std::fs::read(path).map_err(|e| SignError::Key {
+            path: path.to_path_buf(),
+            detail: format!("cannot read it: {e}"),
+        })?;
+        CosignVerificationKey::from_pem(&pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .map(PublicKey)
+            .map_err(|e| SignError::Key {
+                path: path.to_path_buf(),
+                detail: format!("not a PEM public key ({e})"),
+            })
+    }
+
+    fn verifies(&self, signature: &[u8], message: &[u8]) -> bool {
+        self.0
+            .verify_signature(Signature::Raw(signature), message)
+            .is_ok()
+    }
+}
+
+/// A signature or attestation found about an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub kind: &'static str,
+    pub storage: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicate_type: Option<String>,
+    /// Whether the key given verified it (None: no key given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// The in-toto statement, for attestations.
+    #[serde(skip)]
+    pub statement: Option<Value>,
+}
+
+fn b64decode(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// Everything stored about `digest` in `repository`: the classic `.sig` layers and
+/// the bundle referrers listed in the fallback index, each checked against `key`.
+pub async fn inspect<P: Publisher>(
+    publisher: &P,
+    repository: &str,
+    digest: &str,
+    key: Option<&PublicKey>,
+) -> Result<Vec<Found>, SignError> {
+    let mut found = Vec::new();
+    if let Some(sig) = publisher
+        .fetch_manifest(repository, &digest_tag(digest, Some("sig")))
+        .await?
+    {
+        let manifest: Value = serde_json::from_slice(&sig).unwrap_or_default();
+        for layer in manifest["layers"].as_array().into_iter().flatten() {
+            let Some(layer_digest) = layer["digest"].as_str() else {
+                continue;
+            };
+            let payload = publisher.fetch_blob(repository, layer_digest).await?;
+            let claims: Value = serde_json::from_slice(&payload).unwrap_or_default();
+            let about_this = claims["critical"]["image"]["docker-manifest-digest"] == digest;
+            let signature = layer["annotations"][SIGNATURE_ANNOTATION]
+                .as_str()
+                .and_then(b64decode);
+            found.push(Found {
+                kind: "signature",
+                storage: "sig-tag",
+                predicate_type: None,
+                verified: key
+                    .map(|k| about_this && signature.is_some_and(|s| k.verifies(&s, &payload))),
+                statement: None,
+            });
+        }
+    }
+    if let Some(index) = publisher
+        .fetch_manifest(repository, &digest_tag(digest, None))
+        .await?
+    {
+        let index: Value = serde_json::from_slice(&index).unwrap_or_default();
+        for entry in index["manifests"].as_array().into_iter().flatten() {
+            if entry["artifactType"] != BUNDLE_MEDIA_TYPE {
+                continue;
+            }
+            let Some(manifest_digest) = entry["digest"].as_str() else {
+                continue;
+            };
+            let Some(manifest) = publisher
+                .fetch_manifest(repository, manifest_digest)
+                .await?
+            else {
+                continue;
+            };
+            let manifest: Value = serde_json::from_slice(&manifest).unwrap_or_default();
+            if manifest["subject"]["digest"] != digest {
+                continue;
+            }
+            let Some(layer_digest) = manifest["layers"][0]["digest"].as_str() else {
+                continue;
+            };
+            let bundle: Value =
+                serde_json::from_slice(&publisher.fetch_blob(repository, layer_digest).await?)
+                    .unwrap_or_default();
+            let envelope = &bundle["dsseEnvelope"];
+            let payload = envelope["payload"]
+                .as_str()
+                .and_then(b64decode)
+                .unwrap_or_default();
+            let statement: Value = serde_json::from_slice(&payload).unwrap_or_default();
+            let about_this = statement["subject"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| {
+                    s["digest"]["sha256"]
+                        .as_str()
+                        .map(|h| format!("sha256:{h}"))
+                        .as_deref()
+                        == Some(digest)
+                });
+            let verified = key.map(|k| {
+                about_this
+                    && envelope["payloadType"] == INTOTO_PAYLOAD_TYPE
+                    && envelope["signatures"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|s| {
+                            s["sig"].as_str().and_then(b64decode).is_some_and(|sig| {
+                                k.verifies(&sig, &pae(INTOTO_PAYLOAD_TYPE, &payload))
+                            })
+                        })
+            });
+            let predicate_type = statement["predicateType"].as_str().map(str::to_string);
+            let kind = if predicate_type.as_deref() == Some(super::COSIGN_SIGN_PREDICATE) {
+                "signature"
+            } else {
+                "attestation"
+            };
+            found.push(Found {
+                kind,
+                storage: "referrer",
+                predicate_type,
+                verified,
+                statement: Some(statement),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Resolves `reference` (`oci:DIR[:tag]`, or `host/repo[:tag|@digest]`) and inspects
+/// what is stored about the manifest it names. Returns that manifest's digest too.
+pub async fn inspect_reference(
+    reference: &str,
+    key: Option<&PublicKey>,
+    insecure_registries: &[String],
+) -> Result<(String, Vec<Found>), SignError> {
+    if let Some(rest) = reference.strip_prefix("oci:") {
+        let (dir, tag) = match rest.rsplit_once(':') {
+            Some((dir, tag)) if !tag.contains('/') => (dir, tag),
+            _ => (rest, "latest"),
+        };
+        let layout = LayoutPublisher::open(Path::new(dir))?;
+        let manifest = layout.fetch_manifest("", tag).await?.ok_or_else(|| {
+            SignError::NotFound(format!(
+                "{reference}: no image tagged {tag:?} in the layout"
+            ))
+        })?;
+        let digest = sha256_digest(&manifest);
+        let found = inspect(&layout, "", &digest, key).await?;
+        return Ok((digest, found));
+    }
+    let (name, at) = parse_reference(reference)?;
+    let registry = Registry::new([name.registry.as_str()], insecure_registries);
+    let (_, digest) = registry.pull_manifest(&name, &at).await?;
+    let publisher = RegistryPublisher {
+        registry: &registry,
+    };
+    let found = inspect(&publisher, &name.to_string(), &digest, key).await?;
+    Ok((digest, found))
+}

@@ -187,6 +187,9 @@ impl Registry {
             OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
             OciDistributionError::UnauthorizedError { .. }
             | OciDistributionError::AuthenticationFailure(_) => true,
+            OciDistributionError::RequestError(r) => r
+                .status()
+                .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
             OciDistributionError::RegistryError { envelope, .. } => {
                 envelope.errors.iter().any(|x| {
                     matches!(

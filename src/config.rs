@@ -1,47 +1,453 @@
-//! placeholder until the config module lands
-use std::path::{Path, PathBuf};
+//! `gantry.yaml`, or ko's `.ko.yaml` when there is none: ko's keys, so ko users switch
+//! without changing a line. Unknown keys are errors naming file, line and key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+use crate::image::rfc3339;
+
+/// File names looked for, in order.
+const CONFIG_NAMES: &[&str] = &["gantry.yaml", "gantry.yml", ".ko.yaml", ".ko.yml"];
+
 #[derive(Debug, thiserror::Error)]
-#[error("config")]
-pub struct ConfigError;
-#[derive(Debug, Default)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {detail}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        detail: String,
+    },
+    #[error("{path}: env entry {entry:?} is not KEY=VALUE")]
+    BadEnv { path: PathBuf, entry: String },
+    #[error("template {template:?}: {detail}")]
+    Template { template: String, detail: String },
+}
+
+/// ko's configuration keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
+    #[serde(default)]
+    pub default_base_image: Option<String>,
+    #[serde(default)]
+    pub base_image_overrides: HashMap<String, String>,
+    #[serde(default)]
     pub default_platforms: Vec<String>,
+    #[serde(default)]
+    pub default_env: Vec<String>,
+    #[serde(default)]
+    pub default_flags: Vec<String>,
+    #[serde(default)]
+    pub default_ldflags: Vec<String>,
+    #[serde(default)]
+    pub builds: Vec<BuildConfig>,
 }
-impl Config {
-    pub fn discover(_dir: &Path) -> Result<Option<LoadedConfig>, ConfigError> {
-        Ok(None)
-    }
-    pub fn load(_p: &Path) -> Result<LoadedConfig, ConfigError> {
-        Err(ConfigError)
-    }
-    pub fn base_image_for(&self, _i: &str) -> Option<&str> {
-        None
-    }
+
+/// One `builds[]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub dir: Option<String>,
+    #[serde(default)]
+    pub main: Option<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub ldflags: Vec<String>,
 }
+
+/// A config and the file it came from (paths in it are relative to that file).
+#[derive(Debug)]
 pub struct LoadedConfig {
     pub path: PathBuf,
     pub config: Config,
 }
-impl LoadedConfig {
-    pub fn settings_for(&self, _d: &Path) -> BuildSettings {
-        BuildSettings::default()
-    }
-}
-#[derive(Debug, Default, Clone)]
+
+/// What `go build` gets for one package.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BuildSettings {
+    /// The `builds[].dir` to build in, when a build entry applies.
     pub dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub flags: Vec<String>,
     pub ldflags: Vec<String>,
 }
-impl BuildSettings {
-    pub fn render(self, _d: &TemplateData) -> Result<BuildSettings, ConfigError> {
-        Ok(self)
+
+impl Config {
+    /// The first of gantry.yaml, gantry.yml, .ko.yaml, .ko.yml in `dir`, if any.
+    pub fn discover(dir: &Path) -> Result<Option<LoadedConfig>, ConfigError> {
+        CONFIG_NAMES
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file())
+            .map(|p| Config::load(&p))
+            .transpose()
+    }
+
+    pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        let config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            yaml_serde::from_str(&text).map_err(|e| {
+                let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+                ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    detail: e.to_string().replace("unknown field", "unknown key"),
+                }
+            })?
+        };
+        Ok(LoadedConfig {
+            path: path.to_path_buf(),
+            config,
+        })
+    }
+
+    /// `baseImageOverrides[import_path]`, else `defaultBaseImage`.
+    pub fn base_image_for(&self, import_path: &str) -> Option<&str> {
+        self.base_image_overrides
+            .get(import_path)
+            .or(self.default_base_image.as_ref())
+            .map(String::as_str)
     }
 }
-pub struct TemplateData;
+
+impl LoadedConfig {
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The settings for the package in `package_dir`: the `builds[]` entry whose
+    /// `dir`/`main` is that directory, over the defaults (as ko does: per-build env
+    /// is added to defaultEnv; per-build flags and ldflags replace the defaults).
+    pub fn settings_for(&self, package_dir: &Path) -> Result<BuildSettings, ConfigError> {
+        let c = &self.config;
+        let target = normalize(package_dir);
+        let build = c.builds.iter().find(|b| {
+            let dir = self.dir().join(b.dir.as_deref().unwrap_or("."));
+            normalize(&dir.join(b.main.as_deref().unwrap_or("."))) == target
+        });
+        let mut env = self.parse_env(&c.default_env)?;
+        let (mut flags, mut ldflags, mut dir) =
+            (c.default_flags.clone(), c.default_ldflags.clone(), None);
+        if let Some(b) = build {
+            for (k, v) in self.parse_env(&b.env)? {
+                env.retain(|(existing, _)| *existing != k);
+                env.push((k, v));
+            }
+            if !b.flags.is_empty() {
+                flags = b.flags.clone();
+            }
+            if !b.ldflags.is_empty() {
+                ldflags = b.ldflags.clone();
+            }
+            dir = b.dir.as_ref().map(|d| self.dir().join(d));
+        }
+        Ok(BuildSettings {
+            dir,
+            env,
+            flags,
+            ldflags,
+        })
+    }
+
+    fn parse_env(&self, entries: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+        entries
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(ConfigError::BadEnv {
+                    path: self.path.clone(),
+                    entry: e.clone(),
+                }),
+            })
+            .collect()
+    }
+}
+
+/// Canonical path when it exists, else a lexical clean-up.
+fn normalize(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| {
+        let mut out = PathBuf::new();
+        for c in path.components() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    })
+}
+
+/// Values for ldflags templates.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateData {
+    pub env: BTreeMap<String, String>,
+    pub git_tag: String,
+    pub git_short_commit: String,
+    pub git_full_commit: String,
+    pub date: String,
+    pub timestamp: String,
+}
+
 impl TemplateData {
-    pub fn gather(_d: &Path, _e: Option<i64>) -> Self {
-        TemplateData
+    /// The process environment, git facts of `dir` (empty outside git), and the time
+    /// from SOURCE_DATE_EPOCH (so templated builds stay reproducible), else now.
+    pub fn gather(dir: &Path, source_date_epoch: Option<i64>) -> Self {
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        let epoch = source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        TemplateData {
+            env: std::env::vars().collect(),
+            git_tag: git(&["describe", "--tags", "--abbrev=0"]),
+            git_short_commit: git(&["rev-parse", "--short", "HEAD"]),
+            git_full_commit: git(&["rev-parse", "HEAD"]),
+            date: rfc3339(epoch),
+            timestamp: epoch.to_string(),
+        }
+    }
+
+    fn field(&self, name: &str) -> Result<String, String> {
+        if let Some(var) = name.strip_prefix("Env.") {
+            return self
+                .env
+                .get(var)
+                .cloned()
+                .ok_or_else(|| format!("environment variable {var} is not set"));
+        }
+        Ok(match name {
+            "Git.Tag" => self.git_tag.clone(),
+            "Git.ShortCommit" => self.git_short_commit.clone(),
+            "Git.FullCommit" => self.git_full_commit.clone(),
+            "Date" => self.date.clone(),
+            "Timestamp" => self.timestamp.clone(),
+            other => {
+                return Err(format!(
+                    "unknown field .{other} (known: .Env.NAME, .Git.Tag, .Git.ShortCommit, .Git.FullCommit, .Date, .Timestamp)"
+                ))
+            }
+        })
+    }
+
+    /// Expands `{{ .Field }}` the way ko's Go templates do for these fields.
+    pub fn render(&self, template: &str) -> Result<String, ConfigError> {
+        let err = |detail: String| ConfigError::Template {
+            template: template.to_string(),
+            detail,
+        };
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| err("`{{` without `}}`".into()))?;
+            let name = after[..end].trim();
+            let name = name
+                .strip_prefix('.')
+                .ok_or_else(|| err(format!("expected a field like .Git.Tag, found {name:?}")))?;
+            out.push_str(&self.field(name).map_err(err)?);
+            rest = &after[end + 2..];
+        }
+        if rest.contains("}}") {
+            return Err(err("`}}` without `{{`".into()));
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+impl BuildSettings {
+    /// Expands templates in env values, flags and ldflags.
+    pub fn render(self, data: &TemplateData) -> Result<BuildSettings, ConfigError> {
+        let all = |items: Vec<String>| {
+            items
+                .iter()
+                .map(|i| data.render(i))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(BuildSettings {
+            dir: self.dir,
+            env: self
+                .env
+                .into_iter()
+                .map(|(k, v)| Ok((k, data.render(&v)?)))
+                .collect::<Result<_, ConfigError>>()?,
+            flags: all(self.flags)?,
+            ldflags: all(self.ldflags)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn gantry_yaml_wins_over_ko_yaml() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(Config::discover(d.path()).unwrap().is_none());
+        write(d.path(), ".ko.yaml", "defaultBaseImage: ko-base\n");
+        assert_eq!(
+            Config::discover(d.path())
+                .unwrap()
+                .unwrap()
+                .config
+                .default_base_image
+                .as_deref(),
+            Some("ko-base")
+        );
+        write(d.path(), "gantry.yaml", "defaultBaseImage: gantry-base\n");
+        let c = Config::discover(d.path()).unwrap().unwrap();
+        assert_eq!(c.config.base_image_for("x"), Some("gantry-base"));
+        write(d.path(), "gantry.yaml", "");
+        assert!(Config::discover(d.path())
+            .unwrap()
+            .unwrap()
+            .config
+            .default_base_image
+            .is_none());
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "gantry.yaml",
+            "defaultBaseImage: x\nbuilds:\n  - id: a\n    mian: ./cmd/a\n",
+        );
+        let err = Config::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("gantry.yaml:4:") && err.contains("unknown key `mian`"),
+            "{err}"
+        );
+        let p = write(d.path(), "gantry.yaml", "defaultPlatforms: linux/amd64\n");
+        let err = Config::load(&p).unwrap_err().to_string();
+        assert!(err.contains("gantry.yaml:1:"), "{err}");
+    }
+
+    #[test]
+    fn a_ko_config_applies_to_its_package_with_ko_precedence() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("cmd/app")).unwrap();
+        let p = write(
+            d.path(),
+            ".ko.yaml",
+            concat!(
+                "defaultBaseImage: cgr.dev/chainguard/static\n",
+                "baseImageOverrides:\n",
+                "  example.com/app/cmd/app: busybox\n",
+                "defaultEnv: [A=1, B=2]\n",
+                "defaultLdflags: [-s -w]\n",
+                "builds:\n",
+                "  - id: app\n",
+                "    main: ./cmd/app\n",
+                "    env: [B=3]\n",
+                "    ldflags: [\"-X main.version={{.Env.VERSION}}\", \"-X main.commit={{ .Git.ShortCommit }}\"]\n",
+            ),
+        );
+        let c = Config::load(&p).unwrap();
+        assert_eq!(
+            c.config.base_image_for("example.com/app/cmd/app"),
+            Some("busybox")
+        );
+        assert_eq!(
+            c.config.base_image_for("example.com/other"),
+            Some("cgr.dev/chainguard/static")
+        );
+        let s = c.settings_for(&d.path().join("cmd/app")).unwrap();
+        assert_eq!(
+            s.env,
+            vec![("A".into(), "1".into()), ("B".into(), "3".into())]
+        );
+        let data = TemplateData {
+            env: [("VERSION".to_string(), "1.2.3".to_string())].into(),
+            git_short_commit: "abc1234".into(),
+            ..Default::default()
+        };
+        let s = s.render(&data).unwrap();
+        assert_eq!(
+            s.ldflags,
+            vec!["-X main.version=1.2.3", "-X main.commit=abc1234"]
+        );
+        let other = c.settings_for(d.path()).unwrap();
+        assert_eq!(other.ldflags, vec!["-s -w"]);
+        assert_eq!(other.dir, None);
+
+        let p = write(d.path(), ".ko.yaml", "defaultEnv: [NOEQUALS]\n");
+        let err = Config::load(&p)
+            .unwrap()
+            .settings_for(d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"NOEQUALS\" is not KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn templates_fail_clearly() {
+        let data = TemplateData::default();
+        assert!(data
+            .render("{{.Foo}}")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field .Foo"));
+        assert!(data
+            .render("{{.Env.NOPE}}")
+            .unwrap_err()
+            .to_string()
+            .contains("NOPE is not set"));
+        assert!(data
+            .render("{{.Date")
+            .unwrap_err()
+            .to_string()
+            .contains("without"));
+        assert_eq!(data.render("plain").unwrap(), "plain");
+        let data = TemplateData::gather(Path::new("."), Some(0));
+        assert_eq!(
+            data.render("{{.Date}} {{.Timestamp}}").unwrap(),
+            "1970-01-01T00:00:00Z 0"
+        );
     }
 }

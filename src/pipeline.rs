@@ -582,7 +582,7 @@ fn settings_for(
     package: &Package,
 ) -> Result<BuildSettings, BuildError> {
     Ok(match config {
-        Some(c) => c.settings_for(&package.dir),
+        Some(c) => c.settings_for(&package.dir)?,
         None => BuildSettings::default(),
     })
 }

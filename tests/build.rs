@@ -433,3 +433,56 @@ fn several_packages_become_repo_slash_name() {
     assert!(lines[1].starts_with(&format!("{repo}/with-deps@sha256:")));
     assert!(registry.tag_digest("multi/with-deps", "latest").is_some());
 }
+
+#[test]
+fn ko_yaml_sets_platforms_base_and_templated_ldflags() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("go.mod"),
+        "module example.com/versioned\n\ngo 1.21\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("main.go"),
+        "package main\n\nimport \"fmt\"\n\nvar version = \"dev\"\n\nfunc main() { fmt.Println(\"version\", version) }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join(".ko.yaml"),
+        "defaultBaseImage: scratch\ndefaultPlatforms: [linux/amd64, wasi/wasm]\nbuilds:\n  - id: v\n    main: .\n    ldflags: [\"-X main.version={{.Env.APP_VERSION}}\"]\n",
+    )
+    .unwrap();
+    let layout = dir.path().join("out");
+    let report = dir.path().join("r.json");
+    ok(&gantry_env(
+        &src,
+        &[
+            "build",
+            "--oci-layout",
+            layout.to_str().unwrap(),
+            "--json",
+            report.to_str().unwrap(),
+        ],
+        &[("APP_VERSION", "1.2.3")],
+    ));
+    let r = read_json(&report);
+    let platforms: Vec<&str> = r["images"][0]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "wasi/wasm"]);
+    assert!(
+        r["images"][0].get("base_image").is_none(),
+        "defaultBaseImage: scratch was ignored"
+    );
+    for (os, arch) in [("linux", "amd64"), ("wasi", "wasm")] {
+        let (root, config) =
+            pull_and_extract(&format!("oci:{}:latest", layout.display()), os, arch, None);
+        let out = run_entrypoint(&root.path().join("rootfs"), &config);
+        assert_eq!(out.trim(), "version 1.2.3", "{os}/{arch}");
+    }
+}

@@ -126,9 +126,6 @@ def main():
             subprocess.run([GANTRY, "build", "--repo", f"{host}/base", "--tag", "v1", "--platform", PLATFORMS,
                             "--base", "scratch"], cwd=os.path.join(ROOT, "examples", "hello"), check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            # An empty config dir so no .ko.yaml of the examples changes ko's behaviour.
-            no_config = os.path.join(tmp, "no-ko-config")
-            os.makedirs(no_config)
             rows = []
             for example in ["hello", "with-deps"]:
                 ex = os.path.join(ROOT, "examples", example)
@@ -136,9 +133,8 @@ def main():
                 os.makedirs(out)
                 go_builds_in_parallel(ex, out)  # warm the Go cache for every tool
                 gantry_cmd = [GANTRY, "build", "--repo", f"{host}/gantry-{example}", "--platform", PLATFORMS,
-                              "--base", base, "."]
-                ko_env = dict(os.environ, KO_DOCKER_REPO=f"{host}/ko-{example}", KO_DEFAULTBASEIMAGE=base,
-                              KO_CONFIG_PATH=no_config)
+                              "--base", base, "--sbom", "none", "."]
+                ko_env = dict(os.environ, KO_DOCKER_REPO=f"{host}/ko-{example}", KO_DEFAULTBASEIMAGE=base)
                 ko_cmd = ["ko", "build", "--bare", "--insecure-registry", f"--platform={PLATFORMS}", "--sbom=none", "."]
                 timed(gantry_cmd, ex)
                 timed(ko_cmd, ex, ko_env)

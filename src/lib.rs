@@ -10,6 +10,7 @@ pub mod attest;
 pub mod auth;
 pub mod base;
 pub mod config;
+pub mod github;
 pub mod gobuild;
 pub mod image;
 pub mod pipeline;

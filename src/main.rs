@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use gantry::attest::sbom::SbomFormat;
-use gantry::pipeline::{self, BuildOptions};
+use gantry::github;
+use gantry::gobuild::GoError;
+use gantry::pipeline::{self, BuildError, BuildOptions};
 use gantry::platform::WasmOs;
 use gantry::sign::keys::{Password, SigningKey};
 use gantry::sign::verify::{self, PublicKey};
@@ -251,6 +253,9 @@ async fn build(args: BuildArgs) -> Result<()> {
             );
         }
     }
+    if github::in_actions() {
+        github::report_to_actions(&report)?;
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
@@ -329,10 +334,30 @@ async fn sbom(
     }
 }
 
+/// Go compile errors become annotations on the lines they are about.
+fn annotate(error: &anyhow::Error) {
+    if let Some(BuildError::Go(GoError::Compile { dir, stderr, .. })) =
+        error.downcast_ref::<BuildError>()
+    {
+        let workspace = std::env::var_os("GITHUB_WORKSPACE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        for line in github::compile_error_annotations(stderr, dir, &workspace) {
+            eprintln!("{line}");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // One TLS stack with one crypto provider, installed before any client exists.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    if github::in_actions() {
+        for line in github::mask_commands() {
+            eprintln!("{line}");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -363,6 +388,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if github::in_actions() {
+                annotate(&e);
+            }
             eprintln!("gantry: error: {e:#}");
             ExitCode::FAILURE
         }

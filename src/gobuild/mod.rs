@@ -37,6 +37,8 @@ pub enum GoError {
     Compile {
         import_path: String,
         platform: Platform,
+        /// Where go ran: the paths in its messages are relative to it.
+        dir: PathBuf,
         stderr: String,
     },
     #[error("running go")]
@@ -185,6 +187,7 @@ impl GoToolchain {
             return Err(GoError::Compile {
                 import_path: job.package.import_path.clone(),
                 platform: job.platform.clone(),
+                dir: job.dir.to_path_buf(),
                 stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
             });
         }

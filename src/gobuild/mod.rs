@@ -36,7 +36,7 @@ pub enum GoError {
     #[error("go build of {import_path} for {platform} failed:\n{stderr}")]
     Compile {
         import_path: String,
-        platform: Platform,
+        platform: String,
         /// Where go ran: the paths in its messages are relative to it.
         dir: PathBuf,
         stderr: String,
@@ -186,7 +186,7 @@ impl GoToolchain {
         if !out.status.success() {
             return Err(GoError::Compile {
                 import_path: job.package.import_path.clone(),
-                platform: job.platform.clone(),
+                platform: job.platform.to_string(),
                 dir: job.dir.to_path_buf(),
                 stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
             });

@@ -681,7 +681,8 @@ async fn run_builds(
                     } else {
                         plan.package.name.clone()
                     };
-                    let dir = work.join(format!("{i}-{slug}"));
+                    let dir =
+                        output_dir(work, &go.version_string, plan, &env, &format!("{i}-{slug}"));
                     std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
                     let out = dir.join(file);
                     seen.insert(env, out.clone());
@@ -720,6 +721,36 @@ async fn run_builds(
     });
     futures::future::try_join_all(builds).await?;
     Ok(outputs)
+}
+
+/// Where one build's binary goes: a directory in gantry's cache keyed by everything
+/// that shapes the binary, so a rebuild finds the previous output and Go skips the
+/// link when it is up to date. Without a cache directory, the run's work directory.
+fn output_dir(
+    work: &Path,
+    go_version: &str,
+    plan: &PackagePlan,
+    env: &[(&str, String)],
+    fallback: &str,
+) -> PathBuf {
+    let root = std::env::var_os("GANTRY_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("gantry")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gantry")));
+    let Some(root) = root else {
+        return work.join(fallback);
+    };
+    let key = format!(
+        "{go_version}\0{}\0{}\0{env:?}\0{:?}\0{:?}\0{:?}",
+        plan.package.import_path,
+        plan.package.dir.display(),
+        plan.settings.env,
+        plan.settings.flags,
+        plan.settings.ldflags
+    );
+    let hash = image::sha256_digest(key.as_bytes());
+    root.join("bin")
+        .join(&hash["sha256:".len().."sha256:".len() + 24])
 }
 
 /// Layers (in parallel, off the async threads) and images for one package.

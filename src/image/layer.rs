@@ -72,7 +72,7 @@ pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result
     let gzip = GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(compressed, Compression::default());
+        .write(compressed, Compression::fast());
     let mut tar = tar::Builder::new(Hashing::new(gzip));
     tar.mode(tar::HeaderMode::Deterministic);
 

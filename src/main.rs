@@ -51,6 +51,8 @@ enum Command {
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
     },
+    /// Run as the GitHub Action: read the action's inputs from INPUT_* variables.
+    Action,
     /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD, and <prefix>.pub).
     Keygen {
         #[arg(long, default_value = "cosign")]
@@ -334,6 +336,122 @@ async fn sbom(
     }
 }
 
+/// An action input (`with: { base-image: … }` arrives as INPUT_BASE-IMAGE).
+fn input(name: &str) -> Option<String> {
+    std::env::var(format!("INPUT_{}", name.to_uppercase()))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Splits a list input on newlines and commas.
+fn list(text: &str) -> Vec<String> {
+    text.split(['\n', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Translates the action's inputs into `gantry build` arguments, so the action and
+/// the command line share one parser and one set of checks.
+fn action_args() -> Result<BuildArgs> {
+    let mut argv: Vec<String> = vec!["gantry".into(), "build".into()];
+    let push = input("push").is_none_or(|p| p == "true");
+    if push {
+        let repo = match input("repository") {
+            Some(r) => r,
+            None => format!(
+                "ghcr.io/{}",
+                std::env::var("GITHUB_REPOSITORY")
+                    .context("no `repository` input and no GITHUB_REPOSITORY to default to")?
+                    .to_lowercase()
+            ),
+        };
+        argv.extend(["--repo".into(), repo]);
+    } else {
+        let dir = std::env::var("RUNNER_TEMP").unwrap_or_else(|_| ".".into());
+        argv.extend(["--oci-layout".into(), format!("{dir}/gantry-oci-layout")]);
+    }
+    for (name, flag) in [
+        ("platforms", "--platform"),
+        ("base-image", "--base"),
+        ("sign", "--sign"),
+        ("sbom", "--sbom"),
+        ("config", "--config"),
+        ("wasm-os", "--wasm-os"),
+    ] {
+        if let Some(v) = input(name) {
+            argv.extend([flag.into(), v]);
+        }
+    }
+    for tag in input("tags").map(|t| list(&t)).unwrap_or_default() {
+        argv.extend(["--tag".into(), tag]);
+    }
+    if input("provenance").is_some_and(|p| p == "false") {
+        argv.push("--no-provenance".into());
+    }
+    if let Some(key) = input("cosign-key") {
+        argv.extend(["--key".into(), key_file(&key)?]);
+    }
+    // GHCR links a package to its repository through these.
+    if let (Ok(server), Ok(repo)) = (
+        std::env::var("GITHUB_SERVER_URL"),
+        std::env::var("GITHUB_REPOSITORY"),
+    ) {
+        let source = format!("org.opencontainers.image.source={server}/{repo}");
+        argv.extend([
+            "--image-annotation".into(),
+            source.clone(),
+            "--image-label".into(),
+            source,
+        ]);
+    }
+    if let Ok(sha) = std::env::var("GITHUB_SHA") {
+        let revision = format!("org.opencontainers.image.revision={sha}");
+        argv.extend([
+            "--image-annotation".into(),
+            revision.clone(),
+            "--image-label".into(),
+            revision,
+        ]);
+    }
+    if let Ok(temp) = std::env::var("RUNNER_TEMP") {
+        argv.extend(["--json".into(), format!("{temp}/gantry-result.json")]);
+    }
+    argv.extend(
+        input("packages")
+            .map(|p| list(&p.replace(' ', ",")))
+            .unwrap_or_default(),
+    );
+    match Cli::try_parse_from(&argv)
+        .context("the action's inputs")?
+        .command
+    {
+        Command::Build(args) => Ok(*args),
+        _ => bail!("internal: action inputs did not make a build command"),
+    }
+}
+
+/// A `cosign-key` input is a path, or the key itself (from a secret): then it is
+/// written to a private file for this run.
+fn key_file(value: &str) -> Result<String> {
+    if !value.contains("-----BEGIN") {
+        return Ok(value.to_string());
+    }
+    let dir = std::env::var("RUNNER_TEMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let path = dir.join(format!("gantry-{}.key", std::process::id()));
+    std::fs::write(&path, value).context("writing the cosign-key input to a file")?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(path.display().to_string())
+}
+
 /// Go compile errors become annotations on the lines they are about.
 fn annotate(error: &anyhow::Error) {
     if let Some(BuildError::Go(GoError::Compile { dir, stderr, .. })) =
@@ -372,6 +490,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(args) => build(*args).await,
             Command::Keygen { output_prefix } => keygen(&output_prefix),
+            Command::Action => match action_args() {
+                Ok(args) => build(args).await,
+                Err(e) => Err(e),
+            },
             Command::Verify {
                 reference,
                 key,

@@ -293,6 +293,17 @@ impl TemplateData {
 }
 
 impl BuildSettings {
+    /// Whether any value uses `{{ … }}`.
+    pub fn has_templates(&self) -> bool {
+        let values = self
+            .env
+            .iter()
+            .map(|(_, v)| v)
+            .chain(&self.flags)
+            .chain(&self.ldflags);
+        values.into_iter().any(|v| v.contains("{{"))
+    }
+
     /// Expands templates in env values, flags and ldflags.
     pub fn render(self, data: &TemplateData) -> Result<BuildSettings, ConfigError> {
         let all = |items: Vec<String>| {

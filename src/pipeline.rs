@@ -223,11 +223,19 @@ pub async fn build(
     } else {
         opts.packages.clone()
     };
-    let template_data = TemplateData::gather(&opts.workdir, opts.source_date_epoch);
+    // Gathered (three git calls) only when some setting has a template.
+    let mut template_data: Option<TemplateData> = None;
     let mut resolved = Vec::new();
     for arg in &packages {
         let package = go.resolve(arg, &opts.workdir).await?;
-        let settings = settings_for(config.as_ref(), &package)?.render(&template_data)?;
+        let settings = settings_for(config.as_ref(), &package)?;
+        let settings = if settings.has_templates() {
+            let data = template_data
+                .get_or_insert_with(|| TemplateData::gather(&opts.workdir, opts.source_date_epoch));
+            settings.render(data)?
+        } else {
+            settings
+        };
         resolved.push((package, settings));
     }
 

@@ -17,3 +17,4 @@ pub mod pipeline;
 pub mod platform;
 pub mod publish;
 pub mod sign;
+pub mod tags;

@@ -15,6 +15,7 @@ use gantry::pipeline::{self, BuildError, BuildOptions};
 use gantry::platform::WasmOs;
 use gantry::sign::keys::{Password, SigningKey};
 use gantry::sign::verify::{self, PublicKey};
+use gantry::tags;
 
 #[derive(Parser)]
 #[command(
@@ -385,7 +386,26 @@ fn action_args() -> Result<BuildArgs> {
             argv.extend([flag.into(), v]);
         }
     }
-    for tag in input("tags").map(|t| list(&t)).unwrap_or_default() {
+    let info = tags::RefInfo {
+        git_ref: std::env::var("GITHUB_REF").unwrap_or_default(),
+        sha: std::env::var("GITHUB_SHA").unwrap_or_default(),
+    };
+    let specs: Vec<String> = input("tags")
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    // A line is one metadata-action spec (they contain commas); plain tags may also be
+    // comma-separated.
+    let specs: Vec<String> = specs
+        .iter()
+        .flat_map(|l| {
+            if l.contains("type=") {
+                vec![l.clone()]
+            } else {
+                list(l)
+            }
+        })
+        .collect();
+    for tag in tags::expand(&specs, &info)? {
         argv.extend(["--tag".into(), tag]);
     }
     if input("provenance").is_some_and(|p| p == "false") {

@@ -448,3 +448,77 @@ fn compile_errors_become_annotations() {
         "{err}"
     );
 }
+
+#[test]
+fn tags_come_from_the_git_ref_in_metadata_action_syntax() {
+    let specs = "type=semver,pattern={{version}}\ntype=semver,pattern={{major}}.{{minor}}\ntype=ref,event=branch\ntype=ref,event=pr\ntype=sha";
+    for (git_ref, expected) in [
+        (
+            "refs/tags/v1.2.3",
+            vec!["1.2", "1.2.3", "latest", "sha-0123456"],
+        ),
+        (
+            "refs/heads/feature/wasm",
+            vec!["feature-wasm", "sha-0123456"],
+        ),
+        ("refs/pull/42/merge", vec!["pr-42", "sha-0123456"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("output");
+        ok(&gantry_env(
+            &example("hello"),
+            &["action"],
+            &[
+                ("INPUT_PUSH", "false"),
+                ("INPUT_PLATFORMS", "wasi/wasm"),
+                ("INPUT_TAGS", specs),
+                ("GITHUB_REF", git_ref),
+                ("GITHUB_SHA", "0123456789abcdef0123"),
+                ("RUNNER_TEMP", dir.path().to_str().unwrap()),
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_OUTPUT", output.to_str().unwrap()),
+            ],
+        ));
+        let index = json(&std::fs::read(dir.path().join("gantry-oci-layout/index.json")).unwrap());
+        let mut names: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+            .filter(|n| !n.starts_with("sha256-"))
+            .collect();
+        names.sort();
+        assert_eq!(names, expected, "{git_ref}");
+    }
+
+    // A hostile tags value: line breaks and a delimiter-like string stay inside values.
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("output");
+    ok(&gantry_env(
+        &example("hello"),
+        &["action"],
+        &[
+            ("INPUT_PUSH", "false"),
+            ("INPUT_PLATFORMS", "wasi/wasm"),
+            (
+                "INPUT_TAGS",
+                "ok\ndigest=evil\nghadelimiter_1234\nimage<<EOF",
+            ),
+            ("RUNNER_TEMP", dir.path().to_str().unwrap()),
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_OUTPUT", output.to_str().unwrap()),
+        ],
+    ));
+    let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+    assert!(
+        outputs["digest"].starts_with("sha256:"),
+        "digest output overridden: {}",
+        outputs["digest"]
+    );
+    assert_eq!(outputs.len(), 10);
+    assert!(
+        outputs["tags"].contains(":digest-evil"),
+        "{}",
+        outputs["tags"]
+    );
+}

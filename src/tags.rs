@@ -71,7 +71,7 @@ pub fn expand(specs: &[String], info: &RefInfo) -> Result<Vec<String>, TagError>
     let mut tags: Vec<String> = Vec::new();
     let mut latest_auto = true;
     let mut semver_release = false;
-    let mut push = |t: String, tags: &mut Vec<String>| {
+    let push = |t: String, tags: &mut Vec<String>| {
         if !tags.contains(&t) {
             tags.push(t);
         }

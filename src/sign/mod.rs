@@ -118,10 +118,35 @@ pub struct Attachment {
 
 /// Signs and stores every claim through `publisher`, after the images themselves
 /// were published.
+/// Claims about different subjects run concurrently; those about one subject run in
+/// order, since they update the same `.sig`, `.att` and fallback tags.
 pub async fn attach<P: Publisher>(
     publisher: &P,
     key: &SigningKey,
     claims: &[Claim],
+    legacy_attestations: bool,
+    created: i64,
+) -> Result<Vec<Attachment>, SignError> {
+    let mut by_subject: Vec<Vec<&Claim>> = Vec::new();
+    for claim in claims {
+        match by_subject.iter_mut().find(|g| {
+            g[0].subject.digest == claim.subject.digest && g[0].repository == claim.repository
+        }) {
+            Some(group) => group.push(claim),
+            None => by_subject.push(vec![claim]),
+        }
+    }
+    let groups = by_subject
+        .into_iter()
+        .map(|group| attach_in_order(publisher, key, group, legacy_attestations, created));
+    let done = futures::future::try_join_all(groups).await?;
+    Ok(done.into_iter().flatten().collect())
+}
+
+async fn attach_in_order<P: Publisher>(
+    publisher: &P,
+    key: &SigningKey,
+    claims: Vec<&Claim>,
     legacy_attestations: bool,
     created: i64,
 ) -> Result<Vec<Attachment>, SignError> {

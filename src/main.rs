@@ -1,7 +1,7 @@
 //! The `gantry` command: argument parsing only; the work is in the library.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -232,8 +232,20 @@ async fn build(args: BuildArgs) -> Result<()> {
         provenance: !args.no_provenance,
         legacy_attestations: args.legacy_attestations,
     };
-    let progress = |line: &str| eprintln!("gantry: {line}");
-    let report = pipeline::build(&opts, &progress).await?;
+    // On a terminal, one status line rewritten in place; in logs, a line per step.
+    let tty = std::io::stderr().is_terminal() && !github::in_actions();
+    let progress = |line: &str| {
+        if tty {
+            eprint!("\r\x1b[2Kgantry: {line}");
+        } else {
+            eprintln!("gantry: {line}");
+        }
+    };
+    let result = pipeline::build(&opts, &progress).await;
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let report = result?;
     eprintln!(
         "gantry: published: {} blobs uploaded, {} already present, {} mounted, {} manifests, {} tags",
         report.publish.blobs_uploaded,

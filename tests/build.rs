@@ -202,19 +202,6 @@ fn reproducible_across_directories_and_honours_source_date_epoch() {
     );
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 #[test]
 fn base_image_with_platform_all_keeps_its_platforms_and_layers() {
     let registry = TestRegistry::start();

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 
 /// A Go module in a temp dir with one file.
@@ -112,7 +110,7 @@ fn compile_errors_reach_the_user_as_go_printed_them_and_no_tag_moves() {
     let before = registry.tag_digest("app", "latest").expect("tagged");
     let parent = broken.path().parent().unwrap();
     let hello_copy = parent.join(format!("hello-{}", std::process::id()));
-    copy_tree(&example("hello"), &hello_copy);
+    copy_dir(&example("hello"), &hello_copy);
     let err = fails(&gantry(
         parent,
         &build_args(&[
@@ -139,18 +137,6 @@ fn compile_errors_reach_the_user_as_go_printed_them_and_no_tag_moves() {
         "a failed build moved the tag"
     );
     assert!(registry.tag_digest("app/hello", "latest").is_none());
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -195,6 +195,20 @@ fn http_get(host: &str, path: &str) -> Option<(u16, Vec<u8>)> {
     Some((status, body))
 }
 
+/// Copies a directory tree (test fixtures into temp dirs).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
 /// Runs gantry with `args` in `dir`, with a clean registry-auth environment.
 pub fn gantry(dir: &Path, args: &[&str]) -> Output {
     gantry_env(dir, args, &[])

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use gantry::attest::sbom::SbomFormat;
 use gantry::github;
 use gantry::gobuild::GoError;
-use gantry::pipeline::{self, BuildError, BuildOptions};
+use gantry::pipeline::{self, BuildError, BuildOptions, Phase};
 use gantry::platform::WasmOs;
 use gantry::sign::keys::{Password, SigningKey};
 use gantry::sign::verify::{self, PublicKey};
@@ -232,9 +232,23 @@ async fn build(args: BuildArgs) -> Result<()> {
         provenance: !args.no_provenance,
         legacy_attestations: args.legacy_attestations,
     };
-    // On a terminal, one status line rewritten in place; in logs, a line per step.
-    let tty = std::io::stderr().is_terminal() && !github::in_actions();
-    let progress = |line: &str| {
+    // On a terminal, one status line rewritten in place; in Actions, a log group per
+    // phase; elsewhere a line per step.
+    let actions = github::in_actions();
+    let tty = std::io::stderr().is_terminal() && !actions;
+    let phase: std::sync::Mutex<Option<Phase>> = std::sync::Mutex::new(None);
+    let progress = |p: Phase, line: &str| {
+        if actions {
+            if let Ok(mut current) = phase.lock() {
+                if *current != Some(p) {
+                    if current.is_some() {
+                        eprintln!("::endgroup::");
+                    }
+                    eprintln!("::group::{}", p.title());
+                    *current = Some(p);
+                }
+            }
+        }
         if tty {
             eprint!("\r\x1b[2Kgantry: {line}");
         } else {
@@ -244,6 +258,9 @@ async fn build(args: BuildArgs) -> Result<()> {
     let result = pipeline::build(&opts, &progress).await;
     if tty {
         eprint!("\r\x1b[2K");
+    }
+    if actions && phase.lock().is_ok_and(|p| p.is_some()) {
+        eprintln!("::endgroup::");
     }
     let report = result?;
     eprintln!(

@@ -62,6 +62,29 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
     move |cause| BuildError::Io { context, cause }
 }
 
+/// The stages a build goes through, for progress displays (GitHub groups them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Resolve,
+    Build,
+    Publish,
+    Sign,
+}
+
+impl Phase {
+    pub fn title(self) -> &'static str {
+        match self {
+            Phase::Resolve => "Resolve packages, platforms and base images",
+            Phase::Build => "Go builds",
+            Phase::Publish => "Publish",
+            Phase::Sign => "Sign and attest",
+        }
+    }
+}
+
+/// Receives one line per step.
+pub type Progress<'a> = dyn Fn(Phase, &str) + Sync + 'a;
+
 /// Everything `gantry build` takes.
 #[derive(Debug, Default)]
 pub struct BuildOptions {
@@ -183,7 +206,7 @@ struct PackagePlan {
 /// Runs the whole build. `progress` receives one line per step, for stderr.
 pub async fn build(
     opts: &BuildOptions,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &Progress<'_>,
 ) -> Result<BuildReport, BuildError> {
     let tags = if opts.tags.is_empty() {
         vec!["latest".to_string()]
@@ -212,11 +235,10 @@ pub async fn build(
     let go = GoToolchain::detect().await?;
     let (PlatformRequest::List(asked) | PlatformRequest::All { wasm: asked }) = &request;
     go.check_platforms(asked)?;
-    progress(&format!(
-        "using {} ({})",
-        go.version_string,
-        go.go.display()
-    ));
+    progress(
+        Phase::Resolve,
+        &format!("using {} ({})", go.version_string, go.go.display()),
+    );
 
     let packages = if opts.packages.is_empty() {
         vec![".".to_string()]
@@ -367,7 +389,7 @@ pub async fn build(
                 }
             })
             .collect();
-        progress(&format!("pushing to {dest}"));
+        progress(Phase::Publish, &format!("pushing to {dest}"));
         let publisher = RegistryPublisher {
             registry: &registry,
         };
@@ -386,7 +408,10 @@ pub async fn build(
                 }
             })
             .collect();
-        progress(&format!("writing OCI layout {}", dir.display()));
+        progress(
+            Phase::Publish,
+            &format!("writing OCI layout {}", dir.display()),
+        );
         let publisher = LayoutPublisher::create(dir, Some(&registry))?;
         let (s, a) = delivery.deliver(&publisher, &repos, progress).await?;
         add(&mut stats, s);
@@ -441,7 +466,7 @@ impl Delivery<'_> {
         &self,
         publisher: &P,
         repos: &[String],
-        progress: &(dyn Fn(&str) + Sync),
+        progress: &Progress<'_>,
     ) -> Result<(PublishStats, Vec<Vec<Attachment>>), BuildError> {
         let requests = requests_for(self.plans, self.artifacts, self.tags, self.wasm_tags, repos);
         let stats = publish::publish(publisher, &requests, self.jobs).await?;
@@ -452,11 +477,14 @@ impl Delivery<'_> {
                 continue;
             };
             let claims = claims_for(&repos[i], artifact, &self.sboms[i], self.provenance);
-            progress(&format!(
-                "signing and attesting {} ({} items)",
-                repos[i],
-                claims.len()
-            ));
+            progress(
+                Phase::Sign,
+                &format!(
+                    "signing and attesting {} ({} items)",
+                    repos[i],
+                    claims.len()
+                ),
+            );
             attachments.push(
                 sign::attach(
                     publisher,
@@ -612,7 +640,7 @@ async fn plan_platforms(
     request: &PlatformRequest,
     base_ref: &str,
     cache: &mut HashMap<String, Arc<ResolvedBase>>,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &Progress<'_>,
 ) -> Result<(Vec<Platform>, Option<(String, Arc<ResolvedBase>)>), BuildError> {
     let (linux, wasm): (Vec<Platform>, Vec<Platform>) = match request {
         PlatformRequest::List(list) => list.iter().cloned().partition(|p| !p.is_wasm()),
@@ -641,7 +669,7 @@ async fn plan_platforms(
     let resolved = match cache.get(&key) {
         Some(r) => r.clone(),
         None => {
-            progress(&format!("resolving base image {base_ref}"));
+            progress(Phase::Resolve, &format!("resolving base image {base_ref}"));
             let wanted = (!linux.is_empty()).then_some(linux.as_slice());
             let r = Arc::new(base::resolve(registry, base_ref, wanted).await?);
             cache.insert(key, r.clone());
@@ -666,7 +694,7 @@ async fn run_builds(
     plans: &[PackagePlan],
     work: &Path,
     jobs: usize,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &Progress<'_>,
 ) -> Result<Vec<Vec<(Platform, PathBuf)>>, BuildError> {
     let limit = Semaphore::new(jobs.max(1));
     let mut tasks = Vec::new();
@@ -709,10 +737,10 @@ async fn run_builds(
                 .acquire()
                 .await
                 .map_err(|e| BuildError::Usage(e.to_string()))?;
-            progress(&format!(
-                "building {} for {platform}",
-                plan.package.import_path
-            ));
+            progress(
+                Phase::Build,
+                &format!("building {} for {platform}", plan.package.import_path),
+            );
             let dir = plan.settings.dir.as_deref().unwrap_or(&plan.package.dir);
             go.build(&BuildJob {
                 package: &plan.package,

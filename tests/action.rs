@@ -375,6 +375,15 @@ fn outputs_summary_and_masks_in_actions() {
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("::add-mask::very-secret-value"), "{stderr}");
+    assert!(
+        stderr.contains("::group::Go builds") && stderr.contains("::group::Publish"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("::group::").count(),
+        stderr.matches("::endgroup::").count(),
+        "{stderr}"
+    );
 
     let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
     let get = |k: &str| {

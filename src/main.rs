@@ -41,6 +41,15 @@ enum Command {
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
     },
+    /// Sign an image already published (its index and every manifest), without rebuilding.
+    Sign {
+        reference: String,
+        /// cosign private key (password from COSIGN_PASSWORD).
+        #[arg(long, env = "COSIGN_KEY")]
+        key: PathBuf,
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+    },
     /// Print the SBOM attested for an image (registry or oci:DIR[:tag]).
     Sbom {
         reference: String,
@@ -338,6 +347,21 @@ async fn verify(reference: &str, key: &std::path::Path, insecure: &[String]) -> 
     Ok(())
 }
 
+async fn sign(reference: &str, key: &std::path::Path, insecure: &[String]) -> Result<()> {
+    let key = SigningKey::load(key, &password())?;
+    let (digest, attached) =
+        verify::sign_reference(reference, &key, insecure, source_date_epoch()?.unwrap_or(0))
+            .await?;
+    for a in &attached {
+        eprintln!(
+            "gantry: signature of {} stored as {} {}",
+            a.subject, a.storage, a.digest
+        );
+    }
+    println!("{reference}@{digest}");
+    Ok(())
+}
+
 async fn sbom(
     reference: &str,
     format: SbomFormat,
@@ -548,6 +572,11 @@ fn main() -> ExitCode {
                 key,
                 insecure_registries,
             } => verify(&reference, &key, &insecure_registries).await,
+            Command::Sign {
+                reference,
+                key,
+                insecure_registries,
+            } => sign(&reference, &key, &insecure_registries).await,
             Command::Sbom {
                 reference,
                 format,

@@ -46,7 +46,7 @@ pub enum BuildError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     BuildInfo(#[from] BuildInfoError),
-    #[error("the images are pushed, but signing or attesting them failed")]
+    #[error("the images are pushed, but signing or attesting them failed (fix the cause, then `gantry sign REF --key …` signs them without rebuilding)")]
     Sign(#[from] SignError),
     #[error("{0}")]
     Usage(String),

@@ -607,3 +607,63 @@ fn bad_keys_fail_clearly_before_anything_is_pushed() {
         "a failed signing set-up pushed an image"
     );
 }
+
+#[test]
+fn gantry_sign_signs_what_was_pushed_unsigned() {
+    let registry = TestRegistry::start();
+    let keys = Keys::from_cosign();
+    let repo = format!("{}/later", registry.host);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64,wasi/wasm",
+            "--base",
+            "scratch",
+            "--sign",
+            "none",
+            "--json",
+            report.to_str().unwrap(),
+        ],
+    ));
+    let (index, platforms) = digests(&json(&std::fs::read(report).unwrap()));
+    let out = cosign(
+        "cosign-v3",
+        &[
+            "verify",
+            "--key",
+            keys.public().to_str().unwrap(),
+            &format!("{repo}@{index}"),
+        ],
+        &keys.root(),
+    );
+    assert!(!out.status.success(), "unsigned image verified");
+
+    let key = keys.key();
+    let stdout = ok(&gantry_env(
+        Path::new("."),
+        &[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            &format!("{repo}:latest"),
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    ));
+    assert_eq!(stdout.trim(), format!("{repo}:latest@{index}"));
+    for digest in std::iter::once(&index).chain(&platforms) {
+        verifies(
+            "cosign-v3",
+            "verify",
+            &keys.public(),
+            &keys.root(),
+            &format!("{repo}@{digest}"),
+            &[],
+        );
+    }
+}

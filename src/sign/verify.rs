@@ -168,13 +168,40 @@ pub async fn inspect<P: Publisher>(
     Ok(found)
 }
 
-/// Resolves `reference` (`oci:DIR[:tag]`, or `host/repo[:tag|@digest]`) and inspects
-/// what is stored about the manifest it names. Returns that manifest's digest too.
-pub async fn inspect_reference(
-    reference: &str,
-    key: Option<&PublicKey>,
-    insecure_registries: &[String],
-) -> Result<(String, Vec<Found>), SignError> {
+/// What a user's reference (`oci:DIR[:tag]`, or `host/repo[:tag|@digest]`) names,
+/// opened for reading and writing.
+pub struct Target {
+    store: Store,
+    /// The root manifest or index, and its digest.
+    pub manifest: bytes::Bytes,
+    pub digest: String,
+}
+
+enum Store {
+    Layout(LayoutPublisher<'static>),
+    Registry(Registry, crate::publish::ImageName),
+}
+
+/// Runs `$body` with `$p` bound to the target's publisher and `$repo` to the
+/// repository, whichever kind of store it is.
+macro_rules! with_publisher {
+    ($target:expr, |$p:ident, $repo:ident| $body:expr) => {
+        match &$target.store {
+            Store::Layout(layout) => {
+                let $p = layout;
+                let $repo = String::new();
+                $body
+            }
+            Store::Registry(registry, name) => {
+                let $p = &RegistryPublisher { registry };
+                let $repo = name.to_string();
+                $body
+            }
+        }
+    };
+}
+
+pub async fn open(reference: &str, insecure_registries: &[String]) -> Result<Target, SignError> {
     if let Some(rest) = reference.strip_prefix("oci:") {
         let (dir, tag) = match rest.rsplit_once(':') {
             Some((dir, tag)) if !tag.contains('/') => (dir, tag),
@@ -187,15 +214,66 @@ pub async fn inspect_reference(
             ))
         })?;
         let digest = sha256_digest(&manifest);
-        let found = inspect(&layout, "", &digest, key).await?;
-        return Ok((digest, found));
+        return Ok(Target {
+            store: Store::Layout(layout),
+            manifest,
+            digest,
+        });
     }
     let (name, at) = parse_reference(reference)?;
     let registry = Registry::new([name.registry.as_str()], insecure_registries);
-    let (_, digest) = registry.pull_manifest(&name, &at).await?;
-    let publisher = RegistryPublisher {
-        registry: &registry,
-    };
-    let found = inspect(&publisher, &name.to_string(), &digest, key).await?;
-    Ok((digest, found))
+    let (manifest, digest) = registry.pull_manifest(&name, &at).await?;
+    Ok(Target {
+        store: Store::Registry(registry, name),
+        manifest,
+        digest,
+    })
+}
+
+/// Inspects what is stored about the manifest `reference` names; returns its digest too.
+pub async fn inspect_reference(
+    reference: &str,
+    key: Option<&PublicKey>,
+    insecure_registries: &[String],
+) -> Result<(String, Vec<Found>), SignError> {
+    let target = open(reference, insecure_registries).await?;
+    let found = with_publisher!(target, |p, repo| inspect(p, &repo, &target.digest, key)
+        .await?);
+    Ok((target.digest, found))
+}
+
+/// Signs an image already published (an index and each of its manifests), without
+/// rebuilding: what to run when signing failed after a push.
+pub async fn sign_reference(
+    reference: &str,
+    key: &super::keys::SigningKey,
+    insecure_registries: &[String],
+    created: i64,
+) -> Result<(String, Vec<super::Attachment>), SignError> {
+    let target = open(reference, insecure_registries).await?;
+    let root: Value = serde_json::from_slice(&target.manifest).unwrap_or_default();
+    let media_type = root["mediaType"]
+        .as_str()
+        .unwrap_or(crate::image::media_type::OCI_MANIFEST);
+    let mut subjects = vec![crate::image::Descriptor::for_bytes(
+        media_type,
+        &target.manifest,
+    )];
+    for child in root["manifests"].as_array().into_iter().flatten() {
+        if let Ok(d) = serde_json::from_value::<crate::image::Descriptor>(child.clone()) {
+            subjects.push(d);
+        }
+    }
+    let attached = with_publisher!(target, |p, repo| {
+        let claims: Vec<super::Claim> = subjects
+            .iter()
+            .map(|s| super::Claim {
+                repository: repo.clone(),
+                subject: s.clone(),
+                kind: super::ClaimKind::Signature,
+            })
+            .collect();
+        super::attach(p, key, &claims, false, created).await?
+    });
+    Ok((target.digest, attached))
 }

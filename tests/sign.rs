@@ -116,6 +116,31 @@ fn build_signed(registry: &TestRegistry, repo: &str, keys: &Keys, extra: &[&str]
     json(&std::fs::read(report).unwrap())
 }
 
+/// Checks an index of referrers names a signature, both SBOMs and the provenance.
+fn assert_lists_every_predicate(index: &Value, what: &str) {
+    let kinds: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["dev.sigstore.bundle.predicateType"]
+                .as_str()
+                .unwrap_or("")
+        })
+        .collect();
+    for expected in [
+        "https://sigstore.dev/cosign/sign/v1",
+        "https://spdx.dev/Document",
+        "https://cyclonedx.org/bom",
+        "https://slsa.dev/provenance/v1",
+    ] {
+        assert!(
+            kinds.contains(&expected),
+            "{expected} missing from {what}: {kinds:?}"
+        );
+    }
+}
+
 /// `(index digest, [platform manifest digests])`.
 fn digests(report: &Value) -> (String, Vec<String>) {
     let image = &report["images"][0];
@@ -276,27 +301,7 @@ fn cosign_v2_and_v3_verify_signatures_and_attestations() {
         "--raw",
         &format!("docker://{repo}:sha256-{hex}"),
     ]));
-    let kinds: Vec<&str> = fallback["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            m["annotations"]["dev.sigstore.bundle.predicateType"]
-                .as_str()
-                .unwrap()
-        })
-        .collect();
-    for expected in [
-        "https://sigstore.dev/cosign/sign/v1",
-        "https://spdx.dev/Document",
-        "https://cyclonedx.org/bom",
-        "https://slsa.dev/provenance/v1",
-    ] {
-        assert!(
-            kinds.contains(&expected),
-            "{expected} missing from the fallback index: {kinds:?}"
-        );
-    }
+    assert_lists_every_predicate(&fallback, "the fallback index");
     let attachments = report["images"][0]["attachments"].as_array().unwrap();
     assert_eq!(
         attachments
@@ -418,27 +423,7 @@ fn referrers_api_registry_lists_the_bundles() {
         .unwrap();
     assert_eq!(status, 200, "the registry serves the referrers API");
     let listed = json(&body);
-    let kinds: Vec<&str> = listed["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            m["annotations"]["dev.sigstore.bundle.predicateType"]
-                .as_str()
-                .unwrap_or("")
-        })
-        .collect();
-    for expected in [
-        "https://sigstore.dev/cosign/sign/v1",
-        "https://spdx.dev/Document",
-        "https://cyclonedx.org/bom",
-        "https://slsa.dev/provenance/v1",
-    ] {
-        assert!(
-            kinds.contains(&expected),
-            "{expected} not among the referrers: {kinds:?}"
-        );
-    }
+    assert_lists_every_predicate(&listed, "the referrers API");
     for version in ["cosign-v3", "cosign-v2"] {
         verifies(
             version,

@@ -49,6 +49,13 @@ pub fn mask_commands() -> Vec<String> {
     .collect()
 }
 
+/// Hides a secret learnt at run time (an OIDC token) from the job's log.
+pub fn mask(secret: &str) {
+    if in_actions() && !secret.is_empty() {
+        eprintln!("::add-mask::{}", escape_data(secret));
+    }
+}
+
 /// `::error file=…,line=…,col=…::` for each `file.go:L:C: message` line Go printed.
 /// `dir` is where go ran (its paths are relative to it); `workspace` is the checkout,
 /// which annotation paths are relative to.

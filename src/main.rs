@@ -13,8 +13,10 @@ use gantry::github;
 use gantry::gobuild::GoError;
 use gantry::pipeline::{self, BuildError, BuildOptions, Phase};
 use gantry::platform::WasmOs;
-use gantry::sign::keys::{Password, SigningKey};
+use gantry::sign::keyless::{self, TokenSource};
+use gantry::sign::keys::{Secret, SigningKey};
 use gantry::sign::verify::{self, PublicKey};
+use gantry::sign::{rekor, Keyless, Signer, Signing};
 use gantry::tags;
 
 #[derive(Parser)]
@@ -44,9 +46,8 @@ enum Command {
     /// Sign an image already published (its index and every manifest), without rebuilding.
     Sign {
         reference: String,
-        /// cosign private key (password from COSIGN_PASSWORD).
-        #[arg(long, env = "COSIGN_KEY")]
-        key: PathBuf,
+        #[command(flatten)]
+        signing: SigningArgs,
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
     },
@@ -129,12 +130,8 @@ struct BuildArgs {
     /// Also write every SBOM into this directory.
     #[arg(long)]
     sbom_dir: Option<PathBuf>,
-    /// How to sign the images and their attestations.
-    #[arg(long, value_enum, default_value_t = SignMode::Auto)]
-    sign: SignMode,
-    /// cosign private key (password from COSIGN_PASSWORD).
-    #[arg(long, env = "COSIGN_KEY")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    signing: SigningArgs,
     /// Attach SLSA provenance (default on; needs signing).
     #[arg(long, overrides_with = "no_provenance")]
     provenance: bool,
@@ -144,6 +141,65 @@ struct BuildArgs {
     /// Also store attestations under the legacy cosign `.att` tag.
     #[arg(long)]
     legacy_attestations: bool,
+}
+
+/// How to sign: shared by `build` and `sign`.
+#[derive(Args)]
+struct SigningArgs {
+    /// How to sign the images and their attestations.
+    #[arg(long, value_enum, default_value_t = SignMode::Auto)]
+    sign: SignMode,
+    /// cosign private key (password from COSIGN_PASSWORD).
+    #[arg(long, env = "COSIGN_KEY")]
+    key: Option<PathBuf>,
+    /// Fulcio, which certifies keyless signing keys.
+    #[arg(long, env = "SIGSTORE_FULCIO_URL", default_value = keyless::PUBLIC_FULCIO)]
+    fulcio_url: String,
+    /// Rekor, the transparency log that records keyless signatures.
+    #[arg(long, env = "SIGSTORE_REKOR_URL", default_value = rekor::PUBLIC_REKOR)]
+    rekor_url: String,
+    /// Do not record keyless signatures in the (public) transparency log.
+    #[arg(long)]
+    no_tlog_upload: bool,
+}
+
+impl SigningArgs {
+    /// Picks what the mode asks for, or says why there is nothing to sign with.
+    fn signing(&self) -> Result<Option<Signing>> {
+        let keyless = || {
+            TokenSource::from_env().map(|token| {
+                Signing::Keyless(Keyless {
+                    token,
+                    fulcio_url: self.fulcio_url.clone(),
+                    rekor_url: (!self.no_tlog_upload).then(|| self.rekor_url.clone()),
+                })
+            })
+        };
+        let with_key = |path: &PathBuf| -> Result<Signing> {
+            Ok(Signing::Key(Signer::with_key(SigningKey::load(
+                path,
+                &password(),
+            )?)))
+        };
+        match (self.sign, &self.key) {
+            (SignMode::None, _) => Ok(None),
+            (SignMode::Key | SignMode::Auto, Some(path)) => with_key(path).map(Some),
+            (SignMode::Key, None) => bail!(
+                "--sign key needs --key PATH (or COSIGN_KEY); create one with `gantry keygen`"
+            ),
+            (SignMode::Keyless, _) => match keyless() {
+                Some(k) => Ok(Some(k)),
+                None => bail!("{}", TokenSource::MISSING),
+            },
+            (SignMode::Auto, None) => {
+                let found = keyless();
+                if found.is_none() {
+                    eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no OIDC token for keyless signing (in GitHub Actions: `permissions: id-token: write`)");
+                }
+                Ok(found)
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -186,29 +242,8 @@ fn source_date_epoch() -> Result<Option<i64>> {
     }
 }
 
-fn password() -> Password {
-    Password::new(std::env::var("COSIGN_PASSWORD").unwrap_or_default())
-}
-
-/// Picks the signing key the mode asks for, or says why there is none.
-fn signing_key(mode: SignMode, key: Option<&PathBuf>) -> Result<Option<SigningKey>> {
-    let oidc = std::env::var_os("ACTIONS_ID_TOKEN_REQUEST_URL").is_some();
-    match (mode, key) {
-        (SignMode::None, _) => Ok(None),
-        (SignMode::Key | SignMode::Auto, Some(path)) => Ok(Some(SigningKey::load(path, &password())?)),
-        (SignMode::Key, None) => bail!("--sign key needs --key PATH (or COSIGN_KEY); create one with `gantry keygen`"),
-        (SignMode::Keyless, _) => bail!(
-            "keyless signing (GitHub OIDC -> Fulcio) is not available in this version of gantry; sign with a key: --sign key --key cosign.key"
-        ),
-        (SignMode::Auto, None) => {
-            if oidc {
-                eprintln!("gantry: not signing: keyless signing is not available in this version; pass --key to sign");
-            } else {
-                eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no GitHub OIDC token");
-            }
-            Ok(None)
-        }
-    }
+fn password() -> Secret {
+    Secret::new(std::env::var("COSIGN_PASSWORD").unwrap_or_default())
 }
 
 async fn build(args: BuildArgs) -> Result<()> {
@@ -237,7 +272,7 @@ async fn build(args: BuildArgs) -> Result<()> {
         source_date_epoch: source_date_epoch()?,
         sbom: args.sbom.0,
         sbom_dir: args.sbom_dir,
-        signing_key: signing_key(args.sign, args.key.as_ref())?,
+        signing: args.signing.signing()?,
         provenance: !args.no_provenance,
         legacy_attestations: args.legacy_attestations,
     };
@@ -347,11 +382,19 @@ async fn verify(reference: &str, key: &std::path::Path, insecure: &[String]) -> 
     Ok(())
 }
 
-async fn sign(reference: &str, key: &std::path::Path, insecure: &[String]) -> Result<()> {
-    let key = SigningKey::load(key, &password())?;
-    let (digest, attached) =
-        verify::sign_reference(reference, &key, insecure, source_date_epoch()?.unwrap_or(0))
-            .await?;
+async fn sign(reference: &str, signing: &SigningArgs, insecure: &[String]) -> Result<()> {
+    let signer = match signing.signing()? {
+        Some(Signing::Key(signer)) => signer,
+        Some(Signing::Keyless(keyless)) => Signer::keyless(&keyless).await?,
+        None => bail!("nothing to sign with: pass --key PATH, or run where an OIDC token is available (--sign keyless)"),
+    };
+    let (digest, attached) = verify::sign_reference(
+        reference,
+        &signer,
+        insecure,
+        source_date_epoch()?.unwrap_or(0),
+    )
+    .await?;
     for a in &attached {
         eprintln!(
             "gantry: signature of {} stored as {} {}",
@@ -574,9 +617,9 @@ fn main() -> ExitCode {
             } => verify(&reference, &key, &insecure_registries).await,
             Command::Sign {
                 reference,
-                key,
+                signing,
                 insecure_registries,
-            } => sign(&reference, &key, &insecure_registries).await,
+            } => sign(&reference, &signing, &insecure_registries).await,
             Command::Sbom {
                 reference,
                 format,

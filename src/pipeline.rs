@@ -24,8 +24,7 @@ use crate::publish::{
     self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Publisher,
     Registry, RegistryPublisher,
 };
-use crate::sign::keys::SigningKey;
-use crate::sign::{self, Attachment, Claim, ClaimKind, SignError};
+use crate::sign::{self, Attachment, Claim, ClaimKind, SignError, Signer, Signing};
 
 /// The base ko uses, and gantry with it.
 pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";
@@ -46,7 +45,7 @@ pub enum BuildError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     BuildInfo(#[from] BuildInfoError),
-    #[error("the images are pushed, but signing or attesting them failed (fix the cause, then `gantry sign REF --key …` signs them without rebuilding)")]
+    #[error("the images are pushed, but signing or attesting them failed (fix the cause, then `gantry sign REF` with the same signing options signs them without rebuilding)")]
     Sign(#[from] SignError),
     #[error("{0}")]
     Usage(String),
@@ -116,9 +115,9 @@ pub struct BuildOptions {
     pub sbom: Vec<SbomFormat>,
     /// Also write each SBOM here as a file.
     pub sbom_dir: Option<PathBuf>,
-    /// Key to sign and attest with; None = no signatures or attestations.
-    pub signing_key: Option<SigningKey>,
-    /// Attach SLSA provenance (needs a signing key).
+    /// How to sign and attest; None = no signatures or attestations.
+    pub signing: Option<Signing>,
+    /// Attach SLSA provenance (needs signing).
     pub provenance: bool,
     /// Also store attestations under the legacy `.att` tag.
     pub legacy_attestations: bool,
@@ -346,7 +345,7 @@ pub async fn build(
         )?);
     }
     let wasm_tags: Vec<String> = tags.iter().map(|t| format!("{t}-wasm")).collect();
-    let provenance = (opts.provenance && opts.signing_key.is_some()).then(|| {
+    let provenance = (opts.provenance && opts.signing.is_some()).then(|| {
         let platforms: Vec<String> = plans
             .iter()
             .flat_map(|p| p.platforms.iter().map(Platform::to_string))
@@ -371,7 +370,8 @@ pub async fn build(
         tags: &tags,
         wasm_tags: &wasm_tags,
         jobs: opts.jobs.max(1) * 2,
-        key: opts.signing_key.as_ref(),
+        signing: opts.signing.as_ref(),
+        keyless_signer: tokio::sync::OnceCell::new(),
         provenance: provenance.as_ref(),
         legacy_attestations: opts.legacy_attestations,
         created: opts.source_date_epoch.unwrap_or(0),
@@ -455,13 +455,38 @@ struct Delivery<'a> {
     tags: &'a [String],
     wasm_tags: &'a [String],
     jobs: usize,
-    key: Option<&'a SigningKey>,
+    signing: Option<&'a Signing>,
+    /// Made at the first signature, then shared by every destination.
+    keyless_signer: tokio::sync::OnceCell<Signer>,
     provenance: Option<&'a serde_json::Value>,
     legacy_attestations: bool,
     created: i64,
 }
 
 impl Delivery<'_> {
+    /// The signer, if signing: a keyless one gets its certificate now, after the
+    /// images are pushed, so its ten minutes are spent signing.
+    async fn signer(&self, progress: &Progress<'_>) -> Result<Option<&Signer>, SignError> {
+        match self.signing {
+            None => Ok(None),
+            Some(Signing::Key(signer)) => Ok(Some(signer)),
+            Some(Signing::Keyless(keyless)) => self
+                .keyless_signer
+                .get_or_try_init(|| {
+                    progress(
+                        Phase::Sign,
+                        &format!(
+                            "requesting a signing certificate from {}",
+                            keyless.fulcio_url
+                        ),
+                    );
+                    Signer::keyless(keyless)
+                })
+                .await
+                .map(Some),
+        }
+    }
+
     async fn deliver<P: Publisher>(
         &self,
         publisher: &P,
@@ -472,7 +497,7 @@ impl Delivery<'_> {
         let stats = publish::publish(publisher, &requests, self.jobs).await?;
         let mut attachments = Vec::new();
         for (i, (artifact, _)) in self.artifacts.iter().enumerate() {
-            let Some(key) = self.key else {
+            let Some(signer) = self.signer(progress).await? else {
                 attachments.push(Vec::new());
                 continue;
             };
@@ -488,7 +513,7 @@ impl Delivery<'_> {
             attachments.push(
                 sign::attach(
                     publisher,
-                    key,
+                    signer,
                     &claims,
                     self.legacy_attestations,
                     self.created,

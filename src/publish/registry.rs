@@ -435,8 +435,9 @@ impl Publisher for RegistryPublisher<'_> {
         match self.upload(&name, blob).await {
             Ok(outcome) => Ok(outcome),
             // Some registries (go-containerregistry's) omit Location after a
-            // completed upload; the blob is there all the same.
-            Err(OciDistributionError::RegistryNoLocationError)
+            // completed upload, and docker-registry answers 500 to one of two
+            // concurrent uploads of the same blob; either way the blob is there.
+            Err(_)
                 if self
                     .registry
                     .client

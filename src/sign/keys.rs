@@ -11,21 +11,26 @@ use sigstore::crypto::{SigStoreSigner, SigningScheme};
 
 use super::SignError;
 
-/// A password that never prints.
+/// A password or token that never prints.
 #[derive(Clone, Default)]
-pub struct Password(String);
+pub struct Secret(String);
 
-impl Password {
+impl Secret {
     pub fn new(text: String) -> Self {
-        Password(text)
+        Secret(text)
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+
+    /// The text itself, for the one place that must send it (a request header or body).
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 
-impl std::fmt::Debug for Password {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
     }
@@ -49,7 +54,7 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Reads a cosign private key file.
-    pub fn load(path: &Path, password: &Password) -> Result<Self, SignError> {
+    pub fn load(path: &Path, password: &Secret) -> Result<Self, SignError> {
         let pem = std::fs::read(path).map_err(|e| SignError::Key {
             path: path.to_path_buf(),
             detail: format!("cannot read it: {e}"),
@@ -120,7 +125,7 @@ impl SigningKey {
     pub fn write_pair(
         &self,
         prefix: &Path,
-        password: &Password,
+        password: &Secret,
     ) -> Result<(PathBuf, PathBuf), SignError> {
         let key_path = prefix.with_extension("key");
         let pub_path = prefix.with_extension("pub");
@@ -164,7 +169,7 @@ mod tests {
     fn keygen_round_trip_and_wrong_password() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::generate().unwrap();
-        let password = Password::new("correct horse".into());
+        let password = Secret::new("correct horse".into());
         let (key_path, pub_path) = key
             .write_pair(&dir.path().join("cosign"), &password)
             .unwrap();
@@ -173,7 +178,7 @@ mod tests {
             .contains("PUBLIC KEY"));
         let loaded = SigningKey::load(&key_path, &password).unwrap();
         assert_eq!(loaded.public_der, key.public_der);
-        let err = SigningKey::load(&key_path, &Password::new("wrong".into())).unwrap_err();
+        let err = SigningKey::load(&key_path, &Secret::new("wrong".into())).unwrap_err();
         assert!(err.to_string().contains("wrong password"), "{err}");
         assert!(!err.to_string().contains("correct horse"));
         assert!(

@@ -7,7 +7,10 @@
 //!   `https://sigstore.dev/cosign/sign/v1` statement) and every attestation;
 //! - optionally the legacy `sha256-<hex>.att` tag (DSSE envelope layers).
 
+pub mod keyless;
 pub mod keys;
+pub mod rekor;
+mod service;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,7 @@ use serde_json::{json, Value};
 use crate::image::{canonical_json, media_type, rfc3339, Blob, Descriptor};
 use crate::publish::{PublishError, Publisher};
 use keys::SigningKey;
+use sha2::Digest as _;
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -31,6 +35,9 @@ const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -42,6 +49,12 @@ pub enum SignError {
     Publish(#[from] PublishError),
     #[error("{0}")]
     NotFound(String),
+    #[error("{service} ({url}) {detail}")]
+    Service {
+        service: &'static str,
+        url: String,
+        detail: String,
+    },
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -114,6 +127,151 @@ pub struct Attachment {
     pub storage: &'static str,
     /// Digest of the manifest that holds it.
     pub digest: String,
+    /// Where the transparency log recorded the signature, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rekor_log_index: Option<i64>,
+}
+
+/// What signs: a key, and for keyless signing its Fulcio certificate and the
+/// transparency log that witnesses each signature.
+#[derive(Debug)]
+pub struct Signer {
+    key: SigningKey,
+    certificate: Option<keyless::Certificate>,
+    rekor: Option<rekor::Rekor>,
+}
+
+/// How to sign, decided before the build. A keyless signer is made only once the
+/// images are pushed: its certificate lives ten minutes.
+#[derive(Debug)]
+pub enum Signing {
+    Key(Signer),
+    Keyless(Keyless),
+}
+
+/// Where keyless signing gets its identity and certificate, and which log records it.
+#[derive(Debug, Clone)]
+pub struct Keyless {
+    pub token: keyless::TokenSource,
+    pub fulcio_url: String,
+    /// None: no transparency log (`--no-tlog-upload`).
+    pub rekor_url: Option<String>,
+}
+
+/// A statement signed into a DSSE envelope, and the bundle that carries it.
+struct SignedStatement {
+    envelope: Value,
+    bundle: Value,
+    log_entry: Option<rekor::LogEntry>,
+}
+
+impl Signer {
+    pub fn with_key(key: SigningKey) -> Self {
+        Signer {
+            key,
+            certificate: None,
+            rekor: None,
+        }
+    }
+
+    /// A fresh key with a Fulcio certificate for the token's identity.
+    pub async fn keyless(config: &Keyless) -> Result<Self, SignError> {
+        let client = service::client()?;
+        let key = SigningKey::generate()?;
+        let certificate =
+            keyless::certificate(&client, &config.fulcio_url, &config.token, &key).await?;
+        Ok(Signer {
+            key,
+            certificate: Some(certificate),
+            rekor: config
+                .rekor_url
+                .as_deref()
+                .map(|url| rekor::Rekor::new(url, client)),
+        })
+    }
+
+    /// The certificate's identity, for reports: None when signing with a key.
+    pub fn certificate(&self) -> Option<&keyless::Certificate> {
+        self.certificate.as_ref()
+    }
+
+    /// What verifies the signatures: the certificate, else the public key (PEM).
+    fn verifier_pem(&self) -> &str {
+        match &self.certificate {
+            Some(c) => &c.leaf_pem,
+            None => &self.key.public_pem,
+        }
+    }
+
+    /// Annotations naming the signer: certificate and chain when keyless.
+    fn identity_annotations(&self) -> BTreeMap<String, String> {
+        let mut annotations = BTreeMap::new();
+        if let Some(c) = &self.certificate {
+            annotations.insert(CERTIFICATE_ANNOTATION.to_string(), c.leaf_pem.clone());
+            annotations.insert(CHAIN_ANNOTATION.to_string(), c.chain_pem.clone());
+        }
+        annotations
+    }
+
+    /// Signs cosign's simplesigning payload; returns the `.sig` layer's annotations
+    /// and the log entry.
+    async fn sign_payload(
+        &self,
+        payload: &[u8],
+    ) -> Result<(BTreeMap<String, String>, Option<rekor::LogEntry>), SignError> {
+        let signature = self.key.sign(payload)?;
+        let mut annotations = self.identity_annotations();
+        annotations.insert(SIGNATURE_ANNOTATION.to_string(), b64(&signature));
+        let entry = match &self.rekor {
+            Some(rekor) => {
+                let digest = hex::encode(sha2::Sha256::digest(payload));
+                let entry = rekor
+                    .hashedrekord(&signature, self.verifier_pem(), &digest)
+                    .await?;
+                annotations.insert(
+                    BUNDLE_ANNOTATION.to_string(),
+                    entry.cosign_bundle_annotation(),
+                );
+                Some(entry)
+            }
+            None => None,
+        };
+        Ok((annotations, entry))
+    }
+
+    /// Signs an in-toto statement into a DSSE envelope, logs it, and wraps both in a
+    /// Sigstore bundle v0.3.
+    async fn sign_statement(&self, statement: &[u8]) -> Result<SignedStatement, SignError> {
+        let signature = self.key.sign(&pae(INTOTO_PAYLOAD_TYPE, statement))?;
+        let envelope = json!({
+            "payloadType": INTOTO_PAYLOAD_TYPE,
+            "payload": b64(statement),
+            "signatures": [{"keyid": "", "sig": b64(&signature)}],
+        });
+        let log_entry = match &self.rekor {
+            Some(rekor) => Some(rekor.dsse(&envelope, self.verifier_pem()).await?),
+            None => None,
+        };
+        let tlog_entries: Vec<Value> = log_entry
+            .iter()
+            .map(rekor::LogEntry::bundle_tlog_entry)
+            .collect();
+        let mut material = json!({"tlogEntries": tlog_entries});
+        match &self.certificate {
+            Some(c) => material["certificate"] = json!({"rawBytes": b64(&c.leaf_der)}),
+            None => material["publicKey"] = json!({"hint": self.key.hint()}),
+        }
+        let bundle = json!({
+            "mediaType": BUNDLE_MEDIA_TYPE,
+            "verificationMaterial": material,
+            "dsseEnvelope": envelope,
+        });
+        Ok(SignedStatement {
+            envelope,
+            bundle,
+            log_entry,
+        })
+    }
 }
 
 /// Signs and stores every claim through `publisher`, after the images themselves
@@ -122,7 +280,7 @@ pub struct Attachment {
 /// order, since they update the same `.sig`, `.att` and fallback tags.
 pub async fn attach<P: Publisher>(
     publisher: &P,
-    key: &SigningKey,
+    signer: &Signer,
     claims: &[Claim],
     legacy_attestations: bool,
     created: i64,
@@ -138,14 +296,14 @@ pub async fn attach<P: Publisher>(
     }
     let groups = by_subject
         .into_iter()
-        .map(|group| attach_in_order(publisher, key, group, legacy_attestations, created));
+        .map(|group| attach_in_order(publisher, signer, group, legacy_attestations, created));
     let done = futures::future::try_join_all(groups).await?;
     Ok(done.into_iter().flatten().collect())
 }
 
 async fn attach_in_order<P: Publisher>(
     publisher: &P,
-    key: &SigningKey,
+    signer: &Signer,
     claims: Vec<&Claim>,
     legacy_attestations: bool,
     created: i64,
@@ -153,12 +311,22 @@ async fn attach_in_order<P: Publisher>(
     let mut out = Vec::new();
     for claim in claims {
         let subject = &claim.subject.digest;
+        let attachment = |kind,
+                          predicate_type: Option<&str>,
+                          storage,
+                          digest,
+                          entry: &Option<rekor::LogEntry>| Attachment {
+            kind,
+            subject: subject.clone(),
+            predicate_type: predicate_type.map(str::to_string),
+            storage,
+            digest,
+            rekor_log_index: entry.as_ref().map(|e| e.log_index),
+        };
         match &claim.kind {
             ClaimKind::Signature => {
                 let payload = simplesigning_payload(&claim.repository, subject);
-                let signature = key.sign(&payload)?;
-                let mut annotations = BTreeMap::new();
-                annotations.insert(SIGNATURE_ANNOTATION.to_string(), b64(&signature));
+                let (annotations, entry) = signer.sign_payload(&payload).await?;
                 let digest = append_layer(
                     publisher,
                     &claim.repository,
@@ -169,65 +337,71 @@ async fn attach_in_order<P: Publisher>(
                     annotations,
                 )
                 .await?;
-                out.push(Attachment {
-                    kind: "signature",
-                    subject: subject.clone(),
-                    predicate_type: None,
-                    storage: "sig-tag",
-                    digest,
-                });
+                out.push(attachment("signature", None, "sig-tag", digest, &entry));
 
                 let stmt = statement(
                     &[(claim.repository.clone(), subject.clone())],
                     COSIGN_SIGN_PREDICATE,
                     &json!({}),
                 );
-                let digest =
-                    store_bundle(publisher, key, claim, COSIGN_SIGN_PREDICATE, &stmt, created)
-                        .await?;
-                out.push(Attachment {
-                    kind: "signature",
-                    subject: subject.clone(),
-                    predicate_type: Some(COSIGN_SIGN_PREDICATE.into()),
-                    storage: "referrer",
+                let signed = signer.sign_statement(&stmt).await?;
+                let digest = store_bundle(
+                    publisher,
+                    claim,
+                    COSIGN_SIGN_PREDICATE,
+                    &signed.bundle,
+                    created,
+                )
+                .await?;
+                out.push(attachment(
+                    "signature",
+                    Some(COSIGN_SIGN_PREDICATE),
+                    "referrer",
                     digest,
-                });
+                    &signed.log_entry,
+                ));
             }
             ClaimKind::Attestation {
                 predicate_type,
                 statement,
             } => {
+                let signed = signer.sign_statement(statement).await?;
                 let digest =
-                    store_bundle(publisher, key, claim, predicate_type, statement, created).await?;
-                out.push(Attachment {
-                    kind: "attestation",
-                    subject: subject.clone(),
-                    predicate_type: Some(predicate_type.clone()),
-                    storage: "referrer",
+                    store_bundle(publisher, claim, predicate_type, &signed.bundle, created).await?;
+                out.push(attachment(
+                    "attestation",
+                    Some(predicate_type),
+                    "referrer",
                     digest,
-                });
+                    &signed.log_entry,
+                ));
                 if legacy_attestations {
-                    let envelope = envelope(key, statement)?;
-                    let mut annotations = BTreeMap::new();
+                    let mut annotations = signer.identity_annotations();
                     annotations.insert(SIGNATURE_ANNOTATION.to_string(), String::new());
                     annotations.insert("predicateType".to_string(), predicate_type.clone());
+                    if let Some(entry) = &signed.log_entry {
+                        annotations.insert(
+                            BUNDLE_ANNOTATION.to_string(),
+                            entry.cosign_bundle_annotation(),
+                        );
+                    }
                     let digest = append_layer(
                         publisher,
                         &claim.repository,
                         subject,
                         "att",
                         DSSE_ENVELOPE,
-                        canonical_json(&envelope),
+                        canonical_json(&signed.envelope),
                         annotations,
                     )
                     .await?;
-                    out.push(Attachment {
-                        kind: "attestation",
-                        subject: subject.clone(),
-                        predicate_type: Some(predicate_type.clone()),
-                        storage: "att-tag",
+                    out.push(attachment(
+                        "attestation",
+                        Some(predicate_type),
+                        "att-tag",
                         digest,
-                    });
+                        &signed.log_entry,
+                    ));
                 }
             }
         }
@@ -244,15 +418,6 @@ fn simplesigning_payload(repository: &str, digest: &str) -> Vec<u8> {
             "type": "cosign container image signature",
         },
         "optional": null,
-    }))
-}
-
-fn envelope(key: &SigningKey, statement: &[u8]) -> Result<Value, SignError> {
-    let signature = key.sign(&pae(INTOTO_PAYLOAD_TYPE, statement))?;
-    Ok(json!({
-        "payloadType": INTOTO_PAYLOAD_TYPE,
-        "payload": b64(statement),
-        "signatures": [{"keyid": "", "sig": b64(&signature)}],
     }))
 }
 
@@ -337,18 +502,12 @@ async fn store_manifest<P: Publisher>(
 /// `sha256-<hex>` fallback index.
 async fn store_bundle<P: Publisher>(
     publisher: &P,
-    key: &SigningKey,
     claim: &Claim,
     predicate_type: &str,
-    statement: &[u8],
+    bundle: &Value,
     created: i64,
 ) -> Result<String, SignError> {
-    let bundle = json!({
-        "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": key.hint()}, "tlogEntries": []},
-        "dsseEnvelope": envelope(key, statement)?,
-    });
-    let bundle = Blob::from_bytes(BUNDLE_MEDIA_TYPE, canonical_json(&bundle));
+    let bundle = Blob::from_bytes(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
     let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
     let mut subject = claim.subject.clone();
     subject.platform = None;

@@ -246,7 +246,7 @@ pub async fn inspect_reference(
 /// rebuilding: what to run when signing failed after a push.
 pub async fn sign_reference(
     reference: &str,
-    key: &super::keys::SigningKey,
+    signer: &super::Signer,
     insecure_registries: &[String],
     created: i64,
 ) -> Result<(String, Vec<super::Attachment>), SignError> {
@@ -273,7 +273,7 @@ pub async fn sign_reference(
                 kind: super::ClaimKind::Signature,
             })
             .collect();
-        super::attach(p, key, &claims, false, created).await?
+        super::attach(p, signer, &claims, false, created).await?
     });
     Ok((target.digest, attached))
 }

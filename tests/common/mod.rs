@@ -30,8 +30,8 @@ pub fn require(tool: &str, install: &str) {
     );
 }
 
-/// A Go tool scripts/test installs into target/tools (cosign-v2, cosign-v3,
-/// referrers-registry).
+/// A Go tool scripts/test installs into target/tools (cosign-v2, cosign-v3, fulcio,
+/// referrers-registry, oidc-issuer).
 pub fn tool(name: &str) -> PathBuf {
     let binary = if name.starts_with("cosign") {
         "cosign"
@@ -52,6 +52,11 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free loopback port")
+}
+
+/// A loopback port nothing listens on: a service that is down.
+pub fn closed_port() -> u16 {
+    free_port()
 }
 
 /// A docker-registry process, stopped when dropped.
@@ -175,6 +180,186 @@ impl Drop for TestRegistry {
     }
 }
 
+/// A local Sigstore for keyless signing: an OIDC issuer that mints GitHub-shaped
+/// tokens the way a runner serves them (tests/oidc-issuer), and a real Fulcio with an
+/// ephemeral CA that trusts it. Both stop when dropped.
+pub struct KeylessStack {
+    /// The issuer URL, which the certificates name.
+    pub issuer: String,
+    pub fulcio: String,
+    /// What cosign verifies with: a trusted root holding Fulcio's CA.
+    pub trusted_root: PathBuf,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl KeylessStack {
+    /// The bearer token the issuer's /token endpoint wants.
+    pub const REQUEST_TOKEN: &'static str = "gantry-test-request-token";
+    /// The certificate identity: `https://github.com/` + the job_workflow_ref claim.
+    pub const IDENTITY: &'static str =
+        "https://github.com/octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main";
+
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let issuer_host = format!("127.0.0.1:{}", free_port());
+        let issuer_child = Command::new(tool("oidc-issuer"))
+            .args([
+                "--address",
+                &issuer_host,
+                "--request-token",
+                Self::REQUEST_TOKEN,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start oidc-issuer");
+        let mut children = vec![issuer_child];
+        wait_for(
+            &issuer_host,
+            "/.well-known/openid-configuration",
+            "the OIDC issuer",
+        );
+        let issuer = format!("http://{issuer_host}");
+        let config = dir.path().join("fulcio.yaml");
+        std::fs::write(&config, fulcio_config(&issuer)).unwrap();
+        let fulcio_host = format!("127.0.0.1:{}", free_port());
+        let (_, port) = fulcio_host.split_once(':').unwrap();
+        let fulcio_child = Command::new(tool("fulcio"))
+            .args([
+                "serve",
+                "--ca",
+                "ephemeralca",
+                "--ct-log-url",
+                "",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args([
+                "--grpc-host",
+                "127.0.0.1",
+                "--metrics-port",
+                "0",
+                "--port",
+                port,
+            ])
+            .arg("--grpc-port")
+            .arg(free_port().to_string())
+            .arg("--config-path")
+            .arg(&config)
+            .arg("--legacy-unix-domain-socket")
+            .arg(dir.path().join("legacy.sock"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("fulcio.log")).unwrap())
+            .spawn()
+            .expect("start fulcio");
+        children.push(fulcio_child);
+        let bundle = wait_for(&fulcio_host, "/api/v2/trustBundle", "Fulcio");
+        let trusted_root = dir.path().join("trusted_root.json");
+        std::fs::write(&trusted_root, trusted_root_for(&bundle, &fulcio_host)).unwrap();
+        KeylessStack {
+            issuer,
+            fulcio: format!("http://{fulcio_host}"),
+            trusted_root,
+            children,
+            _dir: dir,
+        }
+    }
+
+    /// The runner's OIDC variables, pointing at the local issuer.
+    pub fn actions_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                format!("{}/token?api-version=2.0", self.issuer),
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", Self::REQUEST_TOKEN.into()),
+        ]
+    }
+}
+
+impl Drop for KeylessStack {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls until `path` on `host` answers 200; returns the body.
+fn wait_for(host: &str, path: &str, what: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = http_get(host, path) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what} did not start on {host}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Fulcio's config: trust the local issuer as a GitHub Actions one, with the
+/// certificate extensions and SAN public-good Fulcio derives from GitHub's claims.
+fn fulcio_config(issuer: &str) -> String {
+    format!(
+        r#"oidc-issuers:
+  {issuer}:
+    issuer-url: {issuer}
+    client-id: sigstore
+    type: ci-provider
+    ci-provider: github-workflow
+ci-issuer-metadata:
+  github-workflow:
+    default-template-values:
+      url: "https://github.com"
+      environment: ""
+    extension-templates:
+      github-workflow-trigger: "event_name"
+      github-workflow-sha: "sha"
+      github-workflow-name: "workflow"
+      github-workflow-repository: "repository"
+      github-workflow-ref: "ref"
+      build-signer-uri: "{{{{ .url }}}}/{{{{ .job_workflow_ref }}}}"
+      build-signer-digest: "job_workflow_sha"
+      runner-environment: "runner_environment"
+      source-repository-uri: "{{{{ .url }}}}/{{{{ .repository }}}}"
+      source-repository-digest: "sha"
+      source-repository-ref: "ref"
+      build-config-uri: "{{{{ .url }}}}/{{{{ .workflow_ref }}}}"
+      build-trigger: "event_name"
+    subject-alternative-name-template: "{{{{ .url }}}}/{{{{ .job_workflow_ref }}}}"
+"#
+    )
+}
+
+/// A Sigstore trusted root (what `cosign --trusted-root` reads) holding the CA chain
+/// Fulcio's `/api/v2/trustBundle` returned.
+fn trusted_root_for(trust_bundle: &[u8], fulcio_host: &str) -> String {
+    use base64::Engine as _;
+    let bundle: Value = serde_json::from_slice(trust_bundle).expect("Fulcio trust bundle JSON");
+    let certificates: Vec<Value> = bundle["chains"][0]["certificates"]
+        .as_array()
+        .expect("a certificate chain")
+        .iter()
+        .map(|pem| {
+            let der = pem::parse(pem.as_str().unwrap()).unwrap().into_contents();
+            serde_json::json!({"rawBytes": base64::engine::general_purpose::STANDARD.encode(der)})
+        })
+        .collect();
+    serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [], "ctlogs": [], "timestampAuthorities": [],
+        "certificateAuthorities": [{
+            "subject": {"organization": "sigstore", "commonName": "sigstore"},
+            "uri": format!("http://{fulcio_host}"),
+            "certChain": {"certificates": certificates},
+            "validFor": {"start": "2020-01-01T00:00:00Z"},
+        }],
+    })
+    .to_string()
+}
+
 /// Status and body of a plain HTTP/1.0 GET on loopback, None when nothing answers.
 fn http_get(host: &str, path: &str) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(host).ok()?;
@@ -222,7 +407,14 @@ pub fn gantry_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("KO_DOCKER_REPO")
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("GITHUB_TOKEN");
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("COSIGN_KEY")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .env_remove("SIGSTORE_ID_TOKEN")
+        .env_remove("SIGSTORE_FULCIO_URL")
+        .env_remove("SIGSTORE_REKOR_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,332 @@
+//! Keyless signing offline: a real Fulcio (ephemeral CA) trusting a local OIDC issuer
+//! that serves GitHub-shaped tokens the way a runner does. The real cosign, v2 and
+//! v3, judges the result by the workflow identity in the certificate.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+/// `cosign VERB` by certificate identity against the local CA. No Rekor runs here, so
+/// the transparency log is not checked (the signatures were made with
+/// --no-tlog-upload); the certificate has no SCT (no CT log either).
+fn cosign_keyless(
+    version: &str,
+    verb: &str,
+    stack: &KeylessStack,
+    identity: &str,
+    extra: &[&str],
+    image: &str,
+) -> Output {
+    Command::new(tool(version))
+        .arg(verb)
+        .arg("--trusted-root")
+        .arg(&stack.trusted_root)
+        .args(["--certificate-identity", identity])
+        .args(["--certificate-oidc-issuer", &stack.issuer])
+        .args([
+            "--insecure-ignore-tlog=true",
+            "--insecure-ignore-sct=true",
+            "--allow-http-registry",
+        ])
+        .args(extra)
+        .arg(image)
+        .output()
+        .unwrap()
+}
+
+fn assert_verifies(version: &str, verb: &str, stack: &KeylessStack, extra: &[&str], image: &str) {
+    let out = cosign_keyless(version, verb, stack, KeylessStack::IDENTITY, extra, image);
+    assert!(
+        out.status.success(),
+        "{version} {verb} {extra:?} {image} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn env<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[test]
+fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
+    let stack = KeylessStack::start();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/keyless", registry.host);
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("r.json");
+    let output = work.path().join("output");
+    let summary = work.path().join("summary");
+    let mut vars = stack.actions_env();
+    vars.push(("GITHUB_ACTIONS", "true".into()));
+    vars.push(("GITHUB_OUTPUT", output.display().to_string()));
+    vars.push(("GITHUB_STEP_SUMMARY", summary.display().to_string()));
+    let out = gantry_env(
+        &example("with-deps"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64,wasi/wasm",
+            "--base",
+            "scratch",
+            "--sign",
+            "keyless",
+            "--fulcio-url",
+            &stack.fulcio,
+            "--no-tlog-upload",
+            "--json",
+            report.to_str().unwrap(),
+        ],
+        &env(&vars),
+    );
+    let reference = ok(&out).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().any(|l| l.starts_with("::add-mask::ey")),
+        "the OIDC token was not masked:\n{stderr}"
+    );
+    // Only the mask commands may name them (that is how the runner learns what to hide).
+    let unmasked: String = stderr
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect();
+    for text in [
+        unmasked,
+        std::fs::read_to_string(&output).unwrap(),
+        std::fs::read_to_string(&summary).unwrap(),
+    ] {
+        assert!(
+            !text.contains(KeylessStack::REQUEST_TOKEN),
+            "the request token leaked"
+        );
+        assert!(!text.contains("eyJ"), "a JWT leaked");
+    }
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let image = &report["images"][0];
+    let wasm = image["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["platform"] == "wasi/wasm")
+        .expect("a wasm image");
+    let wasm_ref = format!("{repo}@{}", wasm["digest"].as_str().unwrap());
+
+    // Signatures: the index and the wasm image, cosign v3 and v2.
+    for version in ["cosign-v3", "cosign-v2"] {
+        assert_verifies(version, "verify", &stack, &[], &reference);
+        assert_verifies(version, "verify", &stack, &[], &wasm_ref);
+    }
+    // Attestations: SBOMs of the wasm image, provenance of the index.
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "spdxjson"],
+        &wasm_ref,
+    );
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "cyclonedx"],
+        &wasm_ref,
+    );
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "slsaprovenance1"],
+        &reference,
+    );
+
+    // Someone else's identity does not verify.
+    let out = cosign_keyless(
+        "cosign-v3",
+        "verify",
+        &stack,
+        "https://github.com/evil/fork/.github/workflows/x.yml@refs/heads/main",
+        &[],
+        &reference,
+    );
+    assert!(
+        !out.status.success(),
+        "another identity verified the signature"
+    );
+
+    // The classic signature carries the certificate and its chain, as cosign writes them.
+    let digest = reference.rsplit_once('@').unwrap().1;
+    let sig = skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{repo}:{}.sig", digest.replacen(':', "-", 1)),
+    ]);
+    let sig: Value = serde_json::from_slice(&sig).unwrap();
+    let annotations = &sig["layers"][0]["annotations"];
+    assert!(annotations["dev.sigstore.cosign/certificate"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    assert!(annotations["dev.sigstore.cosign/chain"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    assert!(
+        annotations.get("dev.sigstore.cosign/bundle").is_none(),
+        "a Rekor bundle without --tlog"
+    );
+}
+
+#[test]
+fn keyless_without_an_oidc_token_fails_before_building() {
+    let registry = TestRegistry::start();
+    let repo = format!("{}/no-oidc", registry.host);
+    let out = gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--sign",
+            "keyless",
+        ],
+    );
+    let stderr = fails(&out);
+    assert!(stderr.contains("permissions: id-token: write"), "{stderr}");
+    assert!(
+        !stderr.contains("building"),
+        "it built before failing:\n{stderr}"
+    );
+    assert_eq!(
+        registry.tag_digest("no-oidc", "latest"),
+        None,
+        "something was pushed"
+    );
+}
+
+#[test]
+fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
+    let stack = KeylessStack::start();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/fulcio-down", registry.host);
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let vars = stack.actions_env();
+    let out = gantry_env(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--sign",
+            "keyless",
+            "--fulcio-url",
+            &closed,
+            "--no-tlog-upload",
+        ],
+        &env(&vars),
+    );
+    let stderr = fails(&out);
+    assert!(
+        stderr.contains("Fulcio") && stderr.contains("after 3 attempts"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gantry sign REF"),
+        "no way forward given:\n{stderr}"
+    );
+    let digest = registry
+        .tag_digest("fulcio-down", "latest")
+        .expect("the image should stay pushed");
+    let reference = format!("{repo}@{digest}");
+    let out = cosign_keyless(
+        "cosign-v3",
+        "verify",
+        &stack,
+        KeylessStack::IDENTITY,
+        &[],
+        &reference,
+    );
+    assert!(!out.status.success(), "verified before anything was signed");
+
+    // The rerun signs what is there, without rebuilding.
+    let out = gantry_env(
+        &example("hello"),
+        &[
+            "sign",
+            &reference,
+            "--sign",
+            "keyless",
+            "--fulcio-url",
+            &stack.fulcio,
+            "--no-tlog-upload",
+        ],
+        &env(&vars),
+    );
+    ok(&out);
+    assert_verifies("cosign-v3", "verify", &stack, &[], &reference);
+}
+
+#[test]
+fn a_refused_token_and_a_rekor_that_is_down_fail_clearly() {
+    let stack = KeylessStack::start();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/refused", registry.host);
+    let base = [
+        "build",
+        "--repo",
+        &repo,
+        "--platform",
+        "linux/amd64",
+        "--base",
+        "scratch",
+        "--sign",
+        "keyless",
+        "--fulcio-url",
+        &stack.fulcio,
+    ];
+
+    let wrong_token = "not-the-request-token-1234";
+    let mut vars = stack.actions_env();
+    vars[1].1 = wrong_token.into();
+    let mut args = base.to_vec();
+    args.push("--no-tlog-upload");
+    let stderr = fails(&gantry_env(&example("hello"), &args, &env(&vars)));
+    assert!(
+        stderr.contains("OIDC token endpoint") && stderr.contains("401"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("id-token: write"), "{stderr}");
+    assert!(
+        !stderr.contains(wrong_token),
+        "the request token leaked:\n{stderr}"
+    );
+
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let mut args = base.to_vec();
+    args.extend(["--rekor-url", &closed]);
+    let stderr = fails(&gantry_env(
+        &example("hello"),
+        &args,
+        &env(&stack.actions_env()),
+    ));
+    assert!(
+        stderr.contains("Rekor") && stderr.contains("after 3 attempts"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--no-tlog-upload") || stderr.contains("gantry sign REF"),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::pipeline::BuildReport;
+use crate::sign::SignerIdentity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
@@ -176,7 +177,16 @@ pub fn outputs(report: &BuildReport) -> Vec<(String, String)> {
         ("sbom".into(), of_kind(&is_sbom)),
         ("attestations".into(), of_kind(&|a| a.kind == "attestation")),
         ("signatures".into(), of_kind(&|a| a.kind == "signature")),
-        ("rekor-log-index".into(), String::new()),
+        (
+            "rekor-log-index".into(),
+            first
+                .attachments
+                .iter()
+                .find(|a| a.kind == "signature" && a.subject == first.digest)
+                .and_then(|a| a.rekor_log_index)
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+        ),
     ]
 }
 
@@ -206,31 +216,51 @@ pub fn summary(report: &BuildReport) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if image.attachments.is_empty() {
-            md.push_str("Not signed: no key was given.\n");
+        let (Some(signer), false) = (&report.signer, image.attachments.is_empty()) else {
+            md.push_str("Not signed: no key was given and no OIDC token was available.\n");
             continue;
-        }
-        let signatures = image
-            .attachments
-            .iter()
-            .filter(|a| a.kind == "signature")
-            .count();
-        let attestations = image
-            .attachments
-            .iter()
-            .filter(|a| a.kind == "attestation")
-            .count();
+        };
+        let count = |kind: &str| image.attachments.iter().filter(|a| a.kind == kind).count();
         let _ = writeln!(
             md,
-            "Signed: {signatures} signatures, {attestations} attestations (SBOMs, provenance).\n"
+            "Signed ({}): {} signatures, {} attestations (SBOMs, provenance).\n",
+            signer.method,
+            count("signature"),
+            count("attestation")
         );
-        let _ = writeln!(
-            md,
-            "```sh\ncosign verify --key cosign.pub {0}\ncosign verify-attestation --key cosign.pub --type spdxjson {0}\n```",
-            image.reference
-        );
+        md.push_str("```sh\n");
+        md.push_str(&verify_commands(signer, &image.reference));
+        md.push_str("```\n");
     }
     md
+}
+
+/// The commands that check this image's signature and provenance.
+fn verify_commands(signer: &SignerIdentity, reference: &str) -> String {
+    let by = match (
+        &signer.certificate_identity,
+        &signer.certificate_oidc_issuer,
+    ) {
+        (Some(identity), Some(issuer)) => {
+            format!("--certificate-identity '{identity}' --certificate-oidc-issuer '{issuer}'")
+        }
+        _ => "--key cosign.pub".into(),
+    };
+    // Without a transparency log entry cosign must be told not to look for one.
+    let tlog = if signer.rekor_url.is_some() {
+        ""
+    } else {
+        " --insecure-ignore-tlog=true"
+    };
+    let mut out = format!(
+        "cosign verify {by}{tlog} {reference}\ncosign verify-attestation {by}{tlog} --type slsaprovenance1 {reference}\n"
+    );
+    if signer.method == "keyless" {
+        if let Ok(repo) = std::env::var("GITHUB_REPOSITORY") {
+            let _ = writeln!(out, "gh attestation verify oci://{reference} --repo {repo}");
+        }
+    }
+    out
 }
 
 /// Writes outputs and summary when the files are given.

@@ -24,7 +24,7 @@ use crate::publish::{
     self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Publisher,
     Registry, RegistryPublisher,
 };
-use crate::sign::{self, Attachment, Claim, ClaimKind, SignError, Signer, Signing};
+use crate::sign::{self, Attachment, Claim, ClaimKind, SignError, Signer, SignerIdentity, Signing};
 
 /// The base ko uses, and gantry with it.
 pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";
@@ -129,6 +129,9 @@ pub struct BuildReport {
     pub images: Vec<PackageReport>,
     pub publish: PublishStats,
     pub go_version: String,
+    /// Who signed, when anything was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<SignerIdentity>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -420,6 +423,8 @@ pub async fn build(
         }
     }
 
+    let signer = delivery.signer_identity();
+    drop(delivery);
     let mut reports = Vec::new();
     for (((plan, (artifact, wasm)), sboms), attached) in
         plans.iter().zip(&artifacts).zip(sboms).zip(attachments)
@@ -444,6 +449,7 @@ pub async fn build(
         images: reports,
         publish: stats,
         go_version: go.version_string.clone(),
+        signer,
     })
 }
 
@@ -464,6 +470,13 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
+    fn signer_identity(&self) -> Option<SignerIdentity> {
+        match self.signing? {
+            Signing::Key(signer) => Some(signer.identity()),
+            Signing::Keyless(_) => self.keyless_signer.get().map(Signer::identity),
+        }
+    }
+
     /// The signer, if signing: a keyless one gets its certificate now, after the
     /// images are pushed, so its ten minutes are spent signing.
     async fn signer(&self, progress: &Progress<'_>) -> Result<Option<&Signer>, SignError> {

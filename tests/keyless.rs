@@ -107,6 +107,25 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
     }
 
     let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["signer"]["method"], "keyless");
+    assert_eq!(
+        report["signer"]["certificate_identity"],
+        KeylessStack::IDENTITY
+    );
+    assert_eq!(
+        report["signer"]["certificate_oidc_issuer"],
+        stack.issuer.as_str()
+    );
+    // The summary tells how to verify it, with this identity.
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.contains(&format!(
+            "cosign verify --certificate-identity '{}' --certificate-oidc-issuer '{}' --insecure-ignore-tlog=true",
+            KeylessStack::IDENTITY,
+            stack.issuer
+        )),
+        "{summary}"
+    );
     let image = &report["images"][0];
     let wasm = image["platforms"]
         .as_array()

@@ -167,6 +167,48 @@ pub async fn certificate(
     })
 }
 
+impl Certificate {
+    /// Who the certificate says signed: its subject alternative name (for GitHub, the
+    /// workflow `https://github.com/OWNER/REPO/.github/workflows/F@REF`) and the OIDC
+    /// issuer Fulcio recorded. These are what `cosign verify` matches.
+    pub fn identity(&self) -> Option<(String, String)> {
+        use der::Decode as _;
+        use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
+        let cert = x509_cert::Certificate::from_der(&self.leaf_der).ok()?;
+        let extensions = cert.tbs_certificate().extensions()?;
+        let mut san = None;
+        let mut issuer = None;
+        for ext in extensions.iter() {
+            let value = ext.extn_value.as_bytes();
+            match ext.extn_id.to_string().as_str() {
+                "2.5.29.17" => {
+                    san = SubjectAltName::from_der(value)
+                        .ok()?
+                        .0
+                        .into_iter()
+                        .find_map(|name| match name {
+                            GeneralName::UniformResourceIdentifier(uri) => Some(uri.to_string()),
+                            GeneralName::Rfc822Name(email) => Some(email.to_string()),
+                            _ => None,
+                        });
+                }
+                // Fulcio's issuer (V2): a DER UTF8String.
+                "1.3.6.1.4.1.57264.1.8" => {
+                    issuer = der::asn1::Utf8StringRef::from_der(value)
+                        .ok()
+                        .map(|s| s.as_str().to_string());
+                }
+                // The deprecated V1 form: the raw string.
+                "1.3.6.1.4.1.57264.1.1" if issuer.is_none() => {
+                    issuer = String::from_utf8(value.to_vec()).ok();
+                }
+                _ => {}
+            }
+        }
+        Some((san?, issuer?))
+    }
+}
+
 fn ensure_newline(pem: &str) -> String {
     let mut text = pem.trim_end().to_string();
     text.push('\n');

@@ -158,6 +158,21 @@ pub struct Keyless {
     pub rekor_url: Option<String>,
 }
 
+/// Who signed: what `cosign verify` needs to be told.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignerIdentity {
+    /// `key` or `keyless`.
+    pub method: &'static str,
+    /// The certificate's subject (for GitHub, the workflow that ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// The transparency log the signatures were entered in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rekor_url: Option<String>,
+}
+
 /// A statement signed into a DSSE envelope, and the bundle that carries it.
 struct SignedStatement {
     envelope: Value,
@@ -190,9 +205,23 @@ impl Signer {
         })
     }
 
-    /// The certificate's identity, for reports: None when signing with a key.
-    pub fn certificate(&self) -> Option<&keyless::Certificate> {
-        self.certificate.as_ref()
+    /// Who signs, as reports and verify commands name it.
+    pub fn identity(&self) -> SignerIdentity {
+        let (identity, issuer) = self
+            .certificate
+            .as_ref()
+            .and_then(keyless::Certificate::identity)
+            .unzip();
+        SignerIdentity {
+            method: if self.certificate.is_some() {
+                "keyless"
+            } else {
+                "key"
+            },
+            certificate_identity: identity,
+            certificate_oidc_issuer: issuer,
+            rekor_url: self.rekor.as_ref().map(|r| r.url.clone()),
+        }
     }
 
     /// What verifies the signatures: the certificate, else the public key (PEM).

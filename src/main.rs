@@ -15,7 +15,8 @@ use gantry::pipeline::{self, BuildError, BuildOptions, Phase};
 use gantry::platform::WasmOs;
 use gantry::sign::keyless::{self, TokenSource};
 use gantry::sign::keys::{Secret, SigningKey};
-use gantry::sign::verify::{self, PublicKey};
+use gantry::sign::trust::{Authorities, IdentityMatch, IdentityPolicy, PublicKey, Trust};
+use gantry::sign::verify;
 use gantry::sign::{rekor, Keyless, Signer, Signing};
 use gantry::tags;
 
@@ -34,12 +35,12 @@ struct Cli {
 enum Command {
     /// Build Go main packages into one image (index) per package and publish it.
     Build(Box<BuildArgs>),
-    /// Check an image's signatures and attestations with a public key (registry or oci:DIR[:tag]).
+    /// Check an image's signatures and attestations (registry or oci:DIR[:tag]): by public
+    /// key, or by the keyless signer's certificate identity.
     Verify {
         reference: String,
-        /// Public key (cosign.pub).
-        #[arg(long)]
-        key: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
     },
@@ -56,9 +57,9 @@ enum Command {
         reference: String,
         #[arg(long, value_enum, default_value_t = SbomFormat::Spdx)]
         format: SbomFormat,
-        /// Only accept an SBOM whose attestation this public key verifies.
-        #[arg(long)]
-        key: Option<PathBuf>,
+        /// Only accept an SBOM whose attestation verifies (by key or identity).
+        #[command(flatten)]
+        trust: TrustArgs,
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
     },
@@ -141,6 +142,68 @@ struct BuildArgs {
     /// Also store attestations under the legacy cosign `.att` tag.
     #[arg(long)]
     legacy_attestations: bool,
+}
+
+/// Whom to trust: shared by `verify` and `sbom`.
+#[derive(Args)]
+struct TrustArgs {
+    /// Public key (cosign.pub) the signatures must verify with.
+    #[arg(long, conflicts_with_all = ["certificate_identity", "certificate_identity_regexp"])]
+    key: Option<PathBuf>,
+    /// Keyless: the identity the certificate must name; for GitHub Actions
+    /// https://github.com/OWNER/REPO/.github/workflows/FILE@REF.
+    #[arg(long, requires = "certificate_oidc_issuer")]
+    certificate_identity: Option<String>,
+    /// Keyless: a regular expression the identity must match.
+    #[arg(
+        long,
+        conflicts_with = "certificate_identity",
+        requires = "certificate_oidc_issuer"
+    )]
+    certificate_identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer; for GitHub Actions https://token.actions.githubusercontent.com.
+    #[arg(long)]
+    certificate_oidc_issuer: Option<String>,
+    /// Sigstore trusted root (trusted_root.json) holding the Fulcio CAs; default: the
+    /// trust bundle --fulcio-url serves.
+    #[arg(long)]
+    trusted_root: Option<PathBuf>,
+    #[arg(long, env = "SIGSTORE_FULCIO_URL", default_value = keyless::PUBLIC_FULCIO)]
+    fulcio_url: String,
+}
+
+impl TrustArgs {
+    /// The trust these flags describe; None when none was asked for.
+    async fn trust(&self) -> Result<Option<Trust>> {
+        if let Some(key) = &self.key {
+            return Ok(Some(Trust::Key(PublicKey::load(key)?)));
+        }
+        let identity = match (
+            &self.certificate_identity,
+            &self.certificate_identity_regexp,
+        ) {
+            (Some(exact), _) => IdentityMatch::Exact(exact.clone()),
+            (None, Some(re)) => IdentityMatch::Regex(
+                regex::Regex::new(re)
+                    .with_context(|| format!("--certificate-identity-regexp {re:?}"))?,
+            ),
+            (None, None) => {
+                if self.certificate_oidc_issuer.is_some() {
+                    bail!("--certificate-oidc-issuer needs --certificate-identity (or --certificate-identity-regexp)");
+                }
+                return Ok(None);
+            }
+        };
+        let authorities = match &self.trusted_root {
+            Some(path) => Authorities::from_trusted_root(path)?,
+            None => Authorities::from_fulcio(&self.fulcio_url).await?,
+        };
+        Ok(Some(Trust::Identity(IdentityPolicy {
+            identity,
+            issuer: self.certificate_oidc_issuer.clone().unwrap_or_default(),
+            authorities,
+        })))
+    }
 }
 
 /// How to sign: shared by `build` and `sign`.
@@ -354,21 +417,36 @@ fn keygen(prefix: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn verify(reference: &str, key: &std::path::Path, insecure: &[String]) -> Result<()> {
-    let key = PublicKey::load(key)?;
-    let (digest, found) = verify::inspect_reference(reference, Some(&key), insecure).await?;
+async fn verify(reference: &str, trust: &TrustArgs, insecure: &[String]) -> Result<()> {
+    let Some(trust) = trust.trust().await? else {
+        bail!("say whom to trust: --key cosign.pub, or --certificate-identity ID --certificate-oidc-issuer URL for keyless signatures");
+    };
+    let (digest, found) = verify::inspect_reference(reference, Some(&trust), insecure).await?;
+    let whom = match &trust {
+        Trust::Key(_) => "this key",
+        Trust::Identity(_) => "this identity and issuer",
+    };
     for f in &found {
         eprintln!(
-            "gantry: {} {} ({}): {}",
+            "gantry: {} {} ({}{}{}): {}",
             f.kind,
             f.predicate_type
                 .as_deref()
                 .unwrap_or("(cosign simplesigning)"),
             f.storage,
-            if f.verified == Some(true) {
-                "verified"
+            f.certificate_identity
+                .as_deref()
+                .map(|i| format!(", signed by {i}"))
+                .unwrap_or_default(),
+            if f.tlog_entry {
+                ", in the transparency log"
             } else {
-                "NOT verified by this key"
+                ""
+            },
+            if f.verified == Some(true) {
+                "verified".to_string()
+            } else {
+                format!("NOT verified by {whom}")
             }
         );
     }
@@ -376,7 +454,7 @@ async fn verify(reference: &str, key: &std::path::Path, insecure: &[String]) -> 
         .iter()
         .any(|f| f.kind == "signature" && f.verified == Some(true));
     if !verified_signature {
-        bail!("no signature of {reference} ({digest}) verifies with this key");
+        bail!("no signature of {reference} ({digest}) verifies with {whom}");
     }
     println!("{}", serde_json::to_string_pretty(&found)?);
     Ok(())
@@ -408,11 +486,11 @@ async fn sign(reference: &str, signing: &SigningArgs, insecure: &[String]) -> Re
 async fn sbom(
     reference: &str,
     format: SbomFormat,
-    key: Option<&std::path::Path>,
+    trust: &TrustArgs,
     insecure: &[String],
 ) -> Result<()> {
-    let key = key.map(PublicKey::load).transpose()?;
-    let (digest, found) = verify::inspect_reference(reference, key.as_ref(), insecure).await?;
+    let trust = trust.trust().await?;
+    let (digest, found) = verify::inspect_reference(reference, trust.as_ref(), insecure).await?;
     let sbom = found.iter().find(|f| {
         f.predicate_type.as_deref() == Some(format.predicate_type()) && f.verified != Some(false)
     });
@@ -424,8 +502,8 @@ async fn sbom(
         None => bail!(
             "no {} SBOM attestation{} found for {reference} ({digest})",
             format.predicate_type(),
-            if key.is_some() {
-                " verified by this key"
+            if trust.is_some() {
+                " that verifies"
             } else {
                 ""
             }
@@ -612,9 +690,9 @@ fn main() -> ExitCode {
             },
             Command::Verify {
                 reference,
-                key,
+                trust,
                 insecure_registries,
-            } => verify(&reference, &key, &insecure_registries).await,
+            } => verify(&reference, &trust, &insecure_registries).await,
             Command::Sign {
                 reference,
                 signing,
@@ -623,9 +701,9 @@ fn main() -> ExitCode {
             Command::Sbom {
                 reference,
                 format,
-                key,
+                trust,
                 insecure_registries,
-            } => sbom(&reference, format, key.as_deref(), &insecure_registries).await,
+            } => sbom(&reference, format, &trust, &insecure_registries).await,
         }
     });
     match result {

@@ -177,6 +177,61 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
         "another identity verified the signature"
     );
 
+    // gantry verify makes the same checks: identity, issuer, and a chain to the CA.
+    let by_identity = |identity: &str, root: &std::path::Path| {
+        gantry(
+            &example("hello"),
+            &[
+                "verify",
+                &reference,
+                "--certificate-identity",
+                identity,
+                "--certificate-oidc-issuer",
+                &stack.issuer,
+                "--trusted-root",
+                root.to_str().unwrap(),
+            ],
+        )
+    };
+    let found: Value = serde_json::from_str(&ok(&by_identity(
+        KeylessStack::IDENTITY,
+        &stack.trusted_root,
+    )))
+    .unwrap();
+    let found = found.as_array().unwrap();
+    assert!(found.len() >= 5, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|f| f["verified"] == true && f["certificate_identity"] == KeylessStack::IDENTITY),
+        "{found:?}"
+    );
+    let out = ok(&gantry(
+        &example("hello"),
+        &[
+            "verify",
+            &reference,
+            "--certificate-identity-regexp",
+            "^https://github.com/octo-org/",
+            "--certificate-oidc-issuer",
+            &stack.issuer,
+            "--fulcio-url",
+            &stack.fulcio,
+        ],
+    ));
+    assert!(out.contains("\"verified\": true"));
+    let stderr = fails(&by_identity(
+        "https://github.com/evil/fork/.github/workflows/x.yml@refs/heads/main",
+        &stack.trusted_root,
+    ));
+    assert!(
+        stderr.contains("verifies with this identity and issuer"),
+        "{stderr}"
+    );
+    // The right identity from a CA that is not trusted: another Fulcio's.
+    let other = KeylessStack::start();
+    fails(&by_identity(KeylessStack::IDENTITY, &other.trusted_root));
+
     // The classic signature carries the certificate and its chain, as cosign writes them.
     let digest = reference.rsplit_once('@').unwrap().1;
     let sig = skopeo_ok(&[

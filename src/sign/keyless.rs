@@ -172,9 +172,16 @@ impl Certificate {
     /// workflow `https://github.com/OWNER/REPO/.github/workflows/F@REF`) and the OIDC
     /// issuer Fulcio recorded. These are what `cosign verify` matches.
     pub fn identity(&self) -> Option<(String, String)> {
+        certificate_identity(&self.leaf_der)
+    }
+}
+
+/// The subject alternative name and Fulcio OIDC issuer of a certificate (DER).
+pub fn certificate_identity(der: &[u8]) -> Option<(String, String)> {
+    {
         use der::Decode as _;
         use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
-        let cert = x509_cert::Certificate::from_der(&self.leaf_der).ok()?;
+        let cert = x509_cert::Certificate::from_der(der).ok()?;
         let extensions = cert.tbs_certificate().extensions()?;
         let mut san = None;
         let mut issuer = None;

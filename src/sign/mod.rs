@@ -11,6 +11,7 @@ pub mod keyless;
 pub mod keys;
 pub mod rekor;
 mod service;
+pub mod trust;
 pub mod verify;
 
 use std::collections::BTreeMap;

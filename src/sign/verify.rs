@@ -7,37 +7,14 @@ use std::path::Path;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
-use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
 
+use super::trust::Trust;
 use super::{
-    digest_tag, pae, SignError, BUNDLE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
+    digest_tag, keyless, pae, SignError, BUNDLE_MEDIA_TYPE, CERTIFICATE_ANNOTATION,
+    INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
 };
 use crate::image::sha256_digest;
 use crate::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryPublisher};
-
-/// A public key to check signatures with.
-pub struct PublicKey(CosignVerificationKey);
-
-impl PublicKey {
-    pub fn load(path: &Path) -> Result<Self, SignError> {
-        let pem = std::fs::read(path).map_err(|e| SignError::Key {
-            path: path.to_path_buf(),
-            detail: format!("cannot read it: {e}"),
-        })?;
-        CosignVerificationKey::from_pem(&pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
-            .map(PublicKey)
-            .map_err(|e| SignError::Key {
-                path: path.to_path_buf(),
-                detail: format!("not a PEM public key ({e})"),
-            })
-    }
-
-    fn verifies(&self, signature: &[u8], message: &[u8]) -> bool {
-        self.0
-            .verify_signature(Signature::Raw(signature), message)
-            .is_ok()
-    }
-}
 
 /// A signature or attestation found about an image.
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +23,12 @@ pub struct Found {
     pub storage: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicate_type: Option<String>,
-    /// Whether the key given verified it (None: no key given).
+    /// Who the certificate names, for keyless signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_identity: Option<String>,
+    /// Whether a transparency log entry came with it.
+    pub tlog_entry: bool,
+    /// Whether the trust given accepted it (None: nothing given to check with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
     /// The in-toto statement, for attestations.
@@ -58,13 +40,17 @@ fn b64decode(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
+fn identity_of(certificate: Option<&[u8]>) -> Option<String> {
+    keyless::certificate_identity(certificate?).map(|(san, _)| san)
+}
+
 /// Everything stored about `digest` in `repository`: the classic `.sig` layers and
-/// the bundle referrers listed in the fallback index, each checked against `key`.
+/// the bundle referrers listed in the fallback index, each checked against `trust`.
 pub async fn inspect<P: Publisher>(
     publisher: &P,
     repository: &str,
     digest: &str,
-    key: Option<&PublicKey>,
+    trust: Option<&Trust>,
 ) -> Result<Vec<Found>, SignError> {
     let mut found = Vec::new();
     if let Some(sig) = publisher
@@ -79,15 +65,25 @@ pub async fn inspect<P: Publisher>(
             let payload = publisher.fetch_blob(repository, layer_digest).await?;
             let claims: Value = serde_json::from_slice(&payload).unwrap_or_default();
             let about_this = claims["critical"]["image"]["docker-manifest-digest"] == digest;
-            let signature = layer["annotations"][SIGNATURE_ANNOTATION]
+            let annotations = &layer["annotations"];
+            let signature = annotations[SIGNATURE_ANNOTATION]
                 .as_str()
                 .and_then(b64decode);
+            let certificate = annotations[CERTIFICATE_ANNOTATION]
+                .as_str()
+                .and_then(|p| pem::parse(p).ok())
+                .map(pem::Pem::into_contents);
             found.push(Found {
                 kind: "signature",
                 storage: "sig-tag",
                 predicate_type: None,
-                verified: key
-                    .map(|k| about_this && signature.is_some_and(|s| k.verifies(&s, &payload))),
+                certificate_identity: identity_of(certificate.as_deref()),
+                tlog_entry: annotations.get(super::BUNDLE_ANNOTATION).is_some(),
+                verified: trust.map(|t| {
+                    about_this
+                        && signature
+                            .is_some_and(|s| t.verifies(&s, &payload, certificate.as_deref()))
+                }),
                 statement: None,
             });
         }
@@ -120,52 +116,71 @@ pub async fn inspect<P: Publisher>(
             let bundle: Value =
                 serde_json::from_slice(&publisher.fetch_blob(repository, layer_digest).await?)
                     .unwrap_or_default();
-            let envelope = &bundle["dsseEnvelope"];
-            let payload = envelope["payload"]
+            found.push(bundle_finding(&bundle, digest, trust));
+        }
+    }
+    Ok(found)
+}
+
+/// A Sigstore bundle's DSSE envelope, checked: is it about `digest`, and signed by
+/// whom `trust` names.
+fn bundle_finding(bundle: &Value, digest: &str, trust: Option<&Trust>) -> Found {
+    let envelope = &bundle["dsseEnvelope"];
+    let material = &bundle["verificationMaterial"];
+    let payload = envelope["payload"]
+        .as_str()
+        .and_then(b64decode)
+        .unwrap_or_default();
+    let statement: Value = serde_json::from_slice(&payload).unwrap_or_default();
+    let about_this = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| {
+            s["digest"]["sha256"]
                 .as_str()
-                .and_then(b64decode)
-                .unwrap_or_default();
-            let statement: Value = serde_json::from_slice(&payload).unwrap_or_default();
-            let about_this = statement["subject"]
+                .map(|h| format!("sha256:{h}"))
+                .as_deref()
+                == Some(digest)
+        });
+    let certificate = material["certificate"]["rawBytes"]
+        .as_str()
+        .or_else(|| material["x509CertificateChain"]["certificates"][0]["rawBytes"].as_str())
+        .and_then(b64decode);
+    let verified = trust.map(|t| {
+        about_this
+            && envelope["payloadType"] == INTOTO_PAYLOAD_TYPE
+            && envelope["signatures"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .any(|s| {
-                    s["digest"]["sha256"]
-                        .as_str()
-                        .map(|h| format!("sha256:{h}"))
-                        .as_deref()
-                        == Some(digest)
-                });
-            let verified = key.map(|k| {
-                about_this
-                    && envelope["payloadType"] == INTOTO_PAYLOAD_TYPE
-                    && envelope["signatures"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|s| {
-                            s["sig"].as_str().and_then(b64decode).is_some_and(|sig| {
-                                k.verifies(&sig, &pae(INTOTO_PAYLOAD_TYPE, &payload))
-                            })
-                        })
-            });
-            let predicate_type = statement["predicateType"].as_str().map(str::to_string);
-            let kind = if predicate_type.as_deref() == Some(super::COSIGN_SIGN_PREDICATE) {
-                "signature"
-            } else {
-                "attestation"
-            };
-            found.push(Found {
-                kind,
-                storage: "referrer",
-                predicate_type,
-                verified,
-                statement: Some(statement),
-            });
-        }
+                    s["sig"].as_str().and_then(b64decode).is_some_and(|sig| {
+                        t.verifies(
+                            &sig,
+                            &pae(INTOTO_PAYLOAD_TYPE, &payload),
+                            certificate.as_deref(),
+                        )
+                    })
+                })
+    });
+    let predicate_type = statement["predicateType"].as_str().map(str::to_string);
+    let kind = if predicate_type.as_deref() == Some(super::COSIGN_SIGN_PREDICATE) {
+        "signature"
+    } else {
+        "attestation"
+    };
+    Found {
+        kind,
+        storage: "referrer",
+        predicate_type,
+        certificate_identity: identity_of(certificate.as_deref()),
+        tlog_entry: material["tlogEntries"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        verified,
+        statement: Some(statement),
     }
-    Ok(found)
 }
 
 /// What a user's reference (`oci:DIR[:tag]`, or `host/repo[:tag|@digest]`) names,
@@ -233,11 +248,11 @@ pub async fn open(reference: &str, insecure_registries: &[String]) -> Result<Tar
 /// Inspects what is stored about the manifest `reference` names; returns its digest too.
 pub async fn inspect_reference(
     reference: &str,
-    key: Option<&PublicKey>,
+    trust: Option<&Trust>,
     insecure_registries: &[String],
 ) -> Result<(String, Vec<Found>), SignError> {
     let target = open(reference, insecure_registries).await?;
-    let found = with_publisher!(target, |p, repo| inspect(p, &repo, &target.digest, key)
+    let found = with_publisher!(target, |p, repo| inspect(p, &repo, &target.digest, trust)
         .await?);
     Ok((target.digest, found))
 }

@@ -15,9 +15,10 @@ use gantry::pipeline::{self, BuildError, BuildOptions, Phase};
 use gantry::platform::WasmOs;
 use gantry::sign::keyless::{self, TokenSource};
 use gantry::sign::keys::{Secret, SigningKey};
+use gantry::sign::published::ClaimOptions;
 use gantry::sign::trust::{Authorities, IdentityMatch, IdentityPolicy, PublicKey, Trust};
 use gantry::sign::verify;
-use gantry::sign::{rekor, Keyless, Signer, Signing};
+use gantry::sign::{rekor, Attachment, Keyless, Signer, Signing};
 use gantry::tags;
 
 #[derive(Parser)]
@@ -49,6 +50,8 @@ enum Command {
         reference: String,
         #[command(flatten)]
         signing: SigningArgs,
+        #[command(flatten)]
+        attest: AttestArgs,
         #[arg(long = "insecure-registry")]
         insecure_registries: Vec<String>,
     },
@@ -125,23 +128,13 @@ struct BuildArgs {
     /// Config file (default: gantry.yaml, else .ko.yaml, in the working directory).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// SBOM formats, comma-separated, or "none".
-    #[arg(long, default_value = "spdx,cyclonedx", value_parser = parse_sbom_formats)]
-    sbom: SbomFormats,
     /// Also write every SBOM into this directory.
     #[arg(long)]
     sbom_dir: Option<PathBuf>,
     #[command(flatten)]
     signing: SigningArgs,
-    /// Attach SLSA provenance (default on; needs signing).
-    #[arg(long, overrides_with = "no_provenance")]
-    provenance: bool,
-    /// Do not attach SLSA provenance.
-    #[arg(long)]
-    no_provenance: bool,
-    /// Also store attestations under the legacy cosign `.att` tag.
-    #[arg(long)]
-    legacy_attestations: bool,
+    #[command(flatten)]
+    attest: AttestArgs,
 }
 
 /// Whom to trust: shared by `verify` and `sbom`.
@@ -204,6 +197,23 @@ impl TrustArgs {
             authorities,
         })))
     }
+}
+
+/// What to attest besides signatures: shared by `build` and `sign`.
+#[derive(Args)]
+struct AttestArgs {
+    /// SBOM formats, comma-separated, or "none".
+    #[arg(long, default_value = "spdx,cyclonedx", value_parser = parse_sbom_formats)]
+    sbom: SbomFormats,
+    /// Attach SLSA provenance (default on; needs signing).
+    #[arg(long, overrides_with = "no_provenance")]
+    provenance: bool,
+    /// Do not attach SLSA provenance.
+    #[arg(long)]
+    no_provenance: bool,
+    /// Also store attestations under the legacy cosign `.att` tag.
+    #[arg(long)]
+    legacy_attestations: bool,
 }
 
 /// How to sign: shared by `build` and `sign`.
@@ -333,11 +343,11 @@ async fn build(args: BuildArgs) -> Result<()> {
         insecure_registries: args.insecure_registries,
         config: args.config,
         source_date_epoch: source_date_epoch()?,
-        sbom: args.sbom.0,
+        sbom: args.attest.sbom.0,
         sbom_dir: args.sbom_dir,
         signing: args.signing.signing()?,
-        provenance: !args.no_provenance,
-        legacy_attestations: args.legacy_attestations,
+        provenance: !args.attest.no_provenance,
+        legacy_attestations: args.attest.legacy_attestations,
     };
     // On a terminal, one status line rewritten in place; in Actions, a log group per
     // phase; elsewhere a line per step.
@@ -379,18 +389,7 @@ async fn build(args: BuildArgs) -> Result<()> {
         report.publish.tags
     );
     for image in &report.images {
-        for a in &image.attachments {
-            eprintln!(
-                "gantry: {} {} of {} stored as {} {}",
-                a.kind,
-                a.predicate_type
-                    .as_deref()
-                    .unwrap_or("(cosign simplesigning)"),
-                a.subject,
-                a.storage,
-                a.digest
-            );
-        }
+        report_attachments(&image.attachments);
     }
     if github::in_actions() {
         github::report_to_actions(&report)?;
@@ -404,6 +403,25 @@ async fn build(args: BuildArgs) -> Result<()> {
         writeln!(out, "{}", image.reference)?;
     }
     Ok(())
+}
+
+/// One line per signature or attestation stored.
+fn report_attachments(attachments: &[Attachment]) {
+    for a in attachments {
+        eprintln!(
+            "gantry: {} {} of {} stored as {} {}{}",
+            a.kind,
+            a.predicate_type
+                .as_deref()
+                .unwrap_or("(cosign simplesigning)"),
+            a.subject,
+            a.storage,
+            a.digest,
+            a.rekor_log_index
+                .map(|i| format!(" (Rekor log index {i})"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 fn keygen(prefix: &std::path::Path) -> Result<()> {
@@ -460,26 +478,45 @@ async fn verify(reference: &str, trust: &TrustArgs, insecure: &[String]) -> Resu
     Ok(())
 }
 
-async fn sign(reference: &str, signing: &SigningArgs, insecure: &[String]) -> Result<()> {
+async fn sign(
+    reference: &str,
+    signing: &SigningArgs,
+    attest: &AttestArgs,
+    insecure: &[String],
+) -> Result<()> {
     let signer = match signing.signing()? {
         Some(Signing::Key(signer)) => signer,
         Some(Signing::Keyless(keyless)) => Signer::keyless(&keyless).await?,
         None => bail!("nothing to sign with: pass --key PATH, or run where an OIDC token is available (--sign keyless)"),
     };
-    let (digest, attached) = verify::sign_reference(
+    let workdir = std::env::current_dir().context("reading the current directory")?;
+    let options = ClaimOptions {
+        sbom: &attest.sbom.0,
+        provenance: !attest.no_provenance,
+        created: source_date_epoch()?.unwrap_or(0),
+        workdir: &workdir,
+    };
+    let (digest, attached, skipped) = verify::sign_reference(
         reference,
         &signer,
         insecure,
-        source_date_epoch()?.unwrap_or(0),
+        &options,
+        attest.legacy_attestations,
     )
     .await?;
-    for a in &attached {
-        eprintln!(
-            "gantry: signature of {} stored as {} {}",
-            a.subject, a.storage, a.digest
-        );
+    for note in &skipped {
+        eprintln!("gantry: {note}");
     }
-    println!("{reference}@{digest}");
+    report_attachments(&attached);
+    // The reference by digest: what was signed, whatever tag named it.
+    let name = match reference.rsplit_once('@') {
+        Some((name, _)) => name,
+        None => match reference.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') && name.contains('/') => name,
+            _ => reference,
+        },
+    };
+    println!("{name}@{digest}");
     Ok(())
 }
 
@@ -696,8 +733,9 @@ fn main() -> ExitCode {
             Command::Sign {
                 reference,
                 signing,
+                attest,
                 insecure_registries,
-            } => sign(&reference, &signing, &insecure_registries).await,
+            } => sign(&reference, &signing, &attest, &insecure_registries).await,
             Command::Sbom {
                 reference,
                 format,

@@ -24,7 +24,7 @@ use crate::publish::{
     self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Publisher,
     Registry, RegistryPublisher,
 };
-use crate::sign::{self, Attachment, Claim, ClaimKind, SignError, Signer, SignerIdentity, Signing};
+use crate::sign::{self, Attachment, SignError, Signer, SignerIdentity, Signing};
 
 /// The base ko uses, and gantry with it.
 pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";
@@ -331,8 +331,22 @@ pub async fn build(
         let docs = match build_infos.get(i) {
             Some(infos) => attest::sboms(
                 &sbom_names[i],
-                &artifacts[i].0,
-                infos,
+                match &artifacts[i].0 {
+                    Artifact::Index { descriptor, .. } => Some(descriptor.digest.as_str()),
+                    Artifact::Image(_) => None,
+                },
+                &artifacts[i]
+                    .0
+                    .images()
+                    .iter()
+                    .zip(infos)
+                    .map(|(image, info)| attest::ImageFacts {
+                        digest: &image.descriptor.digest,
+                        platform: &image.platform,
+                        base_digest: image.base_digest.as_deref(),
+                        build_info: info,
+                    })
+                    .collect::<Vec<_>>(),
                 plan.base
                     .as_ref()
                     .map(|(n, r)| (n.as_str(), r.digest.as_str())),
@@ -514,7 +528,13 @@ impl Delivery<'_> {
                 attachments.push(Vec::new());
                 continue;
             };
-            let claims = claims_for(&repos[i], artifact, &self.sboms[i], self.provenance);
+            let mut subjects: Vec<Descriptor> = Vec::new();
+            if let Artifact::Index { descriptor, .. } = artifact {
+                subjects.push(descriptor.clone());
+            }
+            subjects.extend(artifact.images().iter().map(|i| i.descriptor.clone()));
+            let sboms: Vec<&SbomDocument> = self.sboms[i].iter().map(|(doc, _)| doc).collect();
+            let claims = sign::claims_for(&repos[i], &subjects, &sboms, self.provenance);
             progress(
                 Phase::Sign,
                 &format!(
@@ -536,66 +556,6 @@ impl Delivery<'_> {
         }
         Ok((stats, attachments))
     }
-}
-
-/// A signature for the index and every platform manifest; each SBOM as an
-/// attestation about its image; the provenance about all of them, on each.
-fn claims_for(
-    repository: &str,
-    artifact: &Artifact,
-    sboms: &[(SbomDocument, Option<PathBuf>)],
-    provenance: Option<&serde_json::Value>,
-) -> Vec<Claim> {
-    let mut subjects: Vec<&Descriptor> = Vec::new();
-    if let Artifact::Index { descriptor, .. } = artifact {
-        subjects.push(descriptor);
-    }
-    subjects.extend(artifact.images().iter().map(|i| &i.descriptor));
-    let claim = |subject: &Descriptor, kind| Claim {
-        repository: repository.to_string(),
-        subject: subject.clone(),
-        kind,
-    };
-    let mut claims: Vec<Claim> = subjects
-        .iter()
-        .map(|s| claim(s, ClaimKind::Signature))
-        .collect();
-    for (doc, _) in sboms {
-        let Some(subject) = subjects.iter().find(|s| s.digest == doc.subject) else {
-            continue;
-        };
-        let predicate: serde_json::Value = serde_json::from_slice(&doc.json).unwrap_or_default();
-        let predicate_type = doc.format.predicate_type().to_string();
-        let statement = sign::statement(
-            &[(repository.to_string(), doc.subject.clone())],
-            &predicate_type,
-            &predicate,
-        );
-        claims.push(claim(
-            subject,
-            ClaimKind::Attestation {
-                predicate_type,
-                statement,
-            },
-        ));
-    }
-    if let Some(predicate) = provenance {
-        let named: Vec<(String, String)> = subjects
-            .iter()
-            .map(|s| (repository.to_string(), s.digest.clone()))
-            .collect();
-        let statement = sign::statement(&named, provenance::PREDICATE_TYPE, predicate);
-        for s in &subjects {
-            claims.push(claim(
-                s,
-                ClaimKind::Attestation {
-                    predicate_type: provenance::PREDICATE_TYPE.to_string(),
-                    statement: statement.clone(),
-                },
-            ));
-        }
-    }
-    claims
 }
 
 fn add(total: &mut PublishStats, s: PublishStats) {

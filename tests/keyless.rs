@@ -294,13 +294,13 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
     let closed = format!("http://127.0.0.1:{}", closed_port());
     let vars = stack.actions_env();
     let out = gantry_env(
-        &example("hello"),
+        &example("with-deps"),
         &[
             "build",
             "--repo",
             &repo,
             "--platform",
-            "linux/amd64",
+            "linux/amd64,wasi/wasm",
             "--base",
             "scratch",
             "--sign",
@@ -334,12 +334,13 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
     );
     assert!(!out.status.success(), "verified before anything was signed");
 
-    // The rerun signs what is there, without rebuilding.
+    // The rerun signs and attests what is there, without rebuilding: the SBOMs come
+    // from the build info of the binaries in the layers.
     let out = gantry_env(
-        &example("hello"),
+        &example("with-deps"),
         &[
             "sign",
-            &reference,
+            &format!("{repo}:latest"),
             "--sign",
             "keyless",
             "--fulcio-url",
@@ -348,8 +349,56 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
         ],
         &env(&vars),
     );
-    ok(&out);
+    assert_eq!(ok(&out).trim(), reference);
     assert_verifies("cosign-v3", "verify", &stack, &[], &reference);
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "slsaprovenance1"],
+        &reference,
+    );
+    let index: Value = serde_json::from_slice(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{reference}"),
+    ]))
+    .unwrap();
+    for image in index["manifests"].as_array().unwrap() {
+        let image_ref = format!("{repo}@{}", image["digest"].as_str().unwrap());
+        let out = cosign_keyless(
+            "cosign-v3",
+            "verify-attestation",
+            &stack,
+            KeylessStack::IDENTITY,
+            &["--type", "spdxjson"],
+            &image_ref,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sbom = attested_predicate(&out.stdout);
+        for dep in [
+            "pkg:golang/golang.org/x/text@v0.21.0",
+            "pkg:golang/github.com/google/uuid@v1.6.0",
+        ] {
+            assert!(sbom.contains(dep), "{} SBOM lacks {dep}", image["platform"]);
+        }
+    }
+}
+
+/// The predicate of the first attestation `cosign verify-attestation` printed.
+fn attested_predicate(stdout: &[u8]) -> String {
+    use base64::Engine as _;
+    let line = String::from_utf8_lossy(stdout);
+    let envelope: Value = serde_json::from_str(line.lines().next().unwrap_or_default()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    statement["predicate"].to_string()
 }
 
 #[test]

@@ -640,7 +640,7 @@ fn gantry_sign_signs_what_was_pushed_unsigned() {
         ],
         &[("COSIGN_PASSWORD", PASSWORD)],
     ));
-    assert_eq!(stdout.trim(), format!("{repo}:latest@{index}"));
+    assert_eq!(stdout.trim(), format!("{repo}@{index}"));
     for digest in std::iter::once(&index).chain(&platforms) {
         verifies(
             "cosign-v3",

@@ -5,7 +5,6 @@ pub mod provenance;
 pub mod sbom;
 
 use crate::gobuild::buildinfo::BuildInfo;
-use crate::image::Artifact;
 use crate::platform::Platform;
 use sbom::{SbomFormat, SbomSubject};
 
@@ -20,46 +19,50 @@ pub struct SbomDocument {
     pub json: Vec<u8>,
 }
 
-/// SBOMs for every platform image of `artifact` and, when it is an index, for the
-/// index. `build_infos` are per platform, in the artifact's image order.
+/// One platform image, as an SBOM describes it.
+#[derive(Debug, Clone)]
+pub struct ImageFacts<'a> {
+    pub digest: &'a str,
+    pub platform: &'a Platform,
+    /// The base image's manifest digest for this platform, when built on one.
+    pub base_digest: Option<&'a str>,
+    pub build_info: &'a BuildInfo,
+}
+
+/// SBOMs for every platform image and, when there is one, for the index
+/// (`index_digest`), which lists the images as its variants. `base` is the base
+/// image's `(name, digest)`, which the images descend from.
 pub fn sboms(
     repository: &str,
-    artifact: &Artifact,
-    build_infos: &[BuildInfo],
+    index_digest: Option<&str>,
+    images: &[ImageFacts],
     base: Option<(&str, &str)>,
     created: i64,
     formats: &[SbomFormat],
 ) -> Vec<SbomDocument> {
     let mut subjects = Vec::new();
-    for (image, info) in artifact.images().iter().zip(build_infos) {
-        let base = match (base, &image.base_digest) {
-            (Some((name, _)), Some(digest)) => Some((name, digest.as_str())),
-            _ => None,
-        };
+    for image in images {
         subjects.push((
-            image.descriptor.digest.clone(),
-            Some(image.platform.clone()),
-            Some(info),
-            base,
+            image.digest,
+            Some(image.platform),
+            Some(image.build_info),
+            base.map(|(name, _)| name).zip(image.base_digest),
             Vec::new(),
         ));
     }
-    if let Artifact::Index {
-        descriptor, images, ..
-    } = artifact
-    {
+    if let Some(index) = index_digest {
         let variants = images
             .iter()
-            .map(|i| (i.platform.clone(), i.descriptor.digest.clone()))
+            .map(|i| (i.platform.clone(), i.digest.to_string()))
             .collect();
-        subjects.push((descriptor.digest.clone(), None, None, base, variants));
+        subjects.push((index, None, None, base, variants));
     }
     let mut out = Vec::new();
     for (digest, platform, info, base, variants) in &subjects {
         let subject = SbomSubject {
             repository,
             digest,
-            platform: platform.as_ref(),
+            platform: *platform,
             build_info: *info,
             base: *base,
             variants,
@@ -71,8 +74,8 @@ pub fn sboms(
                 SbomFormat::Cyclonedx => sbom::cyclonedx(&subject),
             };
             out.push(SbomDocument {
-                subject: digest.clone(),
-                platform: platform.clone(),
+                subject: digest.to_string(),
+                platform: platform.cloned(),
                 format: *format,
                 json: crate::image::canonical_json(&doc),
             });

@@ -9,6 +9,7 @@
 
 pub mod keyless;
 pub mod keys;
+pub mod published;
 pub mod rekor;
 mod service;
 pub mod trust;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::attest::SbomDocument;
 use crate::image::{canonical_json, media_type, rfc3339, Blob, Descriptor};
 use crate::publish::{PublishError, Publisher};
 use keys::SigningKey;
@@ -437,6 +439,62 @@ async fn attach_in_order<P: Publisher>(
         }
     }
     Ok(out)
+}
+
+/// A signature for the index and every platform manifest; each SBOM as an
+/// attestation about its image; the provenance about all of them, on each.
+/// `subjects` are the index (first, when there is one) and its platform manifests.
+pub fn claims_for(
+    repository: &str,
+    subjects: &[Descriptor],
+    sboms: &[&SbomDocument],
+    provenance: Option<&Value>,
+) -> Vec<Claim> {
+    let claim = |subject: &Descriptor, kind| Claim {
+        repository: repository.to_string(),
+        subject: subject.clone(),
+        kind,
+    };
+    let mut claims: Vec<Claim> = subjects
+        .iter()
+        .map(|s| claim(s, ClaimKind::Signature))
+        .collect();
+    for doc in sboms {
+        let Some(subject) = subjects.iter().find(|s| s.digest == doc.subject) else {
+            continue;
+        };
+        let predicate: Value = serde_json::from_slice(&doc.json).unwrap_or_default();
+        let predicate_type = doc.format.predicate_type().to_string();
+        let statement = statement(
+            &[(repository.to_string(), doc.subject.clone())],
+            &predicate_type,
+            &predicate,
+        );
+        claims.push(claim(
+            subject,
+            ClaimKind::Attestation {
+                predicate_type,
+                statement,
+            },
+        ));
+    }
+    if let Some(predicate) = provenance {
+        let named: Vec<(String, String)> = subjects
+            .iter()
+            .map(|s| (repository.to_string(), s.digest.clone()))
+            .collect();
+        let statement = statement(&named, crate::attest::provenance::PREDICATE_TYPE, predicate);
+        for s in subjects {
+            claims.push(claim(
+                s,
+                ClaimKind::Attestation {
+                    predicate_type: crate::attest::provenance::PREDICATE_TYPE.to_string(),
+                    statement: statement.clone(),
+                },
+            ));
+        }
+    }
+    claims
 }
 
 /// cosign's simplesigning payload: which image, by digest, in which repository.

@@ -257,38 +257,23 @@ pub async fn inspect_reference(
     Ok((target.digest, found))
 }
 
-/// Signs an image already published (an index and each of its manifests), without
-/// rebuilding: what to run when signing failed after a push.
+/// Signs and attests an image already published (an index and each of its
+/// manifests), without rebuilding: what to run when signing failed after a push.
+/// Returns the root digest, what was attached, and what was skipped.
 pub async fn sign_reference(
     reference: &str,
     signer: &super::Signer,
     insecure_registries: &[String],
-    created: i64,
-) -> Result<(String, Vec<super::Attachment>), SignError> {
+    options: &super::published::ClaimOptions<'_>,
+    legacy_attestations: bool,
+) -> Result<(String, Vec<super::Attachment>, Vec<String>), SignError> {
     let target = open(reference, insecure_registries).await?;
-    let root: Value = serde_json::from_slice(&target.manifest).unwrap_or_default();
-    let media_type = root["mediaType"]
-        .as_str()
-        .unwrap_or(crate::image::media_type::OCI_MANIFEST);
-    let mut subjects = vec![crate::image::Descriptor::for_bytes(
-        media_type,
-        &target.manifest,
-    )];
-    for child in root["manifests"].as_array().into_iter().flatten() {
-        if let Ok(d) = serde_json::from_value::<crate::image::Descriptor>(child.clone()) {
-            subjects.push(d);
-        }
-    }
-    let attached = with_publisher!(target, |p, repo| {
-        let claims: Vec<super::Claim> = subjects
-            .iter()
-            .map(|s| super::Claim {
-                repository: repo.clone(),
-                subject: s.clone(),
-                kind: super::ClaimKind::Signature,
-            })
-            .collect();
-        super::attach(p, signer, &claims, false, created).await?
+    let (attached, skipped) = with_publisher!(target, |p, repo| {
+        let (claims, skipped) =
+            super::published::claims(p, &repo, &target.manifest, options).await?;
+        let attached =
+            super::attach(p, signer, &claims, legacy_attestations, options.created).await?;
+        (attached, skipped)
     });
-    Ok((target.digest, attached))
+    Ok((target.digest, attached, skipped))
 }

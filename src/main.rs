@@ -391,12 +391,29 @@ async fn build(args: BuildArgs) -> Result<()> {
     for image in &report.images {
         report_attachments(&image.attachments);
     }
-    if github::in_actions() {
-        github::report_to_actions(&report)?;
-    }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if github::in_actions() {
+        github::report_to_actions(&report)?;
+        // Attestations to GitHub's store, and release assets on a release.
+        let token = std::env::var("GITHUB_TOKEN").unwrap_or_default();
+        if !token.is_empty() && opts.repo.is_some() {
+            let published = github::api::publish(&report, &token, args.json.as_deref()).await;
+            if !published.attestations.is_empty() {
+                eprintln!(
+                    "gantry: stored {} attestations in GitHub's attestation store",
+                    published.attestations.len()
+                );
+            }
+            for name in &published.release_assets {
+                eprintln!("gantry: attached {name} to the release");
+            }
+            for warning in &published.warnings {
+                eprintln!("::warning::{}", github::escape_data(warning));
+            }
+        }
     }
     let mut out = std::io::stdout().lock();
     for image in &report.images {
@@ -649,6 +666,8 @@ fn action_args() -> Result<BuildArgs> {
     }
     if let Ok(temp) = std::env::var("RUNNER_TEMP") {
         argv.extend(["--json".into(), format!("{temp}/gantry-result.json")]);
+        // On disk, so a release event can attach them.
+        argv.extend(["--sbom-dir".into(), format!("{temp}/gantry-sbom")]);
     }
     argv.extend(
         input("packages")

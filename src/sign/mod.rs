@@ -133,6 +133,9 @@ pub struct Attachment {
     /// Where the transparency log recorded the signature, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rekor_log_index: Option<i64>,
+    /// The Sigstore bundle, for referrers (what GitHub's attestation store takes).
+    #[serde(skip)]
+    pub bundle: Option<Value>,
 }
 
 /// What signs: a key, and for keyless signing its Fulcio certificate and the
@@ -347,13 +350,15 @@ async fn attach_in_order<P: Publisher>(
                           predicate_type: Option<&str>,
                           storage,
                           digest,
-                          entry: &Option<rekor::LogEntry>| Attachment {
+                          entry: &Option<rekor::LogEntry>,
+                          bundle: Option<&Value>| Attachment {
             kind,
             subject: subject.clone(),
             predicate_type: predicate_type.map(str::to_string),
             storage,
             digest,
             rekor_log_index: entry.as_ref().map(|e| e.log_index),
+            bundle: bundle.cloned(),
         };
         match &claim.kind {
             ClaimKind::Signature => {
@@ -369,7 +374,14 @@ async fn attach_in_order<P: Publisher>(
                     annotations,
                 )
                 .await?;
-                out.push(attachment("signature", None, "sig-tag", digest, &entry));
+                out.push(attachment(
+                    "signature",
+                    None,
+                    "sig-tag",
+                    digest,
+                    &entry,
+                    None,
+                ));
 
                 let stmt = statement(
                     &[(claim.repository.clone(), subject.clone())],
@@ -391,6 +403,7 @@ async fn attach_in_order<P: Publisher>(
                     "referrer",
                     digest,
                     &signed.log_entry,
+                    Some(&signed.bundle),
                 ));
             }
             ClaimKind::Attestation {
@@ -406,6 +419,7 @@ async fn attach_in_order<P: Publisher>(
                     "referrer",
                     digest,
                     &signed.log_entry,
+                    Some(&signed.bundle),
                 ));
                 if legacy_attestations {
                     let mut annotations = signer.identity_annotations();
@@ -433,6 +447,7 @@ async fn attach_in_order<P: Publisher>(
                         "att-tag",
                         digest,
                         &signed.log_entry,
+                        None,
                     ));
                 }
             }

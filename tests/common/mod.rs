@@ -360,6 +360,108 @@ fn trusted_root_for(trust_bundle: &[u8], fulcio_host: &str) -> String {
     .to_string()
 }
 
+/// One request a [`RecordingServer`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A loopback HTTP server that records every request and answers with what
+/// `respond` returns (status, JSON body): a stand-in for an API whose requests a test
+/// checks against the API's documented shapes.
+pub struct RecordingServer {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl RecordingServer {
+    pub fn start(respond: fn(&Recorded) -> (u16, String)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || serve_one(stream, respond, &log));
+            }
+        });
+        RecordingServer { url, requests }
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(
+    mut stream: TcpStream,
+    respond: fn(&Recorded) -> (u16, String),
+    log: &std::sync::Mutex<Vec<Recorded>>,
+) {
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    loop {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or_default().to_string(),
+            parts.next().unwrap_or_default().to_string(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = Recorded {
+            method,
+            target,
+            headers,
+            body,
+        };
+        let (status, reply) = respond(&request);
+        log.lock().unwrap().push(request);
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
 /// Status and body of a plain HTTP/1.0 GET on loopback, None when nothing answers.
 fn http_get(host: &str, path: &str) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(host).ok()?;

@@ -1,6 +1,8 @@
 //! Talking to GitHub Actions: step outputs through `$GITHUB_OUTPUT`, the job summary,
 //! workflow commands (masks, annotations), all escaped per the runner's rules.
 
+pub mod api;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;

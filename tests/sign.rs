@@ -652,3 +652,48 @@ fn gantry_sign_signs_what_was_pushed_unsigned() {
         );
     }
 }
+
+#[test]
+fn a_registry_that_refuses_the_referrer_manifest_fails_clearly_and_leaves_nothing_dangling() {
+    let registry = TestRegistry::start();
+    // Everything passes but manifests with an artifactType: the bundle referrers.
+    let proxy = RefusingProxy::start(&registry.host, |r| {
+        r.method == "PUT"
+            && r.target.contains("/manifests/")
+            && String::from_utf8_lossy(&r.body).contains("\"artifactType\"")
+    });
+    let keys = Keys::from_cosign();
+    let repo = format!("{}/refusing", proxy.host);
+    let key = keys.key();
+    let out = gantry_env(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    );
+    let stderr = fails(&out);
+    assert!(
+        stderr.contains(&proxy.host) && stderr.contains("manifest invalid"),
+        "the error should name the registry and its answer:\n{stderr}"
+    );
+    assert!(stderr.contains("gantry sign REF"), "{stderr}");
+    assert!(!stderr.contains(PASSWORD));
+    // The image is pushed; no fallback index lists a referrer that is not there.
+    let digest = registry
+        .tag_digest("refusing", "latest")
+        .expect("the image should stay pushed");
+    assert_eq!(
+        registry.tag_digest("refusing", &digest.replacen(':', "-", 1)),
+        None,
+        "a fallback index was written for a referrer the registry refused"
+    );
+}

@@ -408,48 +408,47 @@ impl RecordingServer {
     }
 }
 
+/// Reads one HTTP/1.1 request (Content-Length bodies only); None at end of stream.
+fn read_request(reader: &mut impl std::io::BufRead) -> Option<Recorded> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Recorded {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
 fn serve_one(
     mut stream: TcpStream,
     respond: fn(&Recorded) -> (u16, String),
     log: &std::sync::Mutex<Vec<Recorded>>,
 ) {
     let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-    loop {
-        use std::io::BufRead;
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, target) = (
-            parts.next().unwrap_or_default().to_string(),
-            parts.next().unwrap_or_default().to_string(),
-        );
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_lowercase(), v.trim().to_string()));
-            }
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let request = Recorded {
-            method,
-            target,
-            headers,
-            body,
-        };
+    while let Some(request) = read_request(&mut reader) {
         let (status, reply) = respond(&request);
         log.lock().unwrap().push(request);
         let response = format!(
@@ -457,6 +456,65 @@ fn serve_one(
             reply.len()
         );
         if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A registry that refuses some requests: a proxy in front of a real one that
+/// answers the requests `refuse` picks with 400 MANIFEST_INVALID (as a registry that
+/// does not take a media type does) and forwards the rest.
+pub struct RefusingProxy {
+    pub host: String,
+}
+
+impl RefusingProxy {
+    pub fn start(upstream: &str, refuse: fn(&Recorded) -> bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let host = listener.local_addr().unwrap().to_string();
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let upstream = upstream.clone();
+                std::thread::spawn(move || proxy_one(stream, &upstream, refuse));
+            }
+        });
+        RefusingProxy { host }
+    }
+}
+
+fn proxy_one(mut client: TcpStream, upstream: &str, refuse: fn(&Recorded) -> bool) {
+    let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+    while let Some(request) = read_request(&mut reader) {
+        let response = if refuse(&request) {
+            let body = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"unsupported manifest"}]}"#;
+            format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        } else {
+            // One upstream connection per request, read to its end.
+            let Ok(mut server) = TcpStream::connect(upstream) else {
+                return;
+            };
+            let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+            for (k, v) in &request.headers {
+                if k != "connection" {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+            }
+            head.push_str("connection: close\r\n\r\n");
+            let mut response = Vec::new();
+            if server.write_all(head.as_bytes()).is_err()
+                || server.write_all(&request.body).is_err()
+                || server.read_to_end(&mut response).is_err()
+            {
+                return;
+            }
+            response
+        };
+        if client.write_all(&response).is_err() {
             return;
         }
     }

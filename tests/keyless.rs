@@ -9,9 +9,10 @@ use std::process::{Command, Output};
 use common::*;
 use serde_json::Value;
 
-/// `cosign VERB` by certificate identity against the local CA. No Rekor runs here, so
-/// the transparency log is not checked (the signatures were made with
-/// --no-tlog-upload); the certificate has no SCT (no CT log either).
+/// `cosign VERB` by certificate identity against the local CA. When the stack has
+/// no Rekor, the signatures were made with --no-tlog-upload and the log is not
+/// checked; with one, cosign checks every entry against the log's key. The
+/// certificates have no SCT (there is no CT log).
 fn cosign_keyless(
     version: &str,
     verb: &str,
@@ -20,21 +21,17 @@ fn cosign_keyless(
     extra: &[&str],
     image: &str,
 ) -> Output {
-    Command::new(tool(version))
-        .arg(verb)
+    let mut cmd = Command::new(tool(version));
+    cmd.arg(verb)
         .arg("--trusted-root")
         .arg(&stack.trusted_root)
         .args(["--certificate-identity", identity])
         .args(["--certificate-oidc-issuer", &stack.issuer])
-        .args([
-            "--insecure-ignore-tlog=true",
-            "--insecure-ignore-sct=true",
-            "--allow-http-registry",
-        ])
-        .args(extra)
-        .arg(image)
-        .output()
-        .unwrap()
+        .args(["--insecure-ignore-sct=true", "--allow-http-registry"]);
+    if stack.rekor.is_none() {
+        cmd.arg("--insecure-ignore-tlog=true");
+    }
+    cmd.args(extra).arg(image).output().unwrap()
 }
 
 fn assert_verifies(version: &str, verb: &str, stack: &KeylessStack, extra: &[&str], image: &str) {
@@ -451,5 +448,156 @@ fn a_refused_token_and_a_rekor_that_is_down_fail_clearly() {
     assert!(
         stderr.contains("--no-tlog-upload") || stderr.contains("gantry sign REF"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
+    let stack = KeylessStack::start_with_rekor();
+    let rekor = stack.rekor.clone().unwrap();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/logged", registry.host);
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("r.json");
+    let output = work.path().join("output");
+    let summary = work.path().join("summary");
+    let mut vars = stack.actions_env();
+    vars.push(("GITHUB_ACTIONS", "true".into()));
+    vars.push(("GITHUB_OUTPUT", output.display().to_string()));
+    vars.push(("GITHUB_STEP_SUMMARY", summary.display().to_string()));
+    let out = gantry_env(
+        &example("with-deps"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64,wasi/wasm",
+            "--base",
+            "scratch",
+            "--sign",
+            "keyless",
+            "--fulcio-url",
+            &stack.fulcio,
+            "--rekor-url",
+            &rekor,
+            "--json",
+            report.to_str().unwrap(),
+        ],
+        &env(&vars),
+    );
+    let reference = ok(&out).trim().to_string();
+    let digest = reference.rsplit_once('@').unwrap().1.to_string();
+
+    // Every signature and attestation has its log entry.
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let attachments = report["images"][0]["attachments"].as_array().unwrap();
+    assert!(
+        attachments.iter().all(|a| a["rekor_log_index"].is_u64()),
+        "{attachments:?}"
+    );
+    assert_eq!(report["signer"]["rekor_url"], rekor.as_str());
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    let index_line = outputs
+        .lines()
+        .skip_while(|l| !l.starts_with("rekor-log-index<<"))
+        .nth(1)
+        .unwrap();
+    assert!(
+        index_line.parse::<u64>().is_ok(),
+        "rekor-log-index output: {index_line:?}"
+    );
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(!summary.contains("insecure-ignore-tlog"), "{summary}");
+
+    // cosign v3 and v2 check the entries against the log's key (no --insecure-ignore-tlog).
+    let wasm = report["images"][0]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["platform"] == "wasi/wasm")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wasm_ref = format!("{repo}@{wasm}");
+    for version in ["cosign-v3", "cosign-v2"] {
+        assert_verifies(version, "verify", &stack, &[], &reference);
+        assert_verifies(version, "verify", &stack, &[], &wasm_ref);
+    }
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "spdxjson"],
+        &wasm_ref,
+    );
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "slsaprovenance1"],
+        &reference,
+    );
+
+    // The classic signature alone, as cosign v2 reads it without bundles: the
+    // certificate, chain and Rekor bundle annotations (the SET, checked offline).
+    let classic = format!("{}/classic", registry.host);
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        &format!("docker://{reference}"),
+        &format!("docker://{classic}:latest"),
+    ]);
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        &format!("docker://{repo}:{sig_tag}"),
+        &format!("docker://{classic}:{sig_tag}"),
+    ]);
+    let out = Command::new(tool("cosign-v2"))
+        .args(["verify", "--certificate-identity", KeylessStack::IDENTITY])
+        .args([
+            "--certificate-oidc-issuer",
+            &stack.issuer,
+            "--insecure-ignore-sct=true",
+        ])
+        .args(["--rekor-url", &rekor, "--allow-http-registry"])
+        .arg(format!("{classic}@{digest}"))
+        .env("SIGSTORE_ROOT_FILE", stack.fulcio_root_pem())
+        .env("SIGSTORE_REKOR_PUBLIC_KEY", stack.rekor_public_key())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cosign v2 (classic .sig with Rekor bundle) failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("transparency log was verified"));
+
+    // gantry verify sees the entries too.
+    let found: Value = serde_json::from_str(&ok(&gantry(
+        &example("hello"),
+        &[
+            "verify",
+            &reference,
+            "--certificate-identity",
+            KeylessStack::IDENTITY,
+            "--certificate-oidc-issuer",
+            &stack.issuer,
+            "--trusted-root",
+            stack.trusted_root.to_str().unwrap(),
+        ],
+    )))
+    .unwrap();
+    assert!(
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["tlog_entry"] == true),
+        "{found}"
     );
 }

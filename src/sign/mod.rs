@@ -336,6 +336,51 @@ pub async fn attach<P: Publisher>(
     Ok(done.into_iter().flatten().collect())
 }
 
+/// A claim signed, and entered in the log, ready to store.
+enum SignedClaim {
+    Signature {
+        payload: Vec<u8>,
+        annotations: BTreeMap<String, String>,
+        entry: Option<rekor::LogEntry>,
+        bundle: SignedStatement,
+    },
+    Attestation {
+        predicate_type: String,
+        signed: SignedStatement,
+    },
+}
+
+async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignError> {
+    match &claim.kind {
+        ClaimKind::Signature => {
+            let subject = &claim.subject.digest;
+            let payload = simplesigning_payload(&claim.repository, subject);
+            let stmt = statement(
+                &[(claim.repository.clone(), subject.clone())],
+                COSIGN_SIGN_PREDICATE,
+                &json!({}),
+            );
+            let ((annotations, entry), bundle) =
+                futures::try_join!(signer.sign_payload(&payload), signer.sign_statement(&stmt))?;
+            Ok(SignedClaim::Signature {
+                payload,
+                annotations,
+                entry,
+                bundle,
+            })
+        }
+        ClaimKind::Attestation {
+            statement,
+            predicate_type,
+        } => Ok(SignedClaim::Attestation {
+            predicate_type: predicate_type.clone(),
+            signed: signer.sign_statement(statement).await?,
+        }),
+    }
+}
+
+/// Signs the claims about one subject concurrently (the log round trips overlap),
+/// then stores them in order.
 async fn attach_in_order<P: Publisher>(
     publisher: &P,
     signer: &Signer,
@@ -343,8 +388,10 @@ async fn attach_in_order<P: Publisher>(
     legacy_attestations: bool,
     created: i64,
 ) -> Result<Vec<Attachment>, SignError> {
+    let signed =
+        futures::future::try_join_all(claims.iter().map(|c| sign_claim(signer, c))).await?;
     let mut out = Vec::new();
-    for claim in claims {
+    for (claim, signed) in claims.into_iter().zip(signed) {
         let subject = &claim.subject.digest;
         let attachment = |kind,
                           predicate_type: Option<&str>,
@@ -360,10 +407,13 @@ async fn attach_in_order<P: Publisher>(
             rekor_log_index: entry.as_ref().map(|e| e.log_index),
             bundle: bundle.cloned(),
         };
-        match &claim.kind {
-            ClaimKind::Signature => {
-                let payload = simplesigning_payload(&claim.repository, subject);
-                let (annotations, entry) = signer.sign_payload(&payload).await?;
+        match signed {
+            SignedClaim::Signature {
+                payload,
+                annotations,
+                entry,
+                bundle,
+            } => {
                 let digest = append_layer(
                     publisher,
                     &claim.repository,
@@ -382,18 +432,11 @@ async fn attach_in_order<P: Publisher>(
                     &entry,
                     None,
                 ));
-
-                let stmt = statement(
-                    &[(claim.repository.clone(), subject.clone())],
-                    COSIGN_SIGN_PREDICATE,
-                    &json!({}),
-                );
-                let signed = signer.sign_statement(&stmt).await?;
                 let digest = store_bundle(
                     publisher,
                     claim,
                     COSIGN_SIGN_PREDICATE,
-                    &signed.bundle,
+                    &bundle.bundle,
                     created,
                 )
                 .await?;
@@ -402,20 +445,20 @@ async fn attach_in_order<P: Publisher>(
                     Some(COSIGN_SIGN_PREDICATE),
                     "referrer",
                     digest,
-                    &signed.log_entry,
-                    Some(&signed.bundle),
+                    &bundle.log_entry,
+                    Some(&bundle.bundle),
                 ));
             }
-            ClaimKind::Attestation {
+            SignedClaim::Attestation {
                 predicate_type,
-                statement,
+                signed,
             } => {
-                let signed = signer.sign_statement(statement).await?;
                 let digest =
-                    store_bundle(publisher, claim, predicate_type, &signed.bundle, created).await?;
+                    store_bundle(publisher, claim, &predicate_type, &signed.bundle, created)
+                        .await?;
                 out.push(attachment(
                     "attestation",
-                    Some(predicate_type),
+                    Some(&predicate_type),
                     "referrer",
                     digest,
                     &signed.log_entry,
@@ -443,7 +486,7 @@ async fn attach_in_order<P: Publisher>(
                     .await?;
                     out.push(attachment(
                         "attestation",
-                        Some(predicate_type),
+                        Some(&predicate_type),
                         "att-tag",
                         digest,
                         &signed.log_entry,

@@ -187,10 +187,13 @@ pub struct KeylessStack {
     /// The issuer URL, which the certificates name.
     pub issuer: String,
     pub fulcio: String,
-    /// What cosign verifies with: a trusted root holding Fulcio's CA.
+    /// What cosign verifies with: a trusted root holding Fulcio's CA (and Rekor's key
+    /// when there is a Rekor).
     pub trusted_root: PathBuf,
+    /// The Rekor, when started with one.
+    pub rekor: Option<String>,
     children: Vec<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl KeylessStack {
@@ -201,6 +204,15 @@ impl KeylessStack {
         "https://github.com/octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main";
 
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Also a real Rekor v1 (tests/rekor-local), whose key joins the trusted root.
+    pub fn start_with_rekor() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(with_rekor: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let issuer_host = format!("127.0.0.1:{}", free_port());
         let issuer_child = Command::new(tool("oidc-issuer"))
@@ -255,15 +267,56 @@ impl KeylessStack {
             .expect("start fulcio");
         children.push(fulcio_child);
         let bundle = wait_for(&fulcio_host, "/api/v2/trustBundle", "Fulcio");
+        let rekor = with_rekor.then(|| {
+            let port = free_port();
+            let child = Command::new(tool("rekor-local"))
+                .args(["--port", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start rekor-local");
+            children.push(child);
+            let host = format!("127.0.0.1:{port}");
+            let key = wait_for(&host, "/api/v1/log/publicKey", "Rekor");
+            (host, key)
+        });
         let trusted_root = dir.path().join("trusted_root.json");
-        std::fs::write(&trusted_root, trusted_root_for(&bundle, &fulcio_host)).unwrap();
+        std::fs::write(
+            &trusted_root,
+            trusted_root_for(&bundle, &fulcio_host, rekor.as_ref()),
+        )
+        .unwrap();
+        // The same, as cosign v2's classic verification reads them (SIGSTORE_ROOT_FILE,
+        // SIGSTORE_REKOR_PUBLIC_KEY).
+        let chain: Value = serde_json::from_slice(&bundle).unwrap();
+        let pems: Vec<&str> = chain["chains"][0]["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        std::fs::write(dir.path().join("fulcio-root.pem"), pems.join("")).unwrap();
+        if let Some((_, key)) = &rekor {
+            std::fs::write(dir.path().join("rekor.pub"), key).unwrap();
+        }
         KeylessStack {
             issuer,
             fulcio: format!("http://{fulcio_host}"),
             trusted_root,
+            rekor: rekor.map(|(host, _)| format!("http://{host}")),
             children,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Fulcio's CA chain, PEM (cosign v2's SIGSTORE_ROOT_FILE).
+    pub fn fulcio_root_pem(&self) -> PathBuf {
+        self.dir.path().join("fulcio-root.pem")
+    }
+
+    /// Rekor's public key, PEM (cosign v2's SIGSTORE_REKOR_PUBLIC_KEY).
+    pub fn rekor_public_key(&self) -> PathBuf {
+        self.dir.path().join("rekor.pub")
     }
 
     /// The runner's OIDC variables, pointing at the local issuer.
@@ -334,9 +387,31 @@ ci-issuer-metadata:
 }
 
 /// A Sigstore trusted root (what `cosign --trusted-root` reads) holding the CA chain
-/// Fulcio's `/api/v2/trustBundle` returned.
-fn trusted_root_for(trust_bundle: &[u8], fulcio_host: &str) -> String {
+/// Fulcio's `/api/v2/trustBundle` returned, and the Rekor `(host, public key PEM)`.
+fn trusted_root_for(
+    trust_bundle: &[u8],
+    fulcio_host: &str,
+    rekor: Option<&(String, Vec<u8>)>,
+) -> String {
     use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let tlogs: Vec<Value> = rekor
+        .map(|(host, pem)| {
+            let der = pem::parse(pem).expect("Rekor's key is PEM").into_contents();
+            serde_json::json!({
+                "baseUrl": format!("http://{host}"),
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": b64(&der),
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "validFor": {"start": "2020-01-01T00:00:00Z"},
+                },
+                "logId": {"keyId": b64(&sha2::Sha256::digest(&der))},
+            })
+        })
+        .into_iter()
+        .collect();
     let bundle: Value = serde_json::from_slice(trust_bundle).expect("Fulcio trust bundle JSON");
     let certificates: Vec<Value> = bundle["chains"][0]["certificates"]
         .as_array()
@@ -344,12 +419,12 @@ fn trusted_root_for(trust_bundle: &[u8], fulcio_host: &str) -> String {
         .iter()
         .map(|pem| {
             let der = pem::parse(pem.as_str().unwrap()).unwrap().into_contents();
-            serde_json::json!({"rawBytes": base64::engine::general_purpose::STANDARD.encode(der)})
+            serde_json::json!({"rawBytes": b64(&der)})
         })
         .collect();
     serde_json::json!({
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-        "tlogs": [], "ctlogs": [], "timestampAuthorities": [],
+        "tlogs": tlogs, "ctlogs": [], "timestampAuthorities": [],
         "certificateAuthorities": [{
             "subject": {"organization": "sigstore", "commonName": "sigstore"},
             "uri": format!("http://{fulcio_host}"),

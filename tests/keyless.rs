@@ -47,40 +47,68 @@ fn env<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
     pairs.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// A keyless build run as an Actions step, and the files it wrote.
+struct ActionsRun {
+    out: Output,
+    work: tempfile::TempDir,
+}
+
+impl ActionsRun {
+    fn report(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.work.path().join("r.json")).unwrap()).unwrap()
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.work.path().join(name)).unwrap()
+    }
+}
+
+/// with-deps for linux/amd64 and wasi/wasm, signed keyless as an Actions step: into
+/// the stack's Rekor when it has one, else with --no-tlog-upload.
+fn keyless_build_in_actions(stack: &KeylessStack, repo: &str) -> ActionsRun {
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("r.json");
+    let mut vars = stack.actions_env();
+    vars.push(("GITHUB_ACTIONS", "true".into()));
+    vars.push((
+        "GITHUB_OUTPUT",
+        work.path().join("output").display().to_string(),
+    ));
+    vars.push((
+        "GITHUB_STEP_SUMMARY",
+        work.path().join("summary").display().to_string(),
+    ));
+    let mut args = vec![
+        "build",
+        "--repo",
+        repo,
+        "--platform",
+        "linux/amd64,wasi/wasm",
+        "--base",
+        "scratch",
+        "--sign",
+        "keyless",
+        "--fulcio-url",
+        &stack.fulcio,
+        "--json",
+        report.to_str().unwrap(),
+    ];
+    match &stack.rekor {
+        Some(rekor) => args.extend(["--rekor-url", rekor]),
+        None => args.push("--no-tlog-upload"),
+    }
+    let out = gantry_env(&example("with-deps"), &args, &env(&vars));
+    ActionsRun { out, work }
+}
+
 #[test]
 fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
     let stack = KeylessStack::start();
     let registry = TestRegistry::start();
     let repo = format!("{}/keyless", registry.host);
-    let work = tempfile::tempdir().unwrap();
-    let report = work.path().join("r.json");
-    let output = work.path().join("output");
-    let summary = work.path().join("summary");
-    let mut vars = stack.actions_env();
-    vars.push(("GITHUB_ACTIONS", "true".into()));
-    vars.push(("GITHUB_OUTPUT", output.display().to_string()));
-    vars.push(("GITHUB_STEP_SUMMARY", summary.display().to_string()));
-    let out = gantry_env(
-        &example("with-deps"),
-        &[
-            "build",
-            "--repo",
-            &repo,
-            "--platform",
-            "linux/amd64,wasi/wasm",
-            "--base",
-            "scratch",
-            "--sign",
-            "keyless",
-            "--fulcio-url",
-            &stack.fulcio,
-            "--no-tlog-upload",
-            "--json",
-            report.to_str().unwrap(),
-        ],
-        &env(&vars),
-    );
-    let reference = ok(&out).trim().to_string();
+    let run = keyless_build_in_actions(&stack, &repo);
+    let out = &run.out;
+    let reference = ok(out).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.lines().any(|l| l.starts_with("::add-mask::ey")),
@@ -91,11 +119,7 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
         .lines()
         .filter(|l| !l.starts_with("::add-mask::"))
         .collect();
-    for text in [
-        unmasked,
-        std::fs::read_to_string(&output).unwrap(),
-        std::fs::read_to_string(&summary).unwrap(),
-    ] {
+    for text in [unmasked, run.file("output"), run.file("summary")] {
         assert!(
             !text.contains(KeylessStack::REQUEST_TOKEN),
             "the request token leaked"
@@ -103,7 +127,7 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
         assert!(!text.contains("eyJ"), "a JWT leaked");
     }
 
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report = run.report();
     assert_eq!(report["signer"]["method"], "keyless");
     assert_eq!(
         report["signer"]["certificate_identity"],
@@ -114,7 +138,7 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
         stack.issuer.as_str()
     );
     // The summary tells how to verify it, with this identity.
-    let summary = std::fs::read_to_string(&summary).unwrap();
+    let summary = run.file("summary");
     assert!(
         summary.contains(&format!(
             "cosign verify --certificate-identity '{}' --certificate-oidc-issuer '{}' --insecure-ignore-tlog=true",
@@ -457,47 +481,20 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
     let rekor = stack.rekor.clone().unwrap();
     let registry = TestRegistry::start();
     let repo = format!("{}/logged", registry.host);
-    let work = tempfile::tempdir().unwrap();
-    let report = work.path().join("r.json");
-    let output = work.path().join("output");
-    let summary = work.path().join("summary");
-    let mut vars = stack.actions_env();
-    vars.push(("GITHUB_ACTIONS", "true".into()));
-    vars.push(("GITHUB_OUTPUT", output.display().to_string()));
-    vars.push(("GITHUB_STEP_SUMMARY", summary.display().to_string()));
-    let out = gantry_env(
-        &example("with-deps"),
-        &[
-            "build",
-            "--repo",
-            &repo,
-            "--platform",
-            "linux/amd64,wasi/wasm",
-            "--base",
-            "scratch",
-            "--sign",
-            "keyless",
-            "--fulcio-url",
-            &stack.fulcio,
-            "--rekor-url",
-            &rekor,
-            "--json",
-            report.to_str().unwrap(),
-        ],
-        &env(&vars),
-    );
-    let reference = ok(&out).trim().to_string();
+    let run = keyless_build_in_actions(&stack, &repo);
+    let out = &run.out;
+    let reference = ok(out).trim().to_string();
     let digest = reference.rsplit_once('@').unwrap().1.to_string();
 
     // Every signature and attestation has its log entry.
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report = run.report();
     let attachments = report["images"][0]["attachments"].as_array().unwrap();
     assert!(
         attachments.iter().all(|a| a["rekor_log_index"].is_u64()),
         "{attachments:?}"
     );
     assert_eq!(report["signer"]["rekor_url"], rekor.as_str());
-    let outputs = std::fs::read_to_string(&output).unwrap();
+    let outputs = run.file("output");
     let index_line = outputs
         .lines()
         .skip_while(|l| !l.starts_with("rekor-log-index<<"))
@@ -507,7 +504,7 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
         index_line.parse::<u64>().is_ok(),
         "rekor-log-index output: {index_line:?}"
     );
-    let summary = std::fs::read_to_string(&summary).unwrap();
+    let summary = run.file("summary");
     assert!(!summary.contains("insecure-ignore-tlog"), "{summary}");
 
     // cosign v3 and v2 check the entries against the log's key (no --insecure-ignore-tlog).

@@ -101,6 +101,40 @@ fn keyless_build_in_actions(stack: &KeylessStack, repo: &str) -> ActionsRun {
     ActionsRun { out, work }
 }
 
+/// cosign v3 and v2 accept the signatures of the index and the wasm image; cosign
+/// v3 their SBOMs (SPDX, CycloneDX) and the index's provenance.
+fn cosign_accepts_the_build(stack: &KeylessStack, repo: &str, report: &Value) {
+    let image = &report["images"][0];
+    let reference = image["reference"].as_str().unwrap();
+    let wasm = image["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["platform"] == "wasi/wasm")
+        .expect("a wasm image");
+    let wasm_ref = format!("{repo}@{}", wasm["digest"].as_str().unwrap());
+    for version in ["cosign-v3", "cosign-v2"] {
+        assert_verifies(version, "verify", stack, &[], reference);
+        assert_verifies(version, "verify", stack, &[], &wasm_ref);
+    }
+    for kind in ["spdxjson", "cyclonedx"] {
+        assert_verifies(
+            "cosign-v3",
+            "verify-attestation",
+            stack,
+            &["--type", kind],
+            &wasm_ref,
+        );
+    }
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        stack,
+        &["--type", "slsaprovenance1"],
+        reference,
+    );
+}
+
 #[test]
 fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
     let stack = KeylessStack::start();
@@ -147,42 +181,7 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
         )),
         "{summary}"
     );
-    let image = &report["images"][0];
-    let wasm = image["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["platform"] == "wasi/wasm")
-        .expect("a wasm image");
-    let wasm_ref = format!("{repo}@{}", wasm["digest"].as_str().unwrap());
-
-    // Signatures: the index and the wasm image, cosign v3 and v2.
-    for version in ["cosign-v3", "cosign-v2"] {
-        assert_verifies(version, "verify", &stack, &[], &reference);
-        assert_verifies(version, "verify", &stack, &[], &wasm_ref);
-    }
-    // Attestations: SBOMs of the wasm image, provenance of the index.
-    assert_verifies(
-        "cosign-v3",
-        "verify-attestation",
-        &stack,
-        &["--type", "spdxjson"],
-        &wasm_ref,
-    );
-    assert_verifies(
-        "cosign-v3",
-        "verify-attestation",
-        &stack,
-        &["--type", "cyclonedx"],
-        &wasm_ref,
-    );
-    assert_verifies(
-        "cosign-v3",
-        "verify-attestation",
-        &stack,
-        &["--type", "slsaprovenance1"],
-        &reference,
-    );
+    cosign_accepts_the_build(&stack, &repo, &report);
 
     // Someone else's identity does not verify.
     let out = cosign_keyless(
@@ -508,34 +507,7 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
     assert!(!summary.contains("insecure-ignore-tlog"), "{summary}");
 
     // cosign v3 and v2 check the entries against the log's key (no --insecure-ignore-tlog).
-    let wasm = report["images"][0]["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["platform"] == "wasi/wasm")
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let wasm_ref = format!("{repo}@{wasm}");
-    for version in ["cosign-v3", "cosign-v2"] {
-        assert_verifies(version, "verify", &stack, &[], &reference);
-        assert_verifies(version, "verify", &stack, &[], &wasm_ref);
-    }
-    assert_verifies(
-        "cosign-v3",
-        "verify-attestation",
-        &stack,
-        &["--type", "spdxjson"],
-        &wasm_ref,
-    );
-    assert_verifies(
-        "cosign-v3",
-        "verify-attestation",
-        &stack,
-        &["--type", "slsaprovenance1"],
-        &reference,
-    );
+    cosign_accepts_the_build(&stack, &repo, &report);
 
     // The classic signature alone, as cosign v2 reads it without bundles: the
     // certificate, chain and Rekor bundle annotations (the SET, checked offline).

@@ -101,18 +101,24 @@ fn keyless_build_in_actions(stack: &KeylessStack, repo: &str) -> ActionsRun {
     ActionsRun { out, work }
 }
 
-/// cosign v3 and v2 accept the signatures of the index and the wasm image; cosign
-/// v3 their SBOMs (SPDX, CycloneDX) and the index's provenance.
-fn cosign_accepts_the_build(stack: &KeylessStack, repo: &str, report: &Value) {
-    let image = &report["images"][0];
-    let reference = image["reference"].as_str().unwrap();
-    let wasm = image["platforms"]
+/// The manifest digest of one platform's image in a `--json` report.
+fn platform_digest(report: &Value, platform: &str) -> String {
+    report["images"][0]["platforms"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["platform"] == "wasi/wasm")
-        .expect("a wasm image");
-    let wasm_ref = format!("{repo}@{}", wasm["digest"].as_str().unwrap());
+        .find(|p| p["platform"] == platform)
+        .unwrap_or_else(|| panic!("no {platform} image"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// cosign v3 and v2 accept the signatures of the index and the wasm image; cosign
+/// v3 their SBOMs (SPDX, CycloneDX) and the index's provenance.
+fn cosign_accepts_the_build(stack: &KeylessStack, repo: &str, report: &Value) {
+    let reference = report["images"][0]["reference"].as_str().unwrap();
+    let wasm_ref = format!("{repo}@{}", platform_digest(report, "wasi/wasm"));
     for version in ["cosign-v3", "cosign-v2"] {
         assert_verifies(version, "verify", stack, &[], reference);
         assert_verifies(version, "verify", stack, &[], &wasm_ref);
@@ -545,6 +551,52 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("transparency log was verified"));
+
+    // GitHub's verifier: `gh attestation verify` finds the provenance through the
+    // registry (the fallback tag: docker-registry has no referrers API) and checks
+    // certificate, identity, owner and log.
+    let gh_config = tempfile::tempdir().unwrap();
+    let gh = |reference: &str, owner: &str| {
+        Command::new(tool("gh"))
+            .args([
+                "attestation",
+                "verify",
+                &format!("oci://{reference}"),
+                "--bundle-from-oci",
+            ])
+            .args([
+                "--owner",
+                owner,
+                "--cert-oidc-issuer",
+                &stack.issuer,
+                "--format",
+                "json",
+            ])
+            .arg("--custom-trusted-root")
+            .arg(&stack.trusted_root)
+            .env("GH_TOKEN", "unused-offline")
+            .env("GH_CONFIG_DIR", gh_config.path())
+            .output()
+            .unwrap()
+    };
+    let wasm = platform_digest(&report, "wasi/wasm");
+    for subject in [reference.clone(), format!("{repo}@{wasm}")] {
+        let out = gh(&subject, "octo-org");
+        assert!(
+            out.status.success(),
+            "gh attestation verify {subject}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            results[0]["verificationResult"]["statement"]["predicateType"],
+            "https://slsa.dev/provenance/v1"
+        );
+    }
+    assert!(
+        !gh(&reference, "someone-else").status.success(),
+        "gh accepted another owner"
+    );
 
     // gantry verify sees the entries too.
     let found: Value = serde_json::from_str(&ok(&gantry(

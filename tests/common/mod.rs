@@ -281,9 +281,11 @@ impl KeylessStack {
             (host, key)
         });
         let trusted_root = dir.path().join("trusted_root.json");
+        // One JSON document on one line, newline-terminated: also a trusted_root.jsonl,
+        // which `gh attestation verify --custom-trusted-root` reads line by line.
         std::fs::write(
             &trusted_root,
-            trusted_root_for(&bundle, &fulcio_host, rekor.as_ref()),
+            trusted_root_for(&bundle, &fulcio_host, rekor.as_ref()) + "\n",
         )
         .unwrap();
         // The same, as cosign v2's classic verification reads them (SIGSTORE_ROOT_FILE,
@@ -379,8 +381,14 @@ ci-issuer-metadata:
       source-repository-uri: "{{{{ .url }}}}/{{{{ .repository }}}}"
       source-repository-digest: "sha"
       source-repository-ref: "ref"
+      source-repository-identifier: "repository_id"
+      source-repository-owner-uri: "{{{{ .url }}}}/{{{{ .repository_owner }}}}"
+      source-repository-owner-identifier: "repository_owner_id"
       build-config-uri: "{{{{ .url }}}}/{{{{ .workflow_ref }}}}"
+      build-config-digest: "workflow_sha"
       build-trigger: "event_name"
+      run-invocation-uri: "{{{{ .url }}}}/{{{{ .repository }}}}/actions/runs/{{{{ .run_id }}}}/attempts/{{{{ .run_attempt }}}}"
+      source-repository-visibility-at-signing: "repository_visibility"
     subject-alternative-name-template: "{{{{ .url }}}}/{{{{ .job_workflow_ref }}}}"
 "#
     )

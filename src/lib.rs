@@ -16,5 +16,6 @@ pub mod image;
 pub mod pipeline;
 pub mod platform;
 pub mod publish;
+pub mod retry;
 pub mod sign;
 pub mod tags;

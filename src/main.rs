@@ -13,6 +13,7 @@ use gantry::github;
 use gantry::gobuild::GoError;
 use gantry::pipeline::{self, BuildError, BuildOptions, Phase};
 use gantry::platform::WasmOs;
+use gantry::publish::{NetworkSettings, RegistryOptions};
 use gantry::sign::keyless::{self, TokenSource};
 use gantry::sign::keys::{Secret, SigningKey};
 use gantry::sign::published::ClaimOptions;
@@ -42,8 +43,8 @@ enum Command {
         reference: String,
         #[command(flatten)]
         trust: TrustArgs,
-        #[arg(long = "insecure-registry")]
-        insecure_registries: Vec<String>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Sign an image already published (its index and every manifest), without rebuilding.
     Sign {
@@ -52,8 +53,8 @@ enum Command {
         signing: SigningArgs,
         #[command(flatten)]
         attest: AttestArgs,
-        #[arg(long = "insecure-registry")]
-        insecure_registries: Vec<String>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Print the SBOM attested for an image (registry or oci:DIR[:tag]).
     Sbom {
@@ -63,8 +64,8 @@ enum Command {
         /// Only accept an SBOM whose attestation verifies (by key or identity).
         #[command(flatten)]
         trust: TrustArgs,
-        #[arg(long = "insecure-registry")]
-        insecure_registries: Vec<String>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Run as the GitHub Action: read the action's inputs from INPUT_* variables.
     Action,
@@ -82,6 +83,39 @@ enum SignMode {
     Keyless,
     Key,
     None,
+}
+
+/// How registries are reached: shared by every command that talks to one.
+#[derive(Args, Clone)]
+struct NetworkArgs {
+    /// Registry host to reach over plain HTTP (repeatable; loopback hosts always are).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Tries per registry request before giving up (408, 429, 5xx and broken
+    /// connections are retried with backoff).
+    #[arg(long, env = "GANTRY_REGISTRY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    registry_attempts: u32,
+    /// Seconds without a byte moving either way after which a registry request fails.
+    #[arg(long, env = "GANTRY_STALL_TIMEOUT", default_value_t = 60.0)]
+    stall_timeout: f64,
+}
+
+impl NetworkArgs {
+    fn options(&self) -> Result<RegistryOptions> {
+        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
+            bail!(
+                "--stall-timeout {} is not a positive number of seconds",
+                self.stall_timeout
+            );
+        }
+        let mut network = NetworkSettings::default();
+        network.retry.attempts = self.registry_attempts;
+        network.stall_timeout = std::time::Duration::from_secs_f64(self.stall_timeout);
+        Ok(RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            network,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -122,9 +156,8 @@ struct BuildArgs {
     /// Also publish the CNCF Wasm OCI artifact, tagged <tag>-wasm.
     #[arg(long)]
     wasm_artifact: bool,
-    /// Registry host to reach over plain HTTP (repeatable; loopback hosts always are).
-    #[arg(long = "insecure-registry")]
-    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Config file (default: gantry.yaml, else .ko.yaml, in the working directory).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -340,11 +373,12 @@ async fn build(args: BuildArgs) -> Result<()> {
         annotations: key_values("--image-annotation", &args.image_annotations)?,
         wasm_os: args.wasm_os,
         wasm_artifact: args.wasm_artifact,
-        insecure_registries: args.insecure_registries,
+        registries: args.network.options()?,
         config: args.config,
         source_date_epoch: source_date_epoch()?,
         sbom: args.attest.sbom.0,
         sbom_dir: args.sbom_dir,
+        report_file: args.json.clone(),
         signing: args.signing.signing()?,
         provenance: !args.attest.no_provenance,
         legacy_attestations: args.attest.legacy_attestations,
@@ -390,10 +424,6 @@ async fn build(args: BuildArgs) -> Result<()> {
     );
     for image in &report.images {
         report_attachments(&image.attachments);
-    }
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if github::in_actions() {
         github::report_to_actions(&report)?;
@@ -452,11 +482,12 @@ fn keygen(prefix: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn verify(reference: &str, trust: &TrustArgs, insecure: &[String]) -> Result<()> {
+async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -> Result<()> {
+    let registries = network.options()?;
     let Some(trust) = trust.trust().await? else {
         bail!("say whom to trust: --key cosign.pub, or --certificate-identity ID --certificate-oidc-issuer URL for keyless signatures");
     };
-    let (digest, found) = verify::inspect_reference(reference, Some(&trust), insecure).await?;
+    let (digest, found) = verify::inspect_reference(reference, Some(&trust), &registries).await?;
     let whom = match &trust {
         Trust::Key(_) => "this key",
         Trust::Identity(_) => "this identity and issuer",
@@ -499,7 +530,7 @@ async fn sign(
     reference: &str,
     signing: &SigningArgs,
     attest: &AttestArgs,
-    insecure: &[String],
+    network: &NetworkArgs,
 ) -> Result<()> {
     let signer = match signing.signing()? {
         Some(Signing::Key(signer)) => signer,
@@ -516,7 +547,7 @@ async fn sign(
     let (digest, attached, skipped) = verify::sign_reference(
         reference,
         &signer,
-        insecure,
+        &network.options()?,
         &options,
         attest.legacy_attestations,
     )
@@ -541,10 +572,11 @@ async fn sbom(
     reference: &str,
     format: SbomFormat,
     trust: &TrustArgs,
-    insecure: &[String],
+    network: &NetworkArgs,
 ) -> Result<()> {
     let trust = trust.trust().await?;
-    let (digest, found) = verify::inspect_reference(reference, trust.as_ref(), insecure).await?;
+    let (digest, found) =
+        verify::inspect_reference(reference, trust.as_ref(), &network.options()?).await?;
     let sbom = found.iter().find(|f| {
         f.predicate_type.as_deref() == Some(format.predicate_type()) && f.verified != Some(false)
     });
@@ -747,20 +779,20 @@ fn main() -> ExitCode {
             Command::Verify {
                 reference,
                 trust,
-                insecure_registries,
-            } => verify(&reference, &trust, &insecure_registries).await,
+                network,
+            } => verify(&reference, &trust, &network).await,
             Command::Sign {
                 reference,
                 signing,
                 attest,
-                insecure_registries,
-            } => sign(&reference, &signing, &attest, &insecure_registries).await,
+                network,
+            } => sign(&reference, &signing, &attest, &network).await,
             Command::Sbom {
                 reference,
                 format,
                 trust,
-                insecure_registries,
-            } => sbom(&reference, format, &trust, &insecure_registries).await,
+                network,
+            } => sbom(&reference, format, &trust, &network).await,
         }
     });
     match result {

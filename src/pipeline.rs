@@ -22,7 +22,7 @@ use crate::image::{
 use crate::platform::{Platform, PlatformError, PlatformRequest, WasmOs};
 use crate::publish::{
     self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Publisher,
-    Registry, RegistryPublisher,
+    Registry, RegistryOptions, RegistryPublisher,
 };
 use crate::sign::{self, Attachment, SignError, Signer, SignerIdentity, Signing};
 
@@ -45,8 +45,12 @@ pub enum BuildError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     BuildInfo(#[from] BuildInfoError),
-    #[error("the images are pushed, but signing or attesting them failed (fix the cause, then `gantry sign REF` with the same signing options signs them without rebuilding)")]
-    Sign(#[from] SignError),
+    #[error("the images are pushed as {pushed}, but signing or attesting them failed, so no tag was moved.\nFix the cause, then rerun the same command (it pushes nothing again), or `gantry sign REF` with the same signing options for REF = {pushed}")]
+    Sign {
+        pushed: String,
+        #[source]
+        source: Box<SignError>,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {cause}")]
@@ -106,7 +110,8 @@ pub struct BuildOptions {
     pub wasm_os: WasmOs,
     /// Also publish the CNCF Wasm OCI artifact, tagged `<tag>-wasm`.
     pub wasm_artifact: bool,
-    pub insecure_registries: Vec<String>,
+    /// Plain-HTTP hosts and the network policy.
+    pub registries: RegistryOptions,
     /// Explicit config file; None = discover gantry.yaml / .ko.yaml in workdir.
     pub config: Option<PathBuf>,
     /// SOURCE_DATE_EPOCH: `created` and file times; None = 0.
@@ -115,6 +120,8 @@ pub struct BuildOptions {
     pub sbom: Vec<SbomFormat>,
     /// Also write each SBOM here as a file.
     pub sbom_dir: Option<PathBuf>,
+    /// Write the result (`BuildReport` as JSON) here, before any tag moves.
+    pub report_file: Option<PathBuf>,
     /// How to sign and attest; None = no signatures or attestations.
     pub signing: Option<Signing>,
     /// Attach SLSA provenance (needs signing).
@@ -132,6 +139,8 @@ pub struct BuildReport {
     /// Who signed, when anything was signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer: Option<SignerIdentity>,
+    /// HTTP requests sent to registries, every retry counted.
+    pub registry_requests: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -234,6 +243,12 @@ pub async fn build(
     let request = PlatformRequest::parse(&platform_text, opts.wasm_os)?;
 
     let destination = opts.repo.as_deref().map(ImageName::parse).transpose()?;
+    if let Some(path) = &opts.report_file {
+        check_writable(path, false)?;
+    }
+    if let Some(dir) = &opts.sbom_dir {
+        check_writable(dir, true)?;
+    }
     let go = GoToolchain::detect().await?;
     let (PlatformRequest::List(asked) | PlatformRequest::All { wasm: asked }) = &request;
     go.check_platforms(asked)?;
@@ -263,16 +278,27 @@ pub async fn build(
         resolved.push((package, settings));
     }
 
-    // Every registry this run touches, so loopback ones get plain HTTP.
     let base_refs: Vec<String> = resolved
         .iter()
         .map(|(p, _)| base_ref(opts, config.as_ref(), &p.import_path))
         .collect();
-    let mut hosts: Vec<String> = destination.iter().map(|d| d.registry.clone()).collect();
+    // Every repository this run reads or writes, so that one token per registry
+    // covers them all.
+    let registry = Registry::new(&opts.registries)?;
     for b in base_refs.iter().filter(|b| *b != "scratch") {
-        hosts.push(publish::parse_reference(b)?.0.registry);
+        registry.declare(&publish::parse_reference(b)?.0, false);
     }
-    let registry = Registry::new(hosts.iter().map(String::as_str), &opts.insecure_registries);
+    if let Some(dest) = &destination {
+        let multi = resolved.len() > 1;
+        for (package, _) in &resolved {
+            let repo = if multi {
+                dest.join(&package.name)
+            } else {
+                dest.clone()
+            };
+            registry.declare(&repo, true);
+        }
+    }
 
     let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
     let mut plans = Vec::new();
@@ -393,10 +419,8 @@ pub async fn build(
         legacy_attestations: opts.legacy_attestations,
         created: opts.source_date_epoch.unwrap_or(0),
     };
-    let mut stats = PublishStats::default();
-    let mut attachments: Vec<Vec<Attachment>> = vec![Vec::new(); plans.len()];
-    if let Some(dest) = &destination {
-        let repos: Vec<String> = plans
+    let repos_in_registry: Vec<String> = match &destination {
+        Some(dest) => plans
             .iter()
             .map(|p| {
                 if multi {
@@ -405,32 +429,43 @@ pub async fn build(
                     dest.to_string()
                 }
             })
-            .collect();
+            .collect(),
+        None => Vec::new(),
+    };
+    let repos_in_layout: Vec<String> = plans
+        .iter()
+        .map(|p| {
+            if multi {
+                p.package.name.clone()
+            } else {
+                String::new()
+            }
+        })
+        .collect();
+    let registry_publisher = RegistryPublisher {
+        registry: &registry,
+    };
+    let layout_publisher = layout_dir
+        .as_deref()
+        .map(|dir| LayoutPublisher::create(dir, Some(&registry)))
+        .transpose()?;
+
+    let mut stats = PublishStats::default();
+    let mut attachments: Vec<Vec<Attachment>> = vec![Vec::new(); plans.len()];
+    if let Some(dest) = &destination {
         progress(Phase::Publish, &format!("pushing to {dest}"));
-        let publisher = RegistryPublisher {
-            registry: &registry,
-        };
-        let (s, a) = delivery.deliver(&publisher, &repos, progress).await?;
+        let (s, a) = delivery
+            .deliver(&registry_publisher, &repos_in_registry, progress)
+            .await?;
         add(&mut stats, s);
         attachments = a;
     }
-    if let Some(dir) = &layout_dir {
-        let repos: Vec<String> = plans
-            .iter()
-            .map(|p| {
-                if multi {
-                    p.package.name.clone()
-                } else {
-                    String::new()
-                }
-            })
-            .collect();
+    if let (Some(dir), Some(layout)) = (&layout_dir, &layout_publisher) {
         progress(
             Phase::Publish,
             &format!("writing OCI layout {}", dir.display()),
         );
-        let publisher = LayoutPublisher::create(dir, Some(&registry))?;
-        let (s, a) = delivery.deliver(&publisher, &repos, progress).await?;
+        let (s, a) = delivery.deliver(layout, &repos_in_layout, progress).await?;
         add(&mut stats, s);
         if destination.is_none() {
             attachments = a;
@@ -459,12 +494,72 @@ pub async fn build(
         report.attachments = attached;
         reports.push(report);
     }
-    Ok(BuildReport {
+    let mut report = BuildReport {
         images: reports,
         publish: stats,
         go_version: go.version_string.clone(),
         signer,
-    })
+        registry_requests: registry.request_count(),
+    };
+
+    // Tags last: only once the images, what refers to them and the report are all
+    // stored does any tag move.
+    let tag_jobs = opts.jobs.max(1) * 2;
+    let registry_requests = destination
+        .is_some()
+        .then(|| requests_for(&plans, &artifacts, &tags, &wasm_tags, &repos_in_registry));
+    let layout_requests = layout_publisher
+        .is_some()
+        .then(|| requests_for(&plans, &artifacts, &tags, &wasm_tags, &repos_in_layout));
+    report.publish.tags = registry_requests
+        .iter()
+        .chain(&layout_requests)
+        .flatten()
+        .map(|r| r.tags.len())
+        .sum();
+    if let Some(path) = &opts.report_file {
+        write_report(path, &report)?;
+    }
+    if let Some(requests) = &registry_requests {
+        publish::apply_tags(&registry_publisher, requests, tag_jobs).await?;
+    }
+    if let (Some(layout), Some(requests)) = (&layout_publisher, &layout_requests) {
+        publish::apply_tags(layout, requests, tag_jobs).await?;
+    }
+    Ok(report)
+}
+
+/// Writes the JSON result; `path` was checked for writability before anything was
+/// pushed.
+fn write_report(path: &Path, report: &BuildReport) -> Result<(), BuildError> {
+    let json = serde_json::to_vec_pretty(report).map_err(|e| BuildError::Io {
+        context: "serialising the result".into(),
+        cause: std::io::Error::other(e),
+    })?;
+    std::fs::write(path, json).map_err(io(format!("writing {}", path.display())))
+}
+
+/// Fails early, before any build or push, when an output file cannot be written:
+/// opens an existing file for writing, or makes (and removes) a file beside it.
+fn check_writable(path: &Path, is_dir: bool) -> Result<(), BuildError> {
+    let context = || {
+        format!(
+            "{} cannot be written (checked before building; nothing was pushed)",
+            path.display()
+        )
+    };
+    let probe = if is_dir {
+        std::fs::create_dir_all(path).and_then(|()| tempfile::NamedTempFile::new_in(path).map(drop))
+    } else if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+    } else {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        tempfile::NamedTempFile::new_in(parent.unwrap_or(Path::new("."))).map(drop)
+    };
+    probe.map_err(io(context()))
 }
 
 /// Everything one destination receives: images first, then what refers to them.
@@ -522,9 +617,20 @@ impl Delivery<'_> {
     ) -> Result<(PublishStats, Vec<Vec<Attachment>>), BuildError> {
         let requests = requests_for(self.plans, self.artifacts, self.tags, self.wasm_tags, repos);
         let stats = publish::publish(publisher, &requests, self.jobs).await?;
+        let pushed = || {
+            requests
+                .iter()
+                .map(|r| format!("{}@{}", r.repository, r.artifact.descriptor().digest))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let failed = |source| BuildError::Sign {
+            pushed: pushed(),
+            source: Box::new(source),
+        };
         let mut attachments = Vec::new();
         for (i, (artifact, _)) in self.artifacts.iter().enumerate() {
-            let Some(signer) = self.signer(progress).await? else {
+            let Some(signer) = self.signer(progress).await.map_err(failed)? else {
                 attachments.push(Vec::new());
                 continue;
             };
@@ -551,7 +657,8 @@ impl Delivery<'_> {
                     self.legacy_attestations,
                     self.created,
                 )
-                .await?,
+                .await
+                .map_err(failed)?,
             );
         }
         Ok((stats, attachments))

@@ -99,7 +99,7 @@ fn pushes_index_that_runs_on_every_platform_and_repushes_nothing() {
 
     run_every_platform(&format!("docker://{repo}:v1"));
 
-    // Same source again: same digest, and nothing uploaded (HEAD finds every blob).
+    // Same source again: same digest, and nothing uploaded.
     let again = dir.path().join("again.json");
     let mut second = args.to_vec();
     second.extend(["--json", again.to_str().unwrap()]);
@@ -111,7 +111,13 @@ fn pushes_index_that_runs_on_every_platform_and_repushes_nothing() {
         "second push uploaded blobs: {}",
         again["publish"]
     );
-    assert!(again["publish"]["blobs_existing"].as_u64().unwrap() >= 7);
+    // The registry already has the index, so nothing under it is sent (the proxy
+    // counts in tests/network.rs check the same from the outside).
+    assert_eq!(
+        again["publish"]["manifests_existing"], 1,
+        "{}",
+        again["publish"]
+    );
 }
 
 #[test]

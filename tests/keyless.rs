@@ -346,10 +346,23 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
         stderr.contains("gantry sign REF"),
         "no way forward given:\n{stderr}"
     );
-    let digest = registry
-        .tag_digest("fulcio-down", "latest")
-        .expect("the image should stay pushed");
-    let reference = format!("{repo}@{digest}");
+    assert!(
+        registry.tag_digest("fulcio-down", "latest").is_none(),
+        "a tag moved although signing failed"
+    );
+    // The error names what was pushed, by digest.
+    let reference = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{repo}@sha256:")))
+        .unwrap_or_else(|| panic!("the error does not name the pushed digest:\n{stderr}"))
+        .trim_end_matches(',')
+        .to_string();
+    assert!(
+        skopeo(&["inspect", "--raw", &format!("docker://{reference}")])
+            .status
+            .success(),
+        "the image should stay pushed"
+    );
     let out = cosign_keyless(
         "cosign-v3",
         "verify",
@@ -366,7 +379,7 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
         &example("with-deps"),
         &[
             "sign",
-            &format!("{repo}:latest"),
+            &reference,
             "--sign",
             "keyless",
             "--fulcio-url",

@@ -424,6 +424,12 @@ fn referrers_api_registry_lists_the_bundles() {
     assert_eq!(status, 200, "the registry serves the referrers API");
     let listed = json(&body);
     assert_lists_every_predicate(&listed, "the referrers API");
+    // The registry lists them itself, so no fallback index is written.
+    for digest in std::iter::once(&index).chain(&platforms) {
+        let fallback = format!("/v2/app/manifests/{}", digest.replacen(':', "-", 1));
+        let (status, _) = registry.get(&fallback).unwrap();
+        assert_eq!(status, 404, "a fallback index was written at {fallback}");
+    }
     for version in ["cosign-v3", "cosign-v2"] {
         verifies(
             version,

@@ -214,6 +214,26 @@ impl Publisher for LayoutPublisher<'_> {
         Ok(())
     }
 
+    async fn has_manifest(
+        &self,
+        repository: &str,
+        at: &str,
+    ) -> Result<Option<String>, PublishError> {
+        Ok(self
+            .fetch_manifest(repository, at)
+            .await?
+            .map(|bytes| crate::image::sha256_digest(&bytes)))
+    }
+
+    /// An OCI layout has no referrers API: the fallback index is the list.
+    async fn referrers(
+        &self,
+        _repository: &str,
+        _subject: &str,
+    ) -> Result<Option<Vec<Value>>, PublishError> {
+        Ok(None)
+    }
+
     async fn fetch_manifest(
         &self,
         repository: &str,
@@ -269,8 +289,9 @@ impl Publisher for LayoutPublisher<'_> {
         repository: &str,
         tag: &str,
         descriptor: &Descriptor,
-        _bytes: &Bytes,
+        bytes: &Bytes,
     ) -> Result<(), PublishError> {
+        self.push_manifest(repository, descriptor, bytes).await?;
         let ref_name = ref_name(repository, tag);
         let _guard = self.index_lock.lock().await;
         self.update_index(&ref_name, descriptor)

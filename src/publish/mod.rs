@@ -4,9 +4,11 @@
 
 mod layout;
 mod registry;
+mod transport;
 
 pub use layout::LayoutPublisher;
-pub use registry::{parse_reference, ImageName, Registry, RegistryPublisher};
+pub use registry::{parse_reference, ImageName, Registry, RegistryOptions, RegistryPublisher};
+pub use transport::NetworkSettings;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -38,6 +40,19 @@ pub enum PublishError {
         repository: String,
         action: String,
         detail: String,
+    },
+    #[error("registry {registry}: {request} failed after {attempts} attempts: {detail}\n(the registry or the network between is failing; try again later, or raise --registry-attempts)")]
+    GaveUp {
+        registry: String,
+        request: String,
+        detail: String,
+        attempts: u32,
+    },
+    #[error("registry {registry}: {request} stalled: nothing was sent or received for {seconds} s\n(the registry stopped answering; try again, or raise --stall-timeout / GANTRY_STALL_TIMEOUT on a very slow link)")]
+    Stalled {
+        registry: String,
+        request: String,
+        seconds: f64,
     },
     #[error("OCI layout {path}: {detail}")]
     Layout { path: String, detail: String },
@@ -84,6 +99,22 @@ pub trait Publisher: Sync {
         bytes: &Bytes,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 
+    /// The digest a tag (or `sha256:` digest) names, or None when there is none.
+    fn has_manifest(
+        &self,
+        repository: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<Option<String>, PublishError>> + Send;
+
+    /// The referrers of `subject` (descriptors, with their annotations) when the
+    /// destination lists them itself (the OCI 1.1 referrers API); None when it does
+    /// not, and the `sha256-<hex>` fallback index must be kept instead.
+    fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+    ) -> impl Future<Output = Result<Option<Vec<serde_json::Value>>, PublishError>> + Send;
+
     /// The manifest a tag (or `sha256:` digest) names, or None when there is none.
     fn fetch_manifest(
         &self,
@@ -98,7 +129,8 @@ pub trait Publisher: Sync {
         digest: &str,
     ) -> impl Future<Output = Result<Bytes, PublishError>> + Send;
 
-    /// Points `tag` at a manifest stored before.
+    /// Stores a manifest under `tag` (a manifest stored this way is also there by
+    /// digest).
     fn tag(
         &self,
         repository: &str,
@@ -124,21 +156,47 @@ pub struct PublishStats {
     pub blobs_existing: usize,
     pub blobs_mounted: usize,
     pub manifests: usize,
+    /// Artifacts the destination already had whole (nothing of theirs was sent).
+    pub manifests_existing: usize,
     pub tags: usize,
 }
 
-/// Publishes every request: all blobs (deduplicated, `concurrency` at a time), then all
-/// image manifests, then the indexes, and only then any tag.
+/// Publishes the content of every request: all blobs (deduplicated, `concurrency` at a
+/// time), then all image manifests, then the indexes. No tag moves here: that is
+/// [`apply_tags`], once everything that refers to the images is stored too.
+///
+/// An artifact whose root manifest the destination already has is skipped whole: a
+/// registry accepts a manifest only once everything it names is there.
 pub async fn publish<P: Publisher>(
     publisher: &P,
     requests: &[PublishRequest<'_>],
     concurrency: usize,
 ) -> Result<PublishStats, PublishError> {
     let mut stats = PublishStats::default();
+    let present: Vec<bool> = stream::iter(requests)
+        .map(|req| async move {
+            let digest = &req.artifact.descriptor().digest;
+            Ok::<_, PublishError>(
+                publisher
+                    .has_manifest(&req.repository, digest)
+                    .await?
+                    .is_some(),
+            )
+        })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let missing: Vec<&PublishRequest> = requests
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|(req, _)| req)
+        .collect();
+    stats.manifests_existing = requests.len() - missing.len();
 
     let mut seen = HashSet::new();
     let mut blobs: Vec<(&str, &Blob)> = Vec::new();
-    for req in requests {
+    for req in &missing {
         for image in req.artifact.images() {
             for blob in std::iter::once(&image.config).chain(&image.layers) {
                 if seen.insert((req.repository.as_str(), blob.descriptor.digest.as_str())) {
@@ -160,35 +218,53 @@ pub async fn publish<P: Publisher>(
         }
     }
 
-    let manifests = requests.iter().flat_map(|req| {
+    let manifests = missing.iter().flat_map(|req| {
         req.artifact
             .images()
             .iter()
             .map(move |image| (req.repository.as_str(), &image.descriptor, &image.manifest))
     });
     stats.manifests += push_all(publisher, manifests, concurrency).await?;
-    let indexes = requests.iter().filter_map(|req| match req.artifact {
+    let indexes = missing.iter().filter_map(|req| match req.artifact {
         Artifact::Index {
             descriptor, bytes, ..
         } => Some((req.repository.as_str(), descriptor, bytes)),
         Artifact::Image(_) => None,
     });
     stats.manifests += push_all(publisher, indexes, concurrency).await?;
-
-    for req in requests {
-        for tag in &req.tags {
-            publisher
-                .tag(
-                    &req.repository,
-                    tag,
-                    req.artifact.descriptor(),
-                    req.artifact.bytes(),
-                )
-                .await?;
-            stats.tags += 1;
-        }
-    }
     Ok(stats)
+}
+
+/// Points every request's tags at its artifact, the last step of a run. A tag that
+/// already points there is left alone. Returns how many tags moved.
+pub async fn apply_tags<P: Publisher>(
+    publisher: &P,
+    requests: &[PublishRequest<'_>],
+    concurrency: usize,
+) -> Result<usize, PublishError> {
+    let jobs = requests
+        .iter()
+        .flat_map(|req| req.tags.iter().map(move |tag| (req, tag)));
+    let moved: Vec<bool> = stream::iter(jobs)
+        .map(|(req, tag)| async move {
+            let descriptor = req.artifact.descriptor();
+            if publisher
+                .has_manifest(&req.repository, tag)
+                .await?
+                .as_deref()
+                == Some(descriptor.digest.as_str())
+            {
+                return Ok::<_, PublishError>(false);
+            }
+            publisher
+                .tag(&req.repository, tag, descriptor, req.artifact.bytes())
+                .await?;
+            Ok(true)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(moved.into_iter().filter(|m| *m).count())
 }
 
 async fn push_all<'a, P: Publisher>(

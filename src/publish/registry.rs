@@ -1,24 +1,22 @@
-//! Registry traffic through `oci-client`: credentials per registry, plain HTTP for
-//! loopback and `--insecure-registry` hosts, streamed blob copies, and errors that say
-//! which registry refused what.
+//! The OCI distribution API over [`super::transport`]: manifests and blobs by tag or
+//! digest, uploads in the fewest round trips (HEAD; else a cross-repository mount
+//! that doubles as the upload session; else POST then PUT, streamed), and whether a
+//! registry has the referrers API. `oci-client` parses references.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Mutex;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
-use http::HeaderValue;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
-use tokio::sync::Mutex;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use http::{Method, StatusCode};
+use oci_client::Reference;
 use tokio_util::io::ReaderStream;
 
+use super::transport::{Body, Failure, NetworkSettings, Request, Response, Transport};
 use super::{BlobOutcome, PublishError, Publisher};
-use crate::auth;
 use crate::image::{media_type, sha256_digest, Blob, BlobSource, Descriptor};
 
 /// A repository in a registry, without tag or digest: `ghcr.io/acme/app`.
@@ -62,35 +60,6 @@ impl ImageName {
             repository: format!("{}/{}", self.repository, name.to_lowercase()),
         }
     }
-
-    pub fn with_digest(&self, digest: &str) -> Reference {
-        Reference::with_digest(
-            self.registry.clone(),
-            self.repository.clone(),
-            digest.to_string(),
-        )
-    }
-
-    /// The reference a manifest is pushed by digest to. oci-client 0.18 panics when a
-    /// registry omits `Location` on a push to a reference without a tag (its
-    /// workaround strips the tag from the URL), so the digest also fills the tag slot;
-    /// the URL is the digest one either way.
-    pub fn for_manifest_push(&self, digest: &str) -> Reference {
-        Reference::with_tag_and_digest(
-            self.registry.clone(),
-            self.repository.clone(),
-            digest.to_string(),
-            digest.to_string(),
-        )
-    }
-
-    pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference::with_tag(
-            self.registry.clone(),
-            self.repository.clone(),
-            tag.to_string(),
-        )
-    }
 }
 
 impl fmt::Display for ImageName {
@@ -120,117 +89,67 @@ pub fn parse_reference(text: &str) -> Result<(ImageName, String), PublishError> 
     Ok((name, at))
 }
 
-/// True for hosts reached over plain HTTP without asking: loopback only.
-fn is_loopback(registry: &str) -> bool {
-    let host = registry
-        .rsplit_once(':')
-        .filter(|(h, port)| !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(registry, |(h, _)| h);
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
+/// How to reach registries: which hosts speak plain HTTP, and the network policy.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Hosts spoken to over plain HTTP (loopback ones always are).
+    pub insecure: Vec<String>,
+    pub network: NetworkSettings,
 }
 
-/// One client for every registry a run touches, with the credentials found for each.
+/// Every registry one run talks to, through one transport.
 pub struct Registry {
-    client: Client,
-    /// Where each registry's credentials came from, once looked up.
-    credentials: Mutex<HashMap<String, String>>,
+    transport: Transport,
+    /// Per registry: did it answer the referrers API? Learnt once.
+    referrers_api: Mutex<HashMap<String, bool>>,
+    /// Registries that answered a subject push with `OCI-Subject`.
+    saw_subject: Mutex<HashMap<String, bool>>,
 }
 
 impl Registry {
-    /// `hosts` are the registries this run will use; loopback ones and `insecure` ones
-    /// are spoken to over HTTP.
-    pub fn new<'a>(hosts: impl IntoIterator<Item = &'a str>, insecure: &[String]) -> Self {
-        let mut http: Vec<String> = hosts
-            .into_iter()
-            .filter(|h| is_loopback(h))
-            .map(str::to_string)
-            .collect();
-        http.extend(insecure.iter().cloned());
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(http),
-            use_monolithic_push: true,
-            ..Default::default()
-        };
-        Registry {
-            client: Client::new(config),
-            credentials: Mutex::new(HashMap::new()),
-        }
+    pub fn new(options: &RegistryOptions) -> Result<Self, PublishError> {
+        Ok(Registry {
+            transport: Transport::new(&options.insecure, options.network)?,
+            referrers_api: Mutex::new(HashMap::new()),
+            saw_subject: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// Looks up and installs credentials for `registry` once.
-    async fn ensure_auth(&self, registry: &str) -> Result<(), PublishError> {
-        let mut known = self.credentials.lock().await;
-        if known.contains_key(registry) {
-            return Ok(());
-        }
-        let (auth, source) = match auth::lookup(registry)? {
-            Some(c) => (
-                RegistryAuth::Basic(c.username.clone(), c.password.expose().to_string()),
-                c.source.clone(),
-            ),
-            None => (RegistryAuth::Anonymous, "none (anonymous)".to_string()),
-        };
-        self.client.store_auth_if_needed(registry, &auth).await;
-        known.insert(registry.to_string(), source);
-        Ok(())
+    /// Declares that the run pushes to `name` (or only reads it), so that one token
+    /// per registry covers every repository the run touches.
+    pub fn declare(&self, name: &ImageName, push: bool) {
+        self.transport
+            .declare(&name.registry, &name.repository, push);
     }
 
-    /// Turns a client error into one that names the registry and what to do.
-    async fn explain(
+    /// Requests sent so far, every try counted.
+    pub fn request_count(&self) -> u64 {
+        self.transport.request_count()
+    }
+
+    /// One request, retried as the policy says; `judge` turns a response into a value
+    /// or a failure.
+    async fn call<T, J, Fut>(
         &self,
         name: &ImageName,
-        action: &str,
-        e: OciDistributionError,
-    ) -> PublishError {
-        let detail = chain(&e);
-        let refused = match &e {
-            OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => true,
-            OciDistributionError::RequestError(r) => r
-                .status()
-                .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
-            OciDistributionError::RegistryError { envelope, .. } => {
-                envelope.errors.iter().any(|x| {
-                    matches!(
-                        x.code,
-                        oci_client::errors::OciErrorCode::Unauthorized
-                            | oci_client::errors::OciErrorCode::Denied
-                    )
-                })
-            }
-            _ => false,
-        };
-        if refused {
-            let used = self
-                .credentials
-                .lock()
-                .await
-                .get(&name.registry)
-                .cloned()
-                .unwrap_or_else(|| "none".into());
-            return PublishError::AuthRefused {
-                registry: name.registry.clone(),
-                repository: name.repository.clone(),
-                detail,
-                used,
-                searched: auth::searched_locations(&name.registry),
-            };
-        }
-        if let OciDistributionError::RequestError(r) = &e {
-            if r.is_connect() || r.is_timeout() || r.is_request() {
-                return PublishError::Unreachable {
-                    registry: name.registry.clone(),
-                    detail,
-                };
-            }
-        }
-        PublishError::Registry {
-            registry: name.registry.clone(),
-            repository: name.repository.clone(),
-            action: action.to_string(),
-            detail,
-        }
+        request: Request<'_>,
+        body: impl Fn() -> Body,
+        judge: J,
+    ) -> Result<T, PublishError>
+    where
+        J: Fn(Response) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let what = format!("{} {}", request.method, request.target);
+        self.transport
+            .retrying(&name.registry, &what, || async {
+                let response = self
+                    .transport
+                    .send(&name.registry, &request, body())
+                    .await?;
+                judge(response).await
+            })
+            .await
     }
 
     /// Fetches a manifest or index by tag or digest; returns its bytes and digest.
@@ -249,33 +168,82 @@ impl Registry {
             })
     }
 
-    /// Like `pull_manifest`, but a missing tag or repository is `None`.
+    /// Like `pull_manifest`, but a missing tag or repository is `None`. A manifest
+    /// fetched by digest is checked against it.
     pub async fn find_manifest(
         &self,
         name: &ImageName,
         at: &str,
     ) -> Result<Option<(Bytes, String)>, PublishError> {
-        self.ensure_auth(&name.registry).await?;
-        let reference = if at.starts_with("sha256:") {
-            name.with_digest(at)
-        } else {
-            name.with_tag(at)
-        };
-        match self
-            .client
-            .pull_manifest_raw(
-                &reference,
-                &RegistryAuth::Anonymous,
-                media_type::ACCEPTED_MANIFESTS,
+        let found = self
+            .call(
+                name,
+                Request {
+                    method: Method::GET,
+                    repository: &name.repository,
+                    push: false,
+                    target: format!("/v2/{}/manifests/{at}", name.repository),
+                    headers: vec![(
+                        http::header::ACCEPT,
+                        media_type::ACCEPTED_MANIFESTS.join(", "),
+                    )],
+                },
+                || Body::Empty,
+                |r| async move {
+                    match r.status {
+                        StatusCode::NOT_FOUND => Ok(None),
+                        s if s.is_success() => Ok(Some(r.bytes().await?)),
+                        _ => Err(unexpected(name, &format!("fetching manifest {at}"), r).await),
+                    }
+                },
             )
-            .await
-        {
-            Ok(found) => Ok(Some(found)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self
-                .explain(name, &format!("fetching manifest {at}"), e)
-                .await),
+            .await?;
+        let Some(bytes) = found else {
+            return Ok(None);
+        };
+        let digest = sha256_digest(&bytes);
+        if at.starts_with("sha256:") && digest != at {
+            return Err(PublishError::DigestMismatch {
+                what: format!("manifest from {name}"),
+                expected: at.to_string(),
+                actual: digest,
+            });
         }
+        Ok(Some((bytes, digest)))
+    }
+
+    /// The digest a tag or digest names (HEAD), or None when there is none.
+    pub async fn manifest_digest(
+        &self,
+        name: &ImageName,
+        at: &str,
+    ) -> Result<Option<String>, PublishError> {
+        self.call(
+            name,
+            Request {
+                method: Method::HEAD,
+                repository: &name.repository,
+                push: false,
+                target: format!("/v2/{}/manifests/{at}", name.repository),
+                headers: vec![(
+                    http::header::ACCEPT,
+                    media_type::ACCEPTED_MANIFESTS.join(", "),
+                )],
+            },
+            || Body::Empty,
+            |r| async move {
+                match r.status {
+                    StatusCode::NOT_FOUND => Ok(None),
+                    s if s.is_success() => Ok(Some(
+                        r.header("docker-content-digest")
+                            .map(str::to_string)
+                            .unwrap_or_default(),
+                    )),
+                    _ => Err(unexpected(name, &format!("looking up manifest {at}"), r).await),
+                }
+            },
+        )
+        .await
     }
 
     /// Fetches a small blob (an image config) into memory and checks its digest.
@@ -284,18 +252,27 @@ impl Registry {
         name: &ImageName,
         digest: &str,
     ) -> Result<Vec<u8>, PublishError> {
-        self.ensure_auth(&name.registry).await?;
-        let mut out = Vec::new();
-        if let Err(e) = self
-            .client
-            .pull_blob(&name.with_digest(digest), digest, &mut out)
-            .await
-        {
-            return Err(self
-                .explain(name, &format!("fetching blob {digest}"), e)
-                .await);
-        }
-        let actual = sha256_digest(&out);
+        let bytes = self
+            .call(
+                name,
+                Request {
+                    method: Method::GET,
+                    repository: &name.repository,
+                    push: false,
+                    target: format!("/v2/{}/blobs/{digest}", name.repository),
+                    headers: Vec::new(),
+                },
+                || Body::Empty,
+                |r| async move {
+                    if r.status.is_success() {
+                        r.bytes().await
+                    } else {
+                        Err(unexpected(name, &format!("fetching blob {digest}"), r).await)
+                    }
+                },
+            )
+            .await?;
+        let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(PublishError::DigestMismatch {
                 what: format!("blob from {name}"),
@@ -303,61 +280,272 @@ impl Registry {
                 actual,
             });
         }
-        Ok(out)
+        Ok(bytes.to_vec())
     }
 
-    /// Streams a blob out of `name`; the client checks the digest as it goes.
+    /// Streams a blob out of `name`. The reader checks the digest (the stream is
+    /// consumed by an upload or a file write, each of which hashes what passes).
     pub async fn blob_stream(
         &self,
         name: &ImageName,
         descriptor: &Descriptor,
-    ) -> Result<oci_client::client::SizedStream, PublishError> {
-        self.ensure_auth(&name.registry).await?;
-        let oci = OciDescriptor {
-            media_type: descriptor.media_type.clone(),
-            digest: descriptor.digest.clone(),
-            size: descriptor.size as i64,
-            ..Default::default()
+    ) -> Result<BoxStream<'static, std::io::Result<Bytes>>, PublishError> {
+        let digest = &descriptor.digest;
+        self.call(
+            name,
+            Request {
+                method: Method::GET,
+                repository: &name.repository,
+                push: false,
+                target: format!("/v2/{}/blobs/{digest}", name.repository),
+                headers: Vec::new(),
+            },
+            || Body::Empty,
+            |r| async move {
+                if r.status.is_success() {
+                    Ok(r.into_stream().boxed())
+                } else {
+                    Err(unexpected(name, &format!("fetching blob {digest}"), r).await)
+                }
+            },
+        )
+        .await
+    }
+
+    async fn blob_exists(
+        &self,
+        name: &ImageName,
+        digest: &str,
+        push: bool,
+    ) -> Result<bool, PublishError> {
+        self.call(
+            name,
+            Request {
+                method: Method::HEAD,
+                repository: &name.repository,
+                push,
+                target: format!("/v2/{}/blobs/{digest}", name.repository),
+                headers: Vec::new(),
+            },
+            || Body::Empty,
+            |r| async move {
+                match r.status {
+                    StatusCode::NOT_FOUND => Ok(false),
+                    s if s.is_success() => Ok(true),
+                    _ => Err(unexpected(name, &format!("checking blob {digest}"), r).await),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Makes `blob` present in `name` in the fewest round trips: HEAD; then a mount
+    /// from the blob's home repository on the same registry (its 202 is the upload
+    /// session, so a refused mount costs nothing extra); then PUT of the bytes.
+    async fn upload(&self, name: &ImageName, blob: &Blob) -> Result<BlobOutcome, PublishError> {
+        let d = &blob.descriptor;
+        if self.blob_exists(name, &d.digest, true).await? {
+            return Ok(BlobOutcome::Existed);
+        }
+        let source = match &blob.source {
+            BlobSource::Remote { repository } => Some(ImageName::parse(repository)?),
+            _ => None,
         };
-        match self
-            .client
-            .pull_blob_stream(&name.with_digest(&descriptor.digest), &oci)
-            .await
-        {
-            Ok(s) => Ok(s),
-            Err(e) => Err(self
-                .explain(name, &format!("fetching blob {}", descriptor.digest), e)
-                .await),
+        let mount_from = source
+            .as_ref()
+            .filter(|s| s.registry == name.registry && s.repository != name.repository);
+        let start = match mount_from {
+            Some(s) => format!(
+                "/v2/{}/blobs/uploads/?mount={}&from={}",
+                name.repository, d.digest, s.repository
+            ),
+            None => format!("/v2/{}/blobs/uploads/", name.repository),
+        };
+        let what = format!("uploading blob {}", d.digest);
+        let result = self
+            .transport
+            .retrying(&name.registry, &format!("POST+PUT {start}"), || async {
+                let post = Request {
+                    method: Method::POST,
+                    repository: &name.repository,
+                    push: true,
+                    target: start.clone(),
+                    headers: vec![(http::header::CONTENT_LENGTH, "0".into())],
+                };
+                let r = self
+                    .transport
+                    .send(&name.registry, &post, Body::Empty)
+                    .await?;
+                if r.status == StatusCode::CREATED && mount_from.is_some() {
+                    return Ok(BlobOutcome::Mounted);
+                }
+                if r.status != StatusCode::ACCEPTED {
+                    return Err(unexpected(name, &what, r).await);
+                }
+                let location = r.header("location").map(str::to_string).ok_or_else(|| {
+                    Failure::Fatal(PublishError::Registry {
+                        registry: name.registry.clone(),
+                        repository: name.repository.clone(),
+                        action: what.clone(),
+                        detail: "the registry started an upload without a Location".into(),
+                    })
+                })?;
+                let separator = if location.contains('?') { '&' } else { '?' };
+                let put = Request {
+                    method: Method::PUT,
+                    repository: &name.repository,
+                    push: true,
+                    target: format!("{location}{separator}digest={}", d.digest),
+                    headers: vec![(
+                        http::header::CONTENT_TYPE,
+                        "application/octet-stream".into(),
+                    )],
+                };
+                let body = self.body_for(blob, source.as_ref()).await?;
+                let r = self.transport.send(&name.registry, &put, body).await?;
+                if r.status.is_success() {
+                    Ok(BlobOutcome::Uploaded)
+                } else {
+                    Err(unexpected(name, &what, r).await)
+                }
+            })
+            .await;
+        match result {
+            Ok(outcome) => Ok(outcome),
+            // docker-registry answers 500 to one of two concurrent uploads of one
+            // blob; some registries omit Location after a finished upload. Either way
+            // the blob may well be there.
+            Err(e) => match self.blob_exists(name, &d.digest, true).await {
+                Ok(true) => Ok(BlobOutcome::Uploaded),
+                _ => Err(e),
+            },
         }
     }
-}
 
-fn is_not_found(e: &OciDistributionError) -> bool {
-    use oci_client::errors::OciErrorCode;
-    match e {
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            matches!(
-                x.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
+    /// The bytes of a blob, for one try of an upload.
+    async fn body_for(&self, blob: &Blob, source: Option<&ImageName>) -> Result<Body, Failure> {
+        let d = &blob.descriptor;
+        Ok(match (&blob.source, source) {
+            (BlobSource::Bytes(bytes), _) => Body::Bytes(bytes.clone()),
+            (BlobSource::File(path), _) => Body::Stream {
+                stream: file_stream(path).await.map_err(|cause| {
+                    Failure::Fatal(PublishError::Io {
+                        context: format!("reading {}", path.display()),
+                        cause,
+                    })
+                })?,
+                length: d.size,
+            },
+            (BlobSource::Remote { .. }, Some(source)) => Body::Stream {
+                stream: self.blob_stream(source, d).await?,
+                length: d.size,
+            },
+            (BlobSource::Remote { repository }, None) => {
+                return Err(Failure::Fatal(PublishError::Reference {
+                    reference: repository.clone(),
+                    reason: "not a repository".into(),
+                }))
+            }
+        })
+    }
+
+    /// PUTs a manifest by tag or digest. Notes whether the registry acknowledged a
+    /// `subject` (OCI-Subject), which means it keeps the referrers itself.
+    async fn put_manifest(
+        &self,
+        name: &ImageName,
+        at: &str,
+        media_type: &str,
+        bytes: &Bytes,
+    ) -> Result<(), PublishError> {
+        let acknowledged = self
+            .call(
+                name,
+                Request {
+                    method: Method::PUT,
+                    repository: &name.repository,
+                    push: true,
+                    target: format!("/v2/{}/manifests/{at}", name.repository),
+                    headers: vec![(http::header::CONTENT_TYPE, media_type.to_string())],
+                },
+                || Body::Bytes(bytes.clone()),
+                |r| async move {
+                    if r.status.is_success() {
+                        Ok(r.header("oci-subject").is_some())
+                    } else {
+                        Err(unexpected(name, &format!("pushing manifest {at}"), r).await)
+                    }
+                },
             )
-        }),
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        _ => false,
+            .await?;
+        if acknowledged {
+            lock(&self.saw_subject).insert(name.registry.clone(), true);
+        }
+        Ok(())
+    }
+
+    /// The referrers of `subject` from the registry's referrers API, or None when the
+    /// registry has no such API (then the `sha256-<hex>` fallback tag is the list).
+    /// Whether it has one is learnt once per registry: from an `OCI-Subject` answer,
+    /// else from the first listing.
+    pub async fn list_referrers(
+        &self,
+        name: &ImageName,
+        subject: &str,
+    ) -> Result<Option<Vec<serde_json::Value>>, PublishError> {
+        let known = lock(&self.saw_subject).contains_key(&name.registry)
+            || lock(&self.referrers_api).get(&name.registry) == Some(&true);
+        if !known && lock(&self.referrers_api).contains_key(&name.registry) {
+            return Ok(None);
+        }
+        let listed = self
+            .call(
+                name,
+                Request {
+                    method: Method::GET,
+                    repository: &name.repository,
+                    push: false,
+                    target: format!("/v2/{}/referrers/{subject}", name.repository),
+                    headers: vec![(http::header::ACCEPT, media_type::OCI_INDEX.to_string())],
+                },
+                || Body::Empty,
+                |r| async move {
+                    let index = r
+                        .header("content-type")
+                        .is_some_and(|t| t.starts_with(media_type::OCI_INDEX));
+                    if !(r.status.is_success() && index) {
+                        return Ok(None);
+                    }
+                    let bytes = r.bytes().await?;
+                    Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .map(|v| v["manifests"].as_array().cloned().unwrap_or_default()))
+                },
+            )
+            .await?;
+        lock(&self.referrers_api).insert(name.registry.clone(), listed.is_some());
+        Ok(listed)
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An unexpected status as a final error that names the registry and the action.
+async fn unexpected(name: &ImageName, action: &str, response: Response) -> Failure {
+    let detail = response.describe().await;
+    Failure::Fatal(PublishError::Registry {
+        registry: name.registry.clone(),
+        repository: name.repository.clone(),
+        action: action.to_string(),
+        detail,
+    })
+}
+
+async fn file_stream(path: &Path) -> std::io::Result<BoxStream<'static, std::io::Result<Bytes>>> {
+    let file = tokio::fs::File::open(path).await?;
+    Ok(ReaderStream::with_capacity(file, 256 * 1024).boxed())
 }
 
 /// Publishes into registries.
@@ -365,100 +553,11 @@ pub struct RegistryPublisher<'r> {
     pub registry: &'r Registry,
 }
 
-impl RegistryPublisher<'_> {
-    async fn upload(
-        &self,
-        name: &ImageName,
-        blob: &Blob,
-    ) -> Result<BlobOutcome, OciDistributionError> {
-        let client = &self.registry.client;
-        let d = &blob.descriptor;
-        let target = name.with_digest(&d.digest);
-        if client.blob_exists(&target, &d.digest).await? {
-            return Ok(BlobOutcome::Existed);
-        }
-        match &blob.source {
-            BlobSource::Bytes(bytes) => {
-                client.push_blob(&target, bytes.clone(), &d.digest).await?;
-            }
-            BlobSource::File(path) => {
-                let stream = file_stream(path).await?;
-                client
-                    .push_blob_stream(&target, stream, &d.digest, Some(d.size))
-                    .await?;
-            }
-            BlobSource::Remote { repository } => {
-                let source = ImageName::parse(repository)
-                    .map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))?;
-                if source.registry == name.registry
-                    && client
-                        .mount_blob(&target, &source.with_digest(&d.digest), &d.digest)
-                        .await
-                        .is_ok()
-                    && client.blob_exists(&target, &d.digest).await?
-                {
-                    return Ok(BlobOutcome::Mounted);
-                }
-                let stream = self
-                    .registry
-                    .blob_stream(&source, d)
-                    .await
-                    .map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))?;
-                client
-                    .push_blob_stream(
-                        &target,
-                        stream.stream.map_err(OciDistributionError::IoError),
-                        &d.digest,
-                        Some(d.size),
-                    )
-                    .await?;
-            }
-        }
-        Ok(BlobOutcome::Uploaded)
-    }
-}
-
-async fn file_stream(
-    path: &Path,
-) -> Result<
-    impl futures::Stream<Item = Result<Bytes, OciDistributionError>> + Send + 'static,
-    OciDistributionError,
-> {
-    let file = tokio::fs::File::open(path).await?;
-    Ok(ReaderStream::with_capacity(file, 256 * 1024).map_err(OciDistributionError::IoError))
-}
-
 impl Publisher for RegistryPublisher<'_> {
     async fn push_blob(&self, repository: &str, blob: &Blob) -> Result<BlobOutcome, PublishError> {
-        let name = ImageName::parse(repository)?;
-        self.registry.ensure_auth(&name.registry).await?;
-        match self.upload(&name, blob).await {
-            Ok(outcome) => Ok(outcome),
-            // Some registries (go-containerregistry's) omit Location after a
-            // completed upload, and docker-registry answers 500 to one of two
-            // concurrent uploads of the same blob; either way the blob is there.
-            Err(_)
-                if self
-                    .registry
-                    .client
-                    .blob_exists(
-                        &name.with_digest(&blob.descriptor.digest),
-                        &blob.descriptor.digest,
-                    )
-                    .await
-                    .unwrap_or(false) =>
-            {
-                Ok(BlobOutcome::Uploaded)
-            }
-            Err(e) => Err(self
-                .registry
-                .explain(
-                    &name,
-                    &format!("uploading blob {}", blob.descriptor.digest),
-                    e,
-                )
-                .await),
-        }
+        self.registry
+            .upload(&ImageName::parse(repository)?, blob)
+            .await
     }
 
     async fn push_manifest(
@@ -468,14 +567,19 @@ impl Publisher for RegistryPublisher<'_> {
         bytes: &Bytes,
     ) -> Result<(), PublishError> {
         let name = ImageName::parse(repository)?;
-        put_manifest(
-            self.registry,
-            &name,
-            &name.for_manifest_push(&descriptor.digest),
-            descriptor,
-            bytes,
-        )
-        .await
+        self.registry
+            .put_manifest(&name, &descriptor.digest, &descriptor.media_type, bytes)
+            .await
+    }
+
+    async fn has_manifest(
+        &self,
+        repository: &str,
+        at: &str,
+    ) -> Result<Option<String>, PublishError> {
+        self.registry
+            .manifest_digest(&ImageName::parse(repository)?, at)
+            .await
     }
 
     async fn fetch_manifest(
@@ -506,34 +610,19 @@ impl Publisher for RegistryPublisher<'_> {
         bytes: &Bytes,
     ) -> Result<(), PublishError> {
         let name = ImageName::parse(repository)?;
-        put_manifest(self.registry, &name, &name.with_tag(tag), descriptor, bytes).await
+        self.registry
+            .put_manifest(&name, tag, &descriptor.media_type, bytes)
+            .await
     }
-}
 
-async fn put_manifest(
-    registry: &Registry,
-    name: &ImageName,
-    reference: &Reference,
-    descriptor: &Descriptor,
-    bytes: &Bytes,
-) -> Result<(), PublishError> {
-    registry.ensure_auth(&name.registry).await?;
-    let content_type =
-        HeaderValue::from_str(&descriptor.media_type).map_err(|e| PublishError::Registry {
-            registry: name.registry.clone(),
-            repository: name.repository.clone(),
-            action: "pushing manifest".into(),
-            detail: e.to_string(),
-        })?;
-    match registry
-        .client
-        .push_manifest_raw(reference, bytes.clone(), content_type)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(registry
-            .explain(name, &format!("pushing manifest {}", reference.whole()), e)
-            .await),
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+    ) -> Result<Option<Vec<serde_json::Value>>, PublishError> {
+        self.registry
+            .list_referrers(&ImageName::parse(repository)?, subject)
+            .await
     }
 }
 
@@ -552,14 +641,5 @@ mod tests {
         assert!(ImageName::parse("Not A Ref!").is_err());
         let (name, at) = parse_reference("localhost:5000/base:v1").unwrap();
         assert_eq!((name.repository.as_str(), at.as_str()), ("base", "v1"));
-    }
-
-    #[test]
-    fn loopback_hosts_use_http() {
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("127.0.0.1:1234"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("ghcr.io"));
-        assert!(!is_loopback("localhost.example.com"));
     }
 }

@@ -12,10 +12,11 @@ pub mod keys;
 pub mod published;
 pub mod rekor;
 mod service;
+mod store;
 pub mod trust;
 pub mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use base64::Engine as _;
@@ -24,10 +25,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::attest::SbomDocument;
-use crate::image::{canonical_json, media_type, rfc3339, Blob, Descriptor};
+use crate::image::{canonical_json, media_type, rfc3339, Blob, BlobSource, Descriptor};
 use crate::publish::{PublishError, Publisher};
 use keys::SigningKey;
 use sha2::Digest as _;
+use store::SharedList;
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -41,6 +43,11 @@ const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+const PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
+/// On each bundle referrer: the SHA-256 of the signed statement and the signing key's
+/// hint, so that a rerun with the same key sees the attestation is already there.
+const STATEMENT_ANNOTATION: &str = "dev.gantry.statement.digest";
+const KEY_ANNOTATION: &str = "dev.gantry.signer.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -52,6 +59,14 @@ pub enum SignError {
     Publish(#[from] PublishError),
     #[error("{0}")]
     NotFound(String),
+    #[error("{tag} holds {found}, not the {expected} gantry keeps signatures in; it was left as it is. Remove or fix that tag (another tool wrote it?), then sign again")]
+    Foreign {
+        tag: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("{tag}: other writers kept replacing it, {rounds} merges in a row; sign again when they are done")]
+    Contended { tag: String, rounds: usize },
     #[error("{service} ({url}) {detail}")]
     Service {
         service: &'static str,
@@ -238,6 +253,18 @@ impl Signer {
         }
     }
 
+    /// Whether `signature` (base64) over `message` is this key's, for a key that
+    /// outlives the run; a keyless key is new each run, so never.
+    fn made_signature(&self, signature: &str, message: &[u8]) -> bool {
+        use base64::Engine as _;
+        self.certificate.is_none()
+            && base64::engine::general_purpose::STANDARD
+                .decode(signature)
+                .ok()
+                .zip(trust::PublicKey::from_pem(self.key.public_pem.as_bytes()).ok())
+                .is_some_and(|(sig, key)| key.verifies(&sig, message))
+    }
+
     /// Annotations naming the signer: certificate and chain when keyless.
     fn identity_annotations(&self) -> BTreeMap<String, String> {
         let mut annotations = BTreeMap::new();
@@ -344,10 +371,7 @@ enum SignedClaim {
         entry: Option<rekor::LogEntry>,
         bundle: SignedStatement,
     },
-    Attestation {
-        predicate_type: String,
-        signed: SignedStatement,
-    },
+    Attestation(SignedStatement),
 }
 
 async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignError> {
@@ -355,11 +379,7 @@ async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignE
         ClaimKind::Signature => {
             let subject = &claim.subject.digest;
             let payload = simplesigning_payload(&claim.repository, subject);
-            let stmt = statement(
-                &[(claim.repository.clone(), subject.clone())],
-                COSIGN_SIGN_PREDICATE,
-                &json!({}),
-            );
+            let stmt = signature_statement(&claim.repository, subject);
             let ((annotations, entry), bundle) =
                 futures::try_join!(signer.sign_payload(&payload), signer.sign_statement(&stmt))?;
             Ok(SignedClaim::Signature {
@@ -369,18 +389,16 @@ async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignE
                 bundle,
             })
         }
-        ClaimKind::Attestation {
-            statement,
-            predicate_type,
-        } => Ok(SignedClaim::Attestation {
-            predicate_type: predicate_type.clone(),
-            signed: signer.sign_statement(statement).await?,
-        }),
+        ClaimKind::Attestation { statement, .. } => Ok(SignedClaim::Attestation(
+            signer.sign_statement(statement).await?,
+        )),
     }
 }
 
 /// Signs the claims about one subject concurrently (the log round trips overlap),
-/// then stores them in order.
+/// then stores them: the bundle referrers side by side, then one merge each into the
+/// `.sig` manifest, the `.att` manifest and the fallback index (see [`store`]).
+/// Whatever this key already stored about the subject is not stored again.
 async fn attach_in_order<P: Publisher>(
     publisher: &P,
     signer: &Signer,
@@ -388,115 +406,277 @@ async fn attach_in_order<P: Publisher>(
     legacy_attestations: bool,
     created: i64,
 ) -> Result<Vec<Attachment>, SignError> {
-    let signed =
-        futures::future::try_join_all(claims.iter().map(|c| sign_claim(signer, c))).await?;
+    let (Some(first), repository) = (claims.first(), claims[0].repository.as_str()) else {
+        return Ok(Vec::new());
+    };
+    let subject = &first.subject;
+    let index_tag = digest_tag(&subject.digest, None);
+    // What is there already, read while signing.
+    let (signed, listed, fallback) = futures::try_join!(
+        futures::future::try_join_all(claims.iter().map(|c| sign_claim(signer, c))),
+        async { Ok(publisher.referrers(repository, &subject.digest).await?) },
+        store::read_list(publisher, repository, &index_tag, SharedList::FallbackIndex),
+    )?;
+    let uses_fallback = listed.is_none();
+    let known_referrers = listed.unwrap_or(fallback);
+
     let mut out = Vec::new();
+    let mut blobs: Vec<Blob> = Vec::new();
+    let mut referrers: Vec<(Descriptor, Bytes, Value)> = Vec::new();
+    let mut sig_layers: Vec<Value> = Vec::new();
+    let mut att_layers: Vec<Value> = Vec::new();
+    let attachment = |kind,
+                      predicate_type: Option<&str>,
+                      storage,
+                      digest: String,
+                      entry: &Option<rekor::LogEntry>,
+                      bundle: Option<&Value>| Attachment {
+        kind,
+        subject: subject.digest.clone(),
+        predicate_type: predicate_type.map(str::to_string),
+        storage,
+        digest,
+        rekor_log_index: entry.as_ref().map(|e| e.log_index),
+        bundle: bundle.cloned(),
+    };
     for (claim, signed) in claims.into_iter().zip(signed) {
-        let subject = &claim.subject.digest;
-        let attachment = |kind,
-                          predicate_type: Option<&str>,
-                          storage,
-                          digest,
-                          entry: &Option<rekor::LogEntry>,
-                          bundle: Option<&Value>| Attachment {
-            kind,
-            subject: subject.clone(),
-            predicate_type: predicate_type.map(str::to_string),
-            storage,
-            digest,
-            rekor_log_index: entry.as_ref().map(|e| e.log_index),
-            bundle: bundle.cloned(),
+        let (kind, predicate_type, statement) = match &claim.kind {
+            ClaimKind::Signature => ("signature", COSIGN_SIGN_PREDICATE.to_string(), None),
+            ClaimKind::Attestation {
+                predicate_type,
+                statement,
+            } => ("attestation", predicate_type.clone(), Some(statement)),
         };
+        let bundle = match &signed {
+            SignedClaim::Signature { bundle, .. } => bundle,
+            SignedClaim::Attestation(signed) => signed,
+        };
+        let statement_digest = match statement {
+            Some(s) => crate::image::sha256_digest(s),
+            None => crate::image::sha256_digest(&signature_statement(
+                &claim.repository,
+                &subject.digest,
+            )),
+        };
+        let (descriptor, manifest, entry, new_blobs) = referrer(
+            claim,
+            &predicate_type,
+            &bundle.bundle,
+            &statement_digest,
+            &signer.key.hint(),
+            created,
+        );
+        // A referrer this key made about the same statement is already there.
+        let stored = known_referrers.iter().find(|e| same_referrer(e, &entry));
+        let digest = match stored.and_then(|e| e["digest"].as_str()) {
+            Some(d) => d.to_string(),
+            None => {
+                blobs.extend(new_blobs);
+                referrers.push((descriptor.clone(), manifest, entry));
+                descriptor.digest.clone()
+            }
+        };
+        out.push(attachment(
+            kind,
+            Some(&predicate_type),
+            "referrer",
+            digest,
+            &bundle.log_entry,
+            Some(&bundle.bundle),
+        ));
         match signed {
             SignedClaim::Signature {
                 payload,
                 annotations,
                 entry,
-                bundle,
+                ..
             } => {
-                let digest = append_layer(
-                    publisher,
-                    &claim.repository,
-                    subject,
-                    "sig",
-                    SIMPLESIGNING,
-                    payload,
-                    annotations,
-                )
-                .await?;
+                let blob = Blob::from_bytes(SIMPLESIGNING, payload);
+                let mut layer = blob.descriptor.clone();
+                layer.annotations = annotations;
+                blobs.push(blob);
+                sig_layers.push(json!(layer));
                 out.push(attachment(
                     "signature",
                     None,
                     "sig-tag",
-                    digest,
+                    String::new(),
                     &entry,
                     None,
                 ));
-                let digest = store_bundle(
-                    publisher,
-                    claim,
-                    COSIGN_SIGN_PREDICATE,
-                    &bundle.bundle,
-                    created,
-                )
-                .await?;
-                out.push(attachment(
-                    "signature",
-                    Some(COSIGN_SIGN_PREDICATE),
-                    "referrer",
-                    digest,
-                    &bundle.log_entry,
-                    Some(&bundle.bundle),
-                ));
             }
-            SignedClaim::Attestation {
-                predicate_type,
-                signed,
-            } => {
-                let digest =
-                    store_bundle(publisher, claim, &predicate_type, &signed.bundle, created)
-                        .await?;
+            SignedClaim::Attestation(signed) if legacy_attestations => {
+                let mut annotations = signer.identity_annotations();
+                annotations.insert(SIGNATURE_ANNOTATION.to_string(), String::new());
+                annotations.insert("predicateType".to_string(), predicate_type.clone());
+                if let Some(entry) = &signed.log_entry {
+                    annotations.insert(
+                        BUNDLE_ANNOTATION.to_string(),
+                        entry.cosign_bundle_annotation(),
+                    );
+                }
+                let blob = Blob::from_bytes(DSSE_ENVELOPE, canonical_json(&signed.envelope));
+                let mut layer = blob.descriptor.clone();
+                layer.annotations = annotations;
+                blobs.push(blob);
+                att_layers.push(json!(layer));
                 out.push(attachment(
                     "attestation",
                     Some(&predicate_type),
-                    "referrer",
-                    digest,
+                    "att-tag",
+                    String::new(),
                     &signed.log_entry,
-                    Some(&signed.bundle),
+                    None,
                 ));
-                if legacy_attestations {
-                    let mut annotations = signer.identity_annotations();
-                    annotations.insert(SIGNATURE_ANNOTATION.to_string(), String::new());
-                    annotations.insert("predicateType".to_string(), predicate_type.clone());
-                    if let Some(entry) = &signed.log_entry {
-                        annotations.insert(
-                            BUNDLE_ANNOTATION.to_string(),
-                            entry.cosign_bundle_annotation(),
-                        );
-                    }
-                    let digest = append_layer(
+            }
+            SignedClaim::Attestation(_) => {}
+        }
+    }
+
+    // Blobs, then the referrer manifests, then the shared lists that name them.
+    futures::future::try_join_all(blobs.iter().map(|b| publisher.push_blob(repository, b))).await?;
+    futures::future::try_join_all(
+        referrers
+            .iter()
+            .map(|(d, bytes, _)| publisher.push_manifest(repository, d, bytes)),
+    )
+    .await?;
+    let index_entries: Vec<Value> = referrers.into_iter().map(|(_, _, e)| e).collect();
+    // A `.sig` layer with our payload whose signature our key makes is ours already
+    // (signatures are randomised, so the bytes differ between runs).
+    let payloads: HashMap<&str, &Bytes> = blobs
+        .iter()
+        .filter_map(|b| match &b.source {
+            BlobSource::Bytes(bytes) if b.descriptor.media_type == SIMPLESIGNING => {
+                Some((b.descriptor.digest.as_str(), bytes))
+            }
+            _ => None,
+        })
+        .collect();
+    let same_layer = |existing: &Value, ours: &Value| {
+        existing == ours
+            || (existing["digest"] == ours["digest"]
+                && existing["digest"]
+                    .as_str()
+                    .and_then(|d| payloads.get(d))
+                    .zip(existing["annotations"][SIGNATURE_ANNOTATION].as_str())
+                    .is_some_and(|(payload, sig)| signer.made_signature(sig, payload)))
+    };
+    let sig_tag = digest_tag(&subject.digest, Some("sig"));
+    let att_tag = digest_tag(&subject.digest, Some("att"));
+    let (sig_digest, att_digest, ()) = futures::try_join!(
+        async {
+            match sig_layers.is_empty() {
+                true => Ok(String::new()),
+                false => {
+                    store::merge_into_tag(
                         publisher,
-                        &claim.repository,
-                        subject,
-                        "att",
-                        DSSE_ENVELOPE,
-                        canonical_json(&signed.envelope),
-                        annotations,
+                        repository,
+                        &sig_tag,
+                        SharedList::SignatureManifest,
+                        &sig_layers,
+                        same_layer,
                     )
-                    .await?;
-                    out.push(attachment(
-                        "attestation",
-                        Some(&predicate_type),
-                        "att-tag",
-                        digest,
-                        &signed.log_entry,
-                        None,
-                    ));
+                    .await
                 }
             }
+        },
+        async {
+            match att_layers.is_empty() {
+                true => Ok(String::new()),
+                false => {
+                    store::merge_into_tag(
+                        publisher,
+                        repository,
+                        &att_tag,
+                        SharedList::SignatureManifest,
+                        &att_layers,
+                        same_layer,
+                    )
+                    .await
+                }
+            }
+        },
+        async {
+            if uses_fallback && !index_entries.is_empty() {
+                store::merge_into_tag(
+                    publisher,
+                    repository,
+                    &index_tag,
+                    SharedList::FallbackIndex,
+                    &index_entries,
+                    same_referrer,
+                )
+                .await?;
+            }
+            Ok::<_, SignError>(())
+        },
+    )?;
+    for a in &mut out {
+        match a.storage {
+            "sig-tag" => a.digest = sig_digest.clone(),
+            "att-tag" => a.digest = att_digest.clone(),
+            _ => {}
         }
     }
     Ok(out)
+}
+
+/// Whether a listed referrer is ours: the same manifest, or a bundle by the same key
+/// about the same statement (what a rerun with that key would make again).
+fn same_referrer(existing: &Value, ours: &Value) -> bool {
+    if existing["digest"] == ours["digest"] {
+        return true;
+    }
+    let a = &existing["annotations"];
+    let b = &ours["annotations"];
+    [PREDICATE_ANNOTATION, STATEMENT_ANNOTATION, KEY_ANNOTATION]
+        .iter()
+        .all(|k| a[k].is_string() && a[k] == b[k])
+}
+
+/// A DSSE bundle v0.3 as an OCI referrer of the claim's subject: its descriptor, the
+/// manifest, the entry the fallback index lists it by, and the blobs it needs.
+fn referrer(
+    claim: &Claim,
+    predicate_type: &str,
+    bundle: &Value,
+    statement_digest: &str,
+    key_hint: &str,
+    created: i64,
+) -> (Descriptor, Bytes, Value, Vec<Blob>) {
+    let bundle = Blob::from_bytes(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
+    let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
+    let mut subject = claim.subject.clone();
+    subject.platform = None;
+    subject.annotations.clear();
+    let annotations = json!({
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        PREDICATE_ANNOTATION: predicate_type,
+        STATEMENT_ANNOTATION: statement_digest,
+        KEY_ANNOTATION: key_hint,
+        "org.opencontainers.image.created": rfc3339(created),
+    });
+    let manifest = canonical_json(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": empty.descriptor,
+        "layers": [bundle.descriptor],
+        "subject": subject,
+        "annotations": annotations,
+    }));
+    let descriptor = Descriptor::for_bytes(media_type::OCI_MANIFEST, &manifest);
+    let mut entry = descriptor.clone();
+    entry.artifact_type = Some(BUNDLE_MEDIA_TYPE.into());
+    let mut entry = json!(entry);
+    entry["annotations"] = annotations;
+    (
+        descriptor,
+        Bytes::from(manifest),
+        entry,
+        vec![empty, bundle],
+    )
 }
 
 /// A signature for the index and every platform manifest; each SBOM as an
@@ -555,6 +735,15 @@ pub fn claims_for(
     claims
 }
 
+/// cosign v3's image signature: an in-toto statement with an empty predicate.
+fn signature_statement(repository: &str, digest: &str) -> Vec<u8> {
+    statement(
+        &[(repository.to_string(), digest.to_string())],
+        COSIGN_SIGN_PREDICATE,
+        &json!({}),
+    )
+}
+
 /// cosign's simplesigning payload: which image, by digest, in which repository.
 fn simplesigning_payload(repository: &str, digest: &str) -> Vec<u8> {
     canonical_json(&json!({
@@ -574,140 +763,6 @@ fn digest_tag(digest: &str, suffix: Option<&str>) -> String {
         Some(s) => format!("{base}.{s}"),
         None => base,
     }
-}
-
-/// Adds one layer to the `sha256-<hex>.<suffix>` manifest, keeping the layers already
-/// there (a second signer adds, never replaces). Returns the new manifest's digest.
-async fn append_layer<P: Publisher>(
-    publisher: &P,
-    repository: &str,
-    subject: &str,
-    suffix: &str,
-    layer_type: &str,
-    payload: Vec<u8>,
-    annotations: BTreeMap<String, String>,
-) -> Result<String, SignError> {
-    let tag = digest_tag(subject, Some(suffix));
-    let mut layers: Vec<Value> = match publisher.fetch_manifest(repository, &tag).await? {
-        Some(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|m| m["layers"].as_array().cloned())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let blob = Blob::from_bytes(layer_type, payload);
-    let mut layer = blob.descriptor.clone();
-    layer.annotations = annotations;
-    let layer = json!(layer);
-    if !layers.contains(&layer) {
-        layers.push(layer);
-    }
-    let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
-    let config = Blob::from_bytes(
-        media_type::OCI_CONFIG,
-        canonical_json(
-            &json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}),
-        ),
-    );
-    let manifest = canonical_json(&json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": config.descriptor,
-        "layers": layers,
-    }));
-    store_manifest(publisher, repository, &[blob, config], manifest, Some(&tag)).await
-}
-
-/// Pushes blobs, then the manifest, then the tag; returns the manifest digest.
-async fn store_manifest<P: Publisher>(
-    publisher: &P,
-    repository: &str,
-    blobs: &[Blob],
-    manifest: Vec<u8>,
-    tag: Option<&str>,
-) -> Result<String, SignError> {
-    for blob in blobs {
-        publisher.push_blob(repository, blob).await?;
-    }
-    let media = serde_json::from_slice::<Value>(&manifest)
-        .ok()
-        .and_then(|m| m["mediaType"].as_str().map(str::to_string))
-        .unwrap_or_else(|| media_type::OCI_MANIFEST.to_string());
-    let descriptor = Descriptor::for_bytes(&media, &manifest);
-    let bytes = Bytes::from(manifest);
-    publisher
-        .push_manifest(repository, &descriptor, &bytes)
-        .await?;
-    if let Some(tag) = tag {
-        publisher.tag(repository, tag, &descriptor, &bytes).await?;
-    }
-    Ok(descriptor.digest)
-}
-
-/// A DSSE bundle v0.3 as an OCI referrer of the claim's subject, listed in the
-/// `sha256-<hex>` fallback index.
-async fn store_bundle<P: Publisher>(
-    publisher: &P,
-    claim: &Claim,
-    predicate_type: &str,
-    bundle: &Value,
-    created: i64,
-) -> Result<String, SignError> {
-    let bundle = Blob::from_bytes(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
-    let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
-    let mut subject = claim.subject.clone();
-    subject.platform = None;
-    subject.annotations.clear();
-    let annotations = json!({
-        "dev.sigstore.bundle.content": "dsse-envelope",
-        "dev.sigstore.bundle.predicateType": predicate_type,
-        "org.opencontainers.image.created": rfc3339(created),
-    });
-    let manifest = canonical_json(&json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "artifactType": BUNDLE_MEDIA_TYPE,
-        "config": empty.descriptor,
-        "layers": [bundle.descriptor],
-        "subject": subject,
-        "annotations": annotations,
-    }));
-    let referrer = Descriptor::for_bytes(media_type::OCI_MANIFEST, &manifest);
-    let digest = store_manifest(
-        publisher,
-        &claim.repository,
-        &[empty, bundle],
-        manifest,
-        None,
-    )
-    .await?;
-
-    // The fallback index: every referrer of the subject, ours added once.
-    let tag = digest_tag(&claim.subject.digest, None);
-    let mut manifests: Vec<Value> = match publisher.fetch_manifest(&claim.repository, &tag).await? {
-        Some(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|m| m["manifests"].as_array().cloned())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    if !manifests
-        .iter()
-        .any(|m| m["digest"] == referrer.digest.as_str())
-    {
-        let mut entry = referrer;
-        entry.artifact_type = Some(BUNDLE_MEDIA_TYPE.into());
-        let mut entry = json!(entry);
-        entry["annotations"] = annotations;
-        manifests.push(entry);
-    }
-    let index = canonical_json(&json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_INDEX,
-        "manifests": manifests,
-    }));
-    store_manifest(publisher, &claim.repository, &[], index, Some(&tag)).await?;
-    Ok(digest)
 }
 
 #[cfg(test)]

@@ -24,15 +24,19 @@ impl PublicKey {
             path: path.to_path_buf(),
             detail: format!("cannot read it: {e}"),
         })?;
-        CosignVerificationKey::from_pem(&pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
-            .map(PublicKey)
-            .map_err(|e| SignError::Key {
-                path: path.to_path_buf(),
-                detail: format!("not a PEM public key ({e})"),
-            })
+        Self::from_pem(&pem).map_err(|detail| SignError::Key {
+            path: path.to_path_buf(),
+            detail,
+        })
     }
 
-    fn verifies(&self, signature: &[u8], message: &[u8]) -> bool {
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        CosignVerificationKey::from_pem(pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .map(PublicKey)
+            .map_err(|e| format!("not a PEM public key ({e})"))
+    }
+
+    pub(crate) fn verifies(&self, signature: &[u8], message: &[u8]) -> bool {
         self.0
             .verify_signature(Signature::Raw(signature), message)
             .is_ok()

@@ -14,7 +14,9 @@ use super::{
     INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
 };
 use crate::image::sha256_digest;
-use crate::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryPublisher};
+use crate::publish::{
+    parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions, RegistryPublisher,
+};
 
 /// A signature or attestation found about an image.
 #[derive(Debug, Clone, Serialize)]
@@ -88,12 +90,19 @@ pub async fn inspect<P: Publisher>(
             });
         }
     }
-    if let Some(index) = publisher
-        .fetch_manifest(repository, &digest_tag(digest, None))
-        .await?
-    {
-        let index: Value = serde_json::from_slice(&index).unwrap_or_default();
-        for entry in index["manifests"].as_array().into_iter().flatten() {
+    // The registry's referrers API where it has one, else the fallback index.
+    let listed = match publisher.referrers(repository, digest).await? {
+        Some(list) => Some(list),
+        None => publisher
+            .fetch_manifest(repository, &digest_tag(digest, None))
+            .await?
+            .map(|index| {
+                let index: Value = serde_json::from_slice(&index).unwrap_or_default();
+                index["manifests"].as_array().cloned().unwrap_or_default()
+            }),
+    };
+    if let Some(entries) = listed {
+        for entry in &entries {
             if entry["artifactType"] != BUNDLE_MEDIA_TYPE {
                 continue;
             }
@@ -194,7 +203,7 @@ pub struct Target {
 
 enum Store {
     Layout(LayoutPublisher<'static>),
-    Registry(Registry, crate::publish::ImageName),
+    Registry(Box<Registry>, crate::publish::ImageName),
 }
 
 /// Runs `$body` with `$p` bound to the target's publisher and `$repo` to the
@@ -216,7 +225,7 @@ macro_rules! with_publisher {
     };
 }
 
-pub async fn open(reference: &str, insecure_registries: &[String]) -> Result<Target, SignError> {
+pub async fn open(reference: &str, registries: &RegistryOptions) -> Result<Target, SignError> {
     if let Some(rest) = reference.strip_prefix("oci:") {
         let (dir, tag) = match rest.rsplit_once(':') {
             Some((dir, tag)) if !tag.contains('/') => (dir, tag),
@@ -236,10 +245,10 @@ pub async fn open(reference: &str, insecure_registries: &[String]) -> Result<Tar
         });
     }
     let (name, at) = parse_reference(reference)?;
-    let registry = Registry::new([name.registry.as_str()], insecure_registries);
+    let registry = Registry::new(registries)?;
     let (manifest, digest) = registry.pull_manifest(&name, &at).await?;
     Ok(Target {
-        store: Store::Registry(registry, name),
+        store: Store::Registry(Box::new(registry), name),
         manifest,
         digest,
     })
@@ -249,9 +258,9 @@ pub async fn open(reference: &str, insecure_registries: &[String]) -> Result<Tar
 pub async fn inspect_reference(
     reference: &str,
     trust: Option<&Trust>,
-    insecure_registries: &[String],
+    registries: &RegistryOptions,
 ) -> Result<(String, Vec<Found>), SignError> {
-    let target = open(reference, insecure_registries).await?;
+    let target = open(reference, registries).await?;
     let found = with_publisher!(target, |p, repo| inspect(p, &repo, &target.digest, trust)
         .await?);
     Ok((target.digest, found))
@@ -263,11 +272,11 @@ pub async fn inspect_reference(
 pub async fn sign_reference(
     reference: &str,
     signer: &super::Signer,
-    insecure_registries: &[String],
+    registries: &RegistryOptions,
     options: &super::published::ClaimOptions<'_>,
     legacy_attestations: bool,
 ) -> Result<(String, Vec<super::Attachment>, Vec<String>), SignError> {
-    let target = open(reference, insecure_registries).await?;
+    let target = open(reference, registries).await?;
     let (attached, skipped) = with_publisher!(target, |p, repo| {
         let (claims, skipped) =
             super::published::claims(p, &repo, &target.manifest, options).await?;

@@ -603,11 +603,101 @@ fn proxy_one(mut client: TcpStream, upstream: &str, refuse: fn(&Recorded) -> boo
     }
 }
 
-/// Status and body of a plain HTTP/1.0 GET on loopback, None when nothing answers.
-fn http_get(host: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+/// A real network in front of a registry (tests/fault-proxy): latency, faults picked
+/// by method and path, and a log of every request it saw. Stopped when dropped.
+pub struct FaultProxy {
+    pub host: String,
+    child: Child,
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProxyEntry {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    #[serde(default)]
+    pub fault: String,
+}
+
+impl FaultProxy {
+    /// In front of `upstream`, with no added latency.
+    pub fn start(upstream: &str) -> Self {
+        Self::start_with_latency(upstream, "0s")
+    }
+
+    /// `latency` as Go writes durations ("25ms"), added each way.
+    pub fn start_with_latency(upstream: &str, latency: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(tool("fault-proxy"))
+            .args(["-upstream", upstream, "-latency", latency])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fault-proxy");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the proxy's address");
+        let host = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("fault-proxy said {line:?}"))
+            .to_string();
+        FaultProxy { host, child }
+    }
+
+    /// Adds faults: `[{"method":"PUT","path":"/manifests/","action":"status","status":503}]`.
+    pub fn inject(&self, faults: Value) {
+        let (status, body) = http_request(
+            &self.host,
+            "POST",
+            "/__proxy/faults",
+            faults.to_string().as_bytes(),
+        )
+        .expect("fault-proxy answers");
+        assert_eq!(
+            status,
+            200,
+            "fault-proxy refused the faults: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    /// Every request seen since the start (or the last `clear`).
+    pub fn log(&self) -> Vec<ProxyEntry> {
+        let (_, body) =
+            http_request(&self.host, "GET", "/__proxy/log", b"").expect("fault-proxy answers");
+        serde_json::from_slice::<Option<Vec<ProxyEntry>>>(&body)
+            .expect("proxy log")
+            .unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        http_request(&self.host, "DELETE", "/__proxy/log", b"").expect("fault-proxy answers");
+        http_request(&self.host, "DELETE", "/__proxy/faults", b"").expect("fault-proxy answers");
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status and body of one HTTP/1.0 request on loopback, None when nothing answers.
+pub fn http_request(host: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
     let mut response = Vec::new();
     s.read_to_end(&mut response).ok()?;
     let status = String::from_utf8_lossy(&response)
@@ -621,6 +711,11 @@ fn http_get(host: &str, path: &str) -> Option<(u16, Vec<u8>)> {
         .map(|i| response[i + 4..].to_vec())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// Status and body of a plain HTTP/1.0 GET on loopback, None when nothing answers.
+fn http_get(host: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    http_request(host, "GET", path, b"")
 }
 
 /// Copies a directory tree (test fixtures into temp dirs).

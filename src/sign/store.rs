@@ -1,0 +1,200 @@
+//! The two shared lists signatures live in when a registry cannot list referrers
+//! itself: the `sha256-<hex>.sig` (and `.att`) manifest, whose layers are the
+//! signatures, and the `sha256-<hex>` fallback index, whose manifests are the
+//! referrers. Several signers may update one at the same time, and registries offer
+//! no compare-and-swap on tags, so each update is a merge that is checked afterwards:
+//!
+//! 1. read what is there; content that is not the expected kind of manifest is never
+//!    overwritten (the run fails and names the tag);
+//! 2. add our entries that are not there yet (an entry already there is not added
+//!    again), write;
+//! 3. read back, and once more after a pause twice as long as our own read-to-write
+//!    took: if another writer's entries replaced ours, merge again (a bounded number
+//!    of times).
+//!
+//! What remains is a writer that read before our write and writes after our second
+//! read-back, which takes a read-to-write slower than twice ours. Registries with the
+//! referrers API never need the fallback index, and so have no window for bundles.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::SignError;
+use crate::image::{canonical_json, media_type, Blob, Descriptor};
+use crate::publish::Publisher;
+
+/// How many merges to try before reporting that another writer keeps overwriting.
+const ROUNDS: usize = 5;
+
+/// Which shared list a tag holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedList {
+    /// `.sig` / `.att`: an image manifest whose layers are signatures.
+    SignatureManifest,
+    /// `sha256-<hex>`: an index whose manifests are referrers.
+    FallbackIndex,
+}
+
+impl SharedList {
+    fn field(self) -> &'static str {
+        match self {
+            SharedList::SignatureManifest => "layers",
+            SharedList::FallbackIndex => "manifests",
+        }
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            SharedList::SignatureManifest => media_type::OCI_MANIFEST,
+            SharedList::FallbackIndex => media_type::OCI_INDEX,
+        }
+    }
+
+    /// The manifest for `entries`, and the blobs it needs (the `.sig` config).
+    fn render(self, entries: &[Value]) -> (Vec<u8>, Vec<Blob>) {
+        match self {
+            SharedList::SignatureManifest => {
+                let diff_ids: Vec<&Value> = entries.iter().map(|l| &l["digest"]).collect();
+                let config = Blob::from_bytes(
+                    media_type::OCI_CONFIG,
+                    canonical_json(&json!({
+                        "architecture": "", "os": "", "config": {},
+                        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                    })),
+                );
+                let manifest = canonical_json(&json!({
+                    "schemaVersion": 2,
+                    "mediaType": media_type::OCI_MANIFEST,
+                    "config": config.descriptor,
+                    "layers": entries,
+                }));
+                (manifest, vec![config])
+            }
+            SharedList::FallbackIndex => (
+                canonical_json(&json!({
+                    "schemaVersion": 2,
+                    "mediaType": media_type::OCI_INDEX,
+                    "manifests": entries,
+                })),
+                Vec::new(),
+            ),
+        }
+    }
+}
+
+/// The entries at `tag`, or an error when the tag holds something else. A missing
+/// tag is an empty list.
+pub async fn read_list<P: Publisher>(
+    publisher: &P,
+    repository: &str,
+    tag: &str,
+    kind: SharedList,
+) -> Result<Vec<Value>, SignError> {
+    let Some(bytes) = publisher.fetch_manifest(repository, tag).await? else {
+        return Ok(Vec::new());
+    };
+    parse_list(&bytes, kind).map_err(|found| SignError::Foreign {
+        tag: format!("{repository}:{tag}"),
+        found,
+        expected: kind.media_type(),
+    })
+}
+
+/// The entries of a shared list, or what was found instead.
+fn parse_list(bytes: &[u8], kind: SharedList) -> Result<Vec<Value>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| {
+        format!(
+            "{} bytes that are not JSON ({:?}…)",
+            bytes.len(),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(24)])
+        )
+    })?;
+    let media = value["mediaType"].as_str().unwrap_or("no mediaType");
+    if media != kind.media_type() {
+        return Err(format!("a manifest of type {media}"));
+    }
+    value[kind.field()]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| format!("a {media} without {}", kind.field()))
+}
+
+/// Adds `ours` to the list at `tag`, keeping every entry already there, and checks
+/// that the result stuck (see the module doc). `same` says whether an entry already
+/// there stands for one of ours (so it is not added twice). Returns the digest of the
+/// manifest written, or of the one that was already complete.
+pub async fn merge_into_tag<P: Publisher>(
+    publisher: &P,
+    repository: &str,
+    tag: &str,
+    kind: SharedList,
+    ours: &[Value],
+    same: impl Fn(&Value, &Value) -> bool,
+) -> Result<String, SignError> {
+    let mut wrote_once = false;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let mut entries = read_list(publisher, repository, tag, kind).await?;
+        let missing: Vec<&Value> = ours
+            .iter()
+            .filter(|o| !entries.iter().any(|e| same(e, o)))
+            .collect();
+        if missing.is_empty() && wrote_once {
+            // Written, read back and still complete after a pause: settled.
+            return Ok(digest_of(kind, &entries));
+        }
+        if missing.is_empty() {
+            // Nothing of ours is missing and we did not write: the list was complete.
+            return Ok(digest_of(kind, &entries));
+        }
+        entries.extend(missing.into_iter().cloned());
+        let (manifest, blobs) = kind.render(&entries);
+        for blob in &blobs {
+            publisher.push_blob(repository, blob).await?;
+        }
+        let descriptor = Descriptor::for_bytes(kind.media_type(), &manifest);
+        publisher
+            .tag(repository, tag, &descriptor, &Bytes::from(manifest))
+            .await?;
+        wrote_once = true;
+        // A writer that read before our write lands within about our own
+        // read-to-write time; wait twice that, then look again.
+        let pause = (started.elapsed() * 2).max(Duration::from_millis(50));
+        tokio::time::sleep(pause).await;
+    }
+    Err(SignError::Contended {
+        tag: format!("{repository}:{tag}"),
+        rounds: ROUNDS,
+    })
+}
+
+fn digest_of(kind: SharedList, entries: &[Value]) -> String {
+    let (manifest, _) = kind.render(entries);
+    crate::image::sha256_digest(&manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_content_is_named() {
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        assert_eq!(parse_list(index, SharedList::FallbackIndex), Ok(vec![]));
+        let err = parse_list(index, SharedList::SignatureManifest).unwrap_err();
+        assert!(err.contains("index.v1+json"), "{err}");
+        let err = parse_list(b"\x00garbage", SharedList::FallbackIndex).unwrap_err();
+        assert!(err.contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn a_signature_manifest_lists_its_layers_as_diff_ids() {
+        let layer = json!({"mediaType": "x", "digest": "sha256:ab", "size": 1});
+        let (manifest, blobs) = SharedList::SignatureManifest.render(&[layer]);
+        let m: Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(m["layers"][0]["digest"], "sha256:ab");
+        assert_eq!(m["config"]["digest"], blobs[0].descriptor.digest.as_str());
+    }
+}

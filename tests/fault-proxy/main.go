@@ -1,0 +1,342 @@
+// fault-proxy stands in front of a registry and plays a real network: it adds
+// latency (a fixed delay per chunk in each direction, so throughput is kept), injects
+// faults chosen per request by method and path, and logs every request so that tests
+// count what a client did from the outside.
+//
+// It binds the address given (port 0 picks a free one) and prints "listening on
+// HOST:PORT" as its first line. Control endpoints, on the same port:
+//
+//	POST   /__proxy/faults  [{"method":"PUT","path":"regexp","action":"status","status":503,
+//	                          "times":1,"retry_after":"1"}, ...]   adds faults
+//	DELETE /__proxy/faults                                       removes them all
+//	GET    /__proxy/log     the requests seen: [{"method","path","status","fault"}]
+//	DELETE /__proxy/log     forgets them
+//
+// Actions: status (answer with that status and never reach the registry; with
+// "forward": true the registry handles the request first), reset (close the
+// connection with RST before answering), stall (say nothing, read nothing), garbage
+// (the registry's answer with its body replaced by junk), truncate (half the body,
+// then close).
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+type fault struct {
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	Action     string `json:"action"`
+	Status     int    `json:"status"`
+	Times      int    `json:"times"`
+	RetryAfter string `json:"retry_after"`
+	Forward    bool   `json:"forward"`
+	re         *regexp.Regexp
+}
+
+type entry struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Query  string `json:"query"`
+	Status int    `json:"status"`
+	Fault  string `json:"fault,omitempty"`
+}
+
+type proxy struct {
+	mu      sync.Mutex
+	faults  []*fault
+	entries []entry
+	rp      *httputil.ReverseProxy
+}
+
+// take returns the first live fault matching the request and uses up one of its times.
+func (p *proxy) take(r *http.Request) *fault {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.faults {
+		if f.Times == 0 || (f.Method != "" && f.Method != r.Method) || !f.re.MatchString(r.URL.Path) {
+			continue
+		}
+		if f.Times > 0 {
+			f.Times--
+		}
+		return f
+	}
+	return nil
+}
+
+func (p *proxy) record(r *http.Request, status int, f *fault) {
+	name := ""
+	if f != nil {
+		name = f.Action
+	}
+	p.mu.Lock()
+	p.entries = append(p.entries, entry{r.Method, r.URL.Path, r.URL.RawQuery, status, name})
+	p.mu.Unlock()
+}
+
+// statusWriter remembers the status the registry answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// recorder keeps the registry's whole answer, for faults that change it.
+type recorder struct {
+	header http.Header
+	status int
+	body   strings.Builder
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) WriteHeader(code int)        { r.status = code }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+
+func (p *proxy) control(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/__proxy/faults" && r.Method == http.MethodPost:
+		var add []*fault
+		if err := json.NewDecoder(r.Body).Decode(&add); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, f := range add {
+			re, err := regexp.Compile(f.Path)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			f.re = re
+			if f.Times == 0 {
+				f.Times = 1
+			}
+		}
+		p.mu.Lock()
+		p.faults = append(p.faults, add...)
+		p.mu.Unlock()
+	case r.URL.Path == "/__proxy/faults" && r.Method == http.MethodDelete:
+		p.mu.Lock()
+		p.faults = nil
+		p.mu.Unlock()
+	case r.URL.Path == "/__proxy/log" && r.Method == http.MethodGet:
+		p.mu.Lock()
+		out, _ := json.Marshal(p.entries)
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(out)
+	case r.URL.Path == "/__proxy/log" && r.Method == http.MethodDelete:
+		p.mu.Lock()
+		p.entries = nil
+		p.mu.Unlock()
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/__proxy/") {
+		p.control(w, r)
+		return
+	}
+	f := p.take(r)
+	if f == nil {
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		p.rp.ServeHTTP(sw, r)
+		p.record(r, sw.status, nil)
+		return
+	}
+	switch f.Action {
+	case "status":
+		if f.Forward {
+			p.rp.ServeHTTP(&recorder{header: http.Header{}}, r)
+		} else {
+			io.Copy(io.Discard, r.Body)
+		}
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(f.Status)
+		fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":"fault-proxy: injected %d"}]}`, f.Status)
+		p.record(r, f.Status, f)
+	case "reset", "stall":
+		p.record(r, 0, f)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		if f.Action == "stall" {
+			time.Sleep(10 * time.Minute)
+		}
+		if tcp, ok := underlying(conn).(*net.TCPConn); ok {
+			tcp.SetLinger(0)
+		}
+		conn.Close()
+	case "garbage", "truncate":
+		rec := &recorder{header: http.Header{}, status: 200}
+		p.rp.ServeHTTP(rec, r)
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		body := rec.body.String()
+		if f.Action == "garbage" {
+			body = "\x00garbage from fault-proxy, not a manifest\xff"
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			w.Header().Del("Docker-Content-Digest")
+			w.WriteHeader(rec.status)
+			io.WriteString(w, body)
+			p.record(r, rec.status, f)
+			return
+		}
+		w.WriteHeader(rec.status)
+		io.WriteString(w, body[:len(body)/2])
+		http.NewResponseController(w).Flush()
+		p.record(r, rec.status, f)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	default:
+		http.Error(w, "fault-proxy: unknown action "+f.Action, http.StatusInternalServerError)
+	}
+}
+
+// delayedConn delivers every chunk `delay` after it arrived, in both directions,
+// without holding up the chunks behind it: latency, not a bandwidth cap.
+type delayedConn struct {
+	net.Conn
+	delay   time.Duration
+	in      chan stamped
+	pending []byte
+	out     chan stamped
+	done    chan struct{}
+	once    sync.Once
+}
+
+type stamped struct {
+	at   time.Time
+	data []byte
+	err  error
+}
+
+func newDelayedConn(c net.Conn, delay time.Duration) *delayedConn {
+	d := &delayedConn{Conn: c, delay: delay, in: make(chan stamped, 1024), out: make(chan stamped, 1024), done: make(chan struct{})}
+	go func() {
+		for {
+			buf := make([]byte, 64*1024)
+			n, err := c.Read(buf)
+			d.in <- stamped{time.Now(), buf[:n], err}
+			if err != nil {
+				close(d.in)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer close(d.done)
+		for s := range d.out {
+			time.Sleep(time.Until(s.at.Add(delay)))
+			if _, err := c.Write(s.data); err != nil {
+				for range d.out {
+				}
+				return
+			}
+		}
+	}()
+	return d
+}
+
+func (d *delayedConn) Read(b []byte) (int, error) {
+	if len(d.pending) == 0 {
+		s, ok := <-d.in
+		if !ok {
+			return 0, io.EOF
+		}
+		time.Sleep(time.Until(s.at.Add(d.delay)))
+		if len(s.data) == 0 {
+			return 0, s.err
+		}
+		d.pending = s.data
+	}
+	n := copy(b, d.pending)
+	d.pending = d.pending[n:]
+	return n, nil
+}
+
+func (d *delayedConn) Write(b []byte) (int, error) {
+	d.out <- stamped{at: time.Now(), data: append([]byte(nil), b...)}
+	return len(b), nil
+}
+
+func (d *delayedConn) Close() error {
+	d.once.Do(func() {
+		close(d.out)
+		<-d.done
+	})
+	return d.Conn.Close()
+}
+
+func underlying(c net.Conn) net.Conn {
+	if d, ok := c.(*delayedConn); ok {
+		return d.Conn
+	}
+	return c
+}
+
+type delayedListener struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l delayedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || l.delay == 0 {
+		return c, err
+	}
+	return newDelayedConn(c, l.delay), nil
+}
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
+	upstream := flag.String("upstream", "", "registry HOST:PORT behind the proxy")
+	latency := flag.Duration("latency", 0, "delay added to each chunk, each way")
+	flag.Parse()
+	if *upstream == "" {
+		log.Fatal("fault-proxy: -upstream HOST:PORT is required")
+	}
+	target := &url.URL{Scheme: "http", Host: *upstream}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	server := &http.Server{Handler: &proxy{rp: rp}, ErrorLog: log.New(io.Discard, "", 0)}
+	log.Fatal(server.Serve(delayedListener{ln, *latency}))
+}

@@ -9,6 +9,7 @@
 pub mod attest;
 pub mod auth;
 pub mod base;
+pub mod cleanup;
 pub mod config;
 pub mod github;
 pub mod gobuild;

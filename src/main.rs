@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use gantry::attest::sbom::SbomFormat;
+use gantry::cleanup;
 use gantry::github;
 use gantry::gobuild::GoError;
 use gantry::pipeline::{self, BuildError, BuildOptions, Phase};
@@ -725,13 +726,31 @@ fn key_file(value: &str) -> Result<String> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
     let path = dir.join(format!("gantry-{}.key", std::process::id()));
-    std::fs::write(&path, value).context("writing the cosign-key input to a file")?;
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .context("writing the cosign-key input to a file")?;
+    // Removed when the run ends, however it ends.
+    std::mem::forget(cleanup::Removal::new(&path));
     Ok(path.display().to_string())
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 /// Go compile errors become annotations on the lines they are about.
@@ -769,32 +788,43 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Build(args) => build(*args).await,
-            Command::Keygen { output_prefix } => keygen(&output_prefix),
-            Command::Action => match action_args() {
-                Ok(args) => build(args).await,
-                Err(e) => Err(e),
-            },
-            Command::Verify {
-                reference,
-                trust,
-                network,
-            } => verify(&reference, &trust, &network).await,
-            Command::Sign {
-                reference,
-                signing,
-                attest,
-                network,
-            } => sign(&reference, &signing, &attest, &network).await,
-            Command::Sbom {
-                reference,
-                format,
-                trust,
-                network,
-            } => sbom(&reference, format, &trust, &network).await,
+        let command = async {
+            match cli.command {
+                Command::Build(args) => build(*args).await,
+                Command::Keygen { output_prefix } => keygen(&output_prefix),
+                Command::Action => match action_args() {
+                    Ok(args) => build(args).await,
+                    Err(e) => Err(e),
+                },
+                Command::Verify {
+                    reference,
+                    trust,
+                    network,
+                } => verify(&reference, &trust, &network).await,
+                Command::Sign {
+                    reference,
+                    signing,
+                    attest,
+                    network,
+                } => sign(&reference, &signing, &attest, &network).await,
+                Command::Sbom {
+                    reference,
+                    format,
+                    trust,
+                    network,
+                } => sbom(&reference, format, &trust, &network).await,
+            }
+        };
+        tokio::select! {
+            result = command => result,
+            signal = interrupted() => {
+                cleanup::remove_all();
+                eprintln!("gantry: stopped by {signal}; its work files are removed");
+                std::process::exit(if signal == "SIGINT" { 130 } else { 143 });
+            }
         }
     });
+    cleanup::remove_all();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -318,6 +318,7 @@ pub async fn build(
         .prefix("gantry-")
         .tempdir()
         .map_err(io("creating a work directory"))?;
+    let _remove_on_signal = crate::cleanup::Removal::new(work.path());
     let binaries = run_builds(&go, &plans, work.path(), opts.jobs, progress).await?;
     let build_infos = if opts.sbom.is_empty() {
         Vec::new()
@@ -670,6 +671,7 @@ fn add(total: &mut PublishStats, s: PublishStats) {
     total.blobs_existing += s.blobs_existing;
     total.blobs_mounted += s.blobs_mounted;
     total.manifests += s.manifests;
+    total.manifests_existing += s.manifests_existing;
     total.tags += s.tags;
 }
 

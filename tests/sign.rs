@@ -693,10 +693,25 @@ fn a_registry_that_refuses_the_referrer_manifest_fails_clearly_and_leaves_nothin
     );
     assert!(stderr.contains("gantry sign REF"), "{stderr}");
     assert!(!stderr.contains(PASSWORD));
-    // The image is pushed; no fallback index lists a referrer that is not there.
-    let digest = registry
-        .tag_digest("refusing", "latest")
-        .expect("the image should stay pushed");
+    // The image is pushed by digest (the error names it), no tag moved, and no
+    // fallback index lists a referrer that is not there.
+    assert!(registry.tag_digest("refusing", "latest").is_none());
+    let digest = stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{repo}@")))
+        .unwrap_or_else(|| panic!("the error does not name the pushed digest:\n{stderr}"))
+        .trim_end_matches(',')
+        .to_string();
+    assert!(
+        skopeo(&[
+            "inspect",
+            "--raw",
+            &format!("docker://{}/refusing@{digest}", registry.host)
+        ])
+        .status
+        .success(),
+        "the image should stay pushed"
+    );
     assert_eq!(
         registry.tag_digest("refusing", &digest.replacen(':', "-", 1)),
         None,

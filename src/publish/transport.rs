@@ -12,7 +12,9 @@
 //!   every scope the run has declared on that registry (push+pull on targets, pull on
 //!   mount sources) and reused until it expires.
 //! - **Retries** follow [`crate::retry`]: 408/429/5xx and broken connections, with
-//!   backoff, jitter and `Retry-After`. The caller rebuilds the request for each try,
+//!   backoff, jitter and `Retry-After` (a refused connection only once the registry
+//!   has answered this run: before that it is a wrong address, reported at once).
+//!   The caller rebuilds the request for each try,
 //!   so an upload is restarted from a new session, never resumed blindly.
 //! - **Stalls**: a connect timeout, and a stall timeout (no bytes either way for that
 //!   long) on every request, body and response alike. A stall is not retried: a
@@ -117,6 +119,8 @@ struct Host {
     auth: Mutex<Auth>,
     /// One token request at a time per registry.
     renewing: tokio::sync::Mutex<()>,
+    /// Whether it has answered anything this run.
+    answered: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -190,6 +194,7 @@ impl Transport {
                     scopes: Mutex::new(BTreeMap::new()),
                     auth: Mutex::new(Auth::Open),
                     renewing: tokio::sync::Mutex::new(()),
+                    answered: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .clone()
@@ -299,6 +304,15 @@ impl Transport {
             Some(Err(e)) if e.is_timeout() && !e.is_connect() => {
                 return Err(Failure::Fatal(self.stalled(registry, &what)))
             }
+            // A registry that never answered this run is not there (a wrong host or
+            // port): say so at once. One that did answer and now refuses is
+            // restarting or overloaded: worth the retries.
+            Some(Err(e)) if e.is_connect() && !host.answered.load(Ordering::Relaxed) => {
+                return Err(Failure::Fatal(PublishError::Unreachable {
+                    registry: registry.to_string(),
+                    detail: connection_error(&e),
+                }))
+            }
             Some(Err(e)) => {
                 return Err(Failure::Retry {
                     detail: connection_error(&e),
@@ -307,6 +321,7 @@ impl Transport {
             }
             Some(Ok(r)) => r,
         };
+        host.answered.store(true, Ordering::Relaxed);
         let status = response.status();
         let headers = response.headers().clone();
         if status == StatusCode::UNAUTHORIZED {

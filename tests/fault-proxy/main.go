@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -234,6 +235,26 @@ type delayedConn struct {
 	out     chan stamped
 	done    chan struct{}
 	once    sync.Once
+	// Read deadlines live here, not on the socket: the server aborts reads with a
+	// deadline in the past and then reads on, which must not end the stream.
+	mu       sync.Mutex
+	deadline time.Time
+	changed  chan struct{}
+}
+
+func (d *delayedConn) SetDeadline(t time.Time) error { return d.SetReadDeadline(t) }
+
+func (d *delayedConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (d *delayedConn) SetReadDeadline(t time.Time) error {
+	d.mu.Lock()
+	d.deadline = t
+	d.mu.Unlock()
+	select {
+	case d.changed <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 type stamped struct {
@@ -243,7 +264,8 @@ type stamped struct {
 }
 
 func newDelayedConn(c net.Conn, delay time.Duration) *delayedConn {
-	d := &delayedConn{Conn: c, delay: delay, in: make(chan stamped, 1024), out: make(chan stamped, 1024), done: make(chan struct{})}
+	d := &delayedConn{Conn: c, delay: delay, in: make(chan stamped, 1024), out: make(chan stamped, 1024),
+		done: make(chan struct{}), changed: make(chan struct{}, 1)}
 	go func() {
 		for {
 			buf := make([]byte, 64*1024)
@@ -270,8 +292,28 @@ func newDelayedConn(c net.Conn, delay time.Duration) *delayedConn {
 }
 
 func (d *delayedConn) Read(b []byte) (int, error) {
-	if len(d.pending) == 0 {
-		s, ok := <-d.in
+	for len(d.pending) == 0 {
+		d.mu.Lock()
+		deadline := d.deadline
+		d.mu.Unlock()
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			if !time.Now().Before(deadline) {
+				return 0, os.ErrDeadlineExceeded
+			}
+			timer := time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
+			expired = timer.C
+		}
+		var s stamped
+		var ok bool
+		select {
+		case s, ok = <-d.in:
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-d.changed:
+			continue
+		}
 		if !ok {
 			return 0, io.EOF
 		}

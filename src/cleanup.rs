@@ -26,6 +26,12 @@ impl Drop for Removal {
     }
 }
 
+/// Removes `path` when the run ends, normally (`remove_all` at the end of `main`) or
+/// by a signal.
+pub fn remove_at_exit(path: &Path) {
+    lock().push(path.to_path_buf());
+}
+
 /// Removes everything registered (on SIGINT/SIGTERM, before exiting).
 pub fn remove_all() {
     for path in lock().drain(..) {

@@ -1,5 +1,5 @@
-//! When and how long to wait before trying a network request again: one policy for
-//! registries and Sigstore's services alike.
+//! Network failures, for registries and Sigstore's services alike: which are worth
+//! another try, how long to wait before it, and how to describe them.
 //!
 //! Retried: 408, 429, 500, 502, 503 and 504, and failures of the connection itself
 //! (refused, reset, closed early). Waits grow exponentially with jitter, a
@@ -73,6 +73,24 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// reqwest's error and its causes, without any URL (a query may carry a token).
+pub fn describe(error: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    let mut parts: Vec<String> = Vec::new();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !text.contains("://") && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    if parts.is_empty() {
+        "the connection failed".into()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// A number in [0, 1) from the OS's randomness (through uuid's generator).

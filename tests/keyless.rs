@@ -351,12 +351,7 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
         "a tag moved although signing failed"
     );
     // The error names what was pushed, by digest.
-    let reference = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with(&format!("{repo}@sha256:")))
-        .unwrap_or_else(|| panic!("the error does not name the pushed digest:\n{stderr}"))
-        .trim_end_matches(',')
-        .to_string();
+    let reference = pushed_reference(&stderr, &repo);
     assert!(
         skopeo(&["inspect", "--raw", &format!("docker://{reference}")])
             .status

@@ -24,17 +24,7 @@ impl Keys {
     /// A pair written by the real cosign.
     fn from_cosign() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(tool("cosign-v3"))
-            .arg("generate-key-pair")
-            .current_dir(dir.path())
-            .env("COSIGN_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cosign generate-key-pair: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cosign_key_pair(dir.path(), PASSWORD);
         std::fs::write(dir.path().join("root.json"), EMPTY_TRUSTED_ROOT).unwrap();
         Keys { dir }
     }
@@ -696,12 +686,9 @@ fn a_registry_that_refuses_the_referrer_manifest_fails_clearly_and_leaves_nothin
     // The image is pushed by digest (the error names it), no tag moved, and no
     // fallback index lists a referrer that is not there.
     assert!(registry.tag_digest("refusing", "latest").is_none());
-    let digest = stderr
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{repo}@")))
-        .unwrap_or_else(|| panic!("the error does not name the pushed digest:\n{stderr}"))
-        .trim_end_matches(',')
-        .to_string();
+    // The proxy's host is in the reference; read the digest back from the registry.
+    let pushed = pushed_reference(&stderr, &repo);
+    let digest = pushed.rsplit('@').next().unwrap();
     assert!(
         skopeo(&[
             "inspect",

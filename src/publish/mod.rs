@@ -4,6 +4,7 @@
 
 mod layout;
 mod registry;
+mod token;
 mod transport;
 
 pub use layout::LayoutPublisher;

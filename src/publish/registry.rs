@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::{Method, StatusCode};
 use oci_client::Reference;
+use tokio::sync::OnceCell;
 use tokio_util::io::ReaderStream;
 
 use super::transport::{Body, Failure, NetworkSettings, Request, Response, Transport};
@@ -97,13 +98,23 @@ pub struct RegistryOptions {
     pub network: NetworkSettings,
 }
 
+/// A value per key, found out once: concurrent askers wait for the first.
+type OncePerKey<K, V> = Mutex<HashMap<K, Arc<OnceCell<V>>>>;
+
+fn once_for<K: std::hash::Hash + Eq, V>(map: &OncePerKey<K, V>, key: K) -> Arc<OnceCell<V>> {
+    lock(map).entry(key).or_default().clone()
+}
+
 /// Every registry one run talks to, through one transport.
 pub struct Registry {
     transport: Transport,
-    /// Per registry: did it answer the referrers API? Learnt once.
-    referrers_api: Mutex<HashMap<String, bool>>,
-    /// Registries that answered a subject push with `OCI-Subject`.
-    saw_subject: Mutex<HashMap<String, bool>>,
+    /// Per registry: does it have the referrers API? Learnt once, from an
+    /// `OCI-Subject` answer or from the first listing, whichever comes first.
+    referrers_api: OncePerKey<String, bool>,
+    /// One upload per blob and repository, however many callers want it: concurrent
+    /// uploads of one blob race inside docker-registry (its link file is rewritten
+    /// while a manifest PUT reads it, and the PUT fails with DIGEST_INVALID).
+    uploads: OncePerKey<(ImageName, String), BlobOutcome>,
 }
 
 impl Registry {
@@ -111,7 +122,7 @@ impl Registry {
         Ok(Registry {
             transport: Transport::new(&options.insecure, options.network)?,
             referrers_api: Mutex::new(HashMap::new()),
-            saw_subject: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(HashMap::new()),
         })
     }
 
@@ -178,16 +189,10 @@ impl Registry {
         let found = self
             .call(
                 name,
-                Request {
-                    method: Method::GET,
-                    repository: &name.repository,
-                    push: false,
-                    target: format!("/v2/{}/manifests/{at}", name.repository),
-                    headers: vec![(
-                        http::header::ACCEPT,
-                        media_type::ACCEPTED_MANIFESTS.join(", "),
-                    )],
-                },
+                v2(name, Method::GET, format!("manifests/{at}")).header(
+                    http::header::ACCEPT,
+                    media_type::ACCEPTED_MANIFESTS.join(", "),
+                ),
                 || Body::Empty,
                 |r| async move {
                     match r.status {
@@ -220,16 +225,10 @@ impl Registry {
     ) -> Result<Option<String>, PublishError> {
         self.call(
             name,
-            Request {
-                method: Method::HEAD,
-                repository: &name.repository,
-                push: false,
-                target: format!("/v2/{}/manifests/{at}", name.repository),
-                headers: vec![(
-                    http::header::ACCEPT,
-                    media_type::ACCEPTED_MANIFESTS.join(", "),
-                )],
-            },
+            v2(name, Method::HEAD, format!("manifests/{at}")).header(
+                http::header::ACCEPT,
+                media_type::ACCEPTED_MANIFESTS.join(", "),
+            ),
             || Body::Empty,
             |r| async move {
                 match r.status {
@@ -251,17 +250,11 @@ impl Registry {
         &self,
         name: &ImageName,
         digest: &str,
-    ) -> Result<Vec<u8>, PublishError> {
+    ) -> Result<Bytes, PublishError> {
         let bytes = self
             .call(
                 name,
-                Request {
-                    method: Method::GET,
-                    repository: &name.repository,
-                    push: false,
-                    target: format!("/v2/{}/blobs/{digest}", name.repository),
-                    headers: Vec::new(),
-                },
+                v2(name, Method::GET, format!("blobs/{digest}")),
                 || Body::Empty,
                 |r| async move {
                     if r.status.is_success() {
@@ -280,7 +273,7 @@ impl Registry {
                 actual,
             });
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     /// Streams a blob out of `name`. The reader checks the digest (the stream is
@@ -293,13 +286,7 @@ impl Registry {
         let digest = &descriptor.digest;
         self.call(
             name,
-            Request {
-                method: Method::GET,
-                repository: &name.repository,
-                push: false,
-                target: format!("/v2/{}/blobs/{digest}", name.repository),
-                headers: Vec::new(),
-            },
+            v2(name, Method::GET, format!("blobs/{digest}")),
             || Body::Empty,
             |r| async move {
                 if r.status.is_success() {
@@ -312,21 +299,11 @@ impl Registry {
         .await
     }
 
-    async fn blob_exists(
-        &self,
-        name: &ImageName,
-        digest: &str,
-        push: bool,
-    ) -> Result<bool, PublishError> {
+    /// Whether `name` has the blob (asked with push access: the run writes there).
+    async fn blob_exists(&self, name: &ImageName, digest: &str) -> Result<bool, PublishError> {
         self.call(
             name,
-            Request {
-                method: Method::HEAD,
-                repository: &name.repository,
-                push,
-                target: format!("/v2/{}/blobs/{digest}", name.repository),
-                headers: Vec::new(),
-            },
+            v2(name, Method::HEAD, format!("blobs/{digest}")).pushing(true),
             || Body::Empty,
             |r| async move {
                 match r.status {
@@ -339,12 +316,27 @@ impl Registry {
         .await
     }
 
+    /// Makes `blob` present in `name`, once per run: a caller that asks while
+    /// another upload of it is under way waits for that one. A failed upload is not
+    /// remembered, so the next caller tries again.
+    async fn upload(&self, name: &ImageName, blob: &Blob) -> Result<BlobOutcome, PublishError> {
+        let key = (name.clone(), blob.descriptor.digest.clone());
+        once_for(&self.uploads, key)
+            .get_or_try_init(|| self.upload_once(name, blob))
+            .await
+            .copied()
+    }
+
     /// Makes `blob` present in `name` in the fewest round trips: HEAD; then a mount
     /// from the blob's home repository on the same registry (its 202 is the upload
     /// session, so a refused mount costs nothing extra); then PUT of the bytes.
-    async fn upload(&self, name: &ImageName, blob: &Blob) -> Result<BlobOutcome, PublishError> {
+    async fn upload_once(
+        &self,
+        name: &ImageName,
+        blob: &Blob,
+    ) -> Result<BlobOutcome, PublishError> {
         let d = &blob.descriptor;
-        if self.blob_exists(name, &d.digest, true).await? {
+        if self.blob_exists(name, &d.digest).await? {
             return Ok(BlobOutcome::Existed);
         }
         let source = match &blob.source {
@@ -355,67 +347,60 @@ impl Registry {
             .as_ref()
             .filter(|s| s.registry == name.registry && s.repository != name.repository);
         let start = match mount_from {
-            Some(s) => format!(
-                "/v2/{}/blobs/uploads/?mount={}&from={}",
-                name.repository, d.digest, s.repository
-            ),
-            None => format!("/v2/{}/blobs/uploads/", name.repository),
+            Some(s) => format!("blobs/uploads/?mount={}&from={}", d.digest, s.repository),
+            None => "blobs/uploads/".to_string(),
         };
         let what = format!("uploading blob {}", d.digest);
         let result = self
             .transport
-            .retrying(&name.registry, &format!("POST+PUT {start}"), || async {
-                let post = Request {
-                    method: Method::POST,
-                    repository: &name.repository,
-                    push: true,
-                    target: start.clone(),
-                    headers: vec![(http::header::CONTENT_LENGTH, "0".into())],
-                };
-                let r = self
-                    .transport
-                    .send(&name.registry, &post, Body::Empty)
-                    .await?;
-                if r.status == StatusCode::CREATED && mount_from.is_some() {
-                    return Ok(BlobOutcome::Mounted);
-                }
-                if r.status != StatusCode::ACCEPTED {
-                    return Err(unexpected(name, &what, r).await);
-                }
-                let location = r.header("location").map(str::to_string).ok_or_else(|| {
-                    Failure::Fatal(PublishError::Registry {
-                        registry: name.registry.clone(),
-                        repository: name.repository.clone(),
-                        action: what.clone(),
-                        detail: "the registry started an upload without a Location".into(),
-                    })
-                })?;
-                let separator = if location.contains('?') { '&' } else { '?' };
-                let put = Request {
-                    method: Method::PUT,
-                    repository: &name.repository,
-                    push: true,
-                    target: format!("{location}{separator}digest={}", d.digest),
-                    headers: vec![(
-                        http::header::CONTENT_TYPE,
-                        "application/octet-stream".into(),
-                    )],
-                };
-                let body = self.body_for(blob, source.as_ref()).await?;
-                let r = self.transport.send(&name.registry, &put, body).await?;
-                if r.status.is_success() {
-                    Ok(BlobOutcome::Uploaded)
-                } else {
-                    Err(unexpected(name, &what, r).await)
-                }
-            })
+            .retrying(
+                &name.registry,
+                &format!("POST+PUT /v2/{}/{start}", name.repository),
+                || async {
+                    let post = v2(name, Method::POST, start.clone())
+                        .pushing(true)
+                        .header(http::header::CONTENT_LENGTH, "0");
+                    let r = self
+                        .transport
+                        .send(&name.registry, &post, Body::Empty)
+                        .await?;
+                    if r.status == StatusCode::CREATED && mount_from.is_some() {
+                        return Ok(BlobOutcome::Mounted);
+                    }
+                    if r.status != StatusCode::ACCEPTED {
+                        return Err(unexpected(name, &what, r).await);
+                    }
+                    let location = r.header("location").map(str::to_string).ok_or_else(|| {
+                        Failure::Fatal(PublishError::Registry {
+                            registry: name.registry.clone(),
+                            repository: name.repository.clone(),
+                            action: what.clone(),
+                            detail: "the registry started an upload without a Location".into(),
+                        })
+                    })?;
+                    let separator = if location.contains('?') { '&' } else { '?' };
+                    let put = Request {
+                        target: format!("{location}{separator}digest={}", d.digest),
+                        ..v2(name, Method::PUT, String::new())
+                            .pushing(true)
+                            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                    };
+                    let body = self.body_for(blob, source.as_ref()).await?;
+                    let r = self.transport.send(&name.registry, &put, body).await?;
+                    if r.status.is_success() {
+                        Ok(BlobOutcome::Uploaded)
+                    } else {
+                        Err(unexpected(name, &what, r).await)
+                    }
+                },
+            )
             .await;
         match result {
             Ok(outcome) => Ok(outcome),
             // docker-registry answers 500 to one of two concurrent uploads of one
             // blob; some registries omit Location after a finished upload. Either way
             // the blob may well be there.
-            Err(e) => match self.blob_exists(name, &d.digest, true).await {
+            Err(e) => match self.blob_exists(name, &d.digest).await {
                 Ok(true) => Ok(BlobOutcome::Uploaded),
                 _ => Err(e),
             },
@@ -461,13 +446,9 @@ impl Registry {
         let acknowledged = self
             .call(
                 name,
-                Request {
-                    method: Method::PUT,
-                    repository: &name.repository,
-                    push: true,
-                    target: format!("/v2/{}/manifests/{at}", name.repository),
-                    headers: vec![(http::header::CONTENT_TYPE, media_type.to_string())],
-                },
+                v2(name, Method::PUT, format!("manifests/{at}"))
+                    .pushing(true)
+                    .header(http::header::CONTENT_TYPE, media_type.to_string()),
                 || Body::Bytes(bytes.clone()),
                 |r| async move {
                     if r.status.is_success() {
@@ -479,52 +460,72 @@ impl Registry {
             )
             .await?;
         if acknowledged {
-            lock(&self.saw_subject).insert(name.registry.clone(), true);
+            // Already known (true) or set by this answer: either way it has the API.
+            let _ = once_for(&self.referrers_api, name.registry.clone()).set(true);
         }
         Ok(())
     }
 
     /// The referrers of `subject` from the registry's referrers API, or None when the
     /// registry has no such API (then the `sha256-<hex>` fallback tag is the list).
-    /// Whether it has one is learnt once per registry: from an `OCI-Subject` answer,
-    /// else from the first listing.
+    /// Concurrent first calls share one probe.
     pub async fn list_referrers(
         &self,
         name: &ImageName,
         subject: &str,
     ) -> Result<Option<Vec<serde_json::Value>>, PublishError> {
-        let known = lock(&self.saw_subject).contains_key(&name.registry)
-            || lock(&self.referrers_api).get(&name.registry) == Some(&true);
-        if !known && lock(&self.referrers_api).contains_key(&name.registry) {
-            return Ok(None);
-        }
-        let listed = self
-            .call(
-                name,
-                Request {
-                    method: Method::GET,
-                    repository: &name.repository,
-                    push: false,
-                    target: format!("/v2/{}/referrers/{subject}", name.repository),
-                    headers: vec![(http::header::ACCEPT, media_type::OCI_INDEX.to_string())],
-                },
-                || Body::Empty,
-                |r| async move {
-                    let index = r
-                        .header("content-type")
-                        .is_some_and(|t| t.starts_with(media_type::OCI_INDEX));
-                    if !(r.status.is_success() && index) {
-                        return Ok(None);
-                    }
-                    let bytes = r.bytes().await?;
-                    Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
-                        .ok()
-                        .map(|v| v["manifests"].as_array().cloned().unwrap_or_default()))
-                },
-            )
+        let known = once_for(&self.referrers_api, name.registry.clone());
+        let mut probed = None;
+        let has_api = *known
+            .get_or_try_init(|| async {
+                probed = self.get_referrers(name, subject).await?;
+                Ok::<_, PublishError>(probed.is_some())
+            })
             .await?;
-        lock(&self.referrers_api).insert(name.registry.clone(), listed.is_some());
-        Ok(listed)
+        match (has_api, probed) {
+            (false, _) => Ok(None),
+            (true, Some(listed)) => Ok(Some(listed)),
+            (true, None) => self.get_referrers(name, subject).await,
+        }
+    }
+
+    /// `GET /v2/<name>/referrers/<subject>`: the listed descriptors, or None when the
+    /// answer is not a referrers index.
+    async fn get_referrers(
+        &self,
+        name: &ImageName,
+        subject: &str,
+    ) -> Result<Option<Vec<serde_json::Value>>, PublishError> {
+        self.call(
+            name,
+            v2(name, Method::GET, format!("referrers/{subject}"))
+                .header(http::header::ACCEPT, media_type::OCI_INDEX),
+            || Body::Empty,
+            |r| async move {
+                let index = r
+                    .header("content-type")
+                    .is_some_and(|t| t.starts_with(media_type::OCI_INDEX));
+                if !(r.status.is_success() && index) {
+                    return Ok(None);
+                }
+                let bytes = r.bytes().await?;
+                Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .map(|v| v["manifests"].as_array().cloned().unwrap_or_default()))
+            },
+        )
+        .await
+    }
+}
+
+/// A request for `/v2/<name>/<path>`.
+fn v2<'a>(name: &'a ImageName, method: Method, path: String) -> Request<'a> {
+    Request {
+        method,
+        repository: &name.repository,
+        push: false,
+        target: format!("/v2/{}/{path}", name.repository),
+        headers: Vec::new(),
     }
 }
 
@@ -597,9 +598,7 @@ impl Publisher for RegistryPublisher<'_> {
 
     async fn fetch_blob(&self, repository: &str, digest: &str) -> Result<Bytes, PublishError> {
         let name = ImageName::parse(repository)?;
-        Ok(Bytes::from(
-            self.registry.pull_small_blob(&name, digest).await?,
-        ))
+        self.registry.pull_small_blob(&name, digest).await
     }
 
     async fn tag(

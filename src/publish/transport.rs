@@ -31,8 +31,9 @@ use futures::{Stream, StreamExt};
 use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::token::{self, Auth};
 use super::PublishError;
-use crate::auth::{self, Credentials};
+use crate::auth::Credentials;
 use crate::retry::{self, RetryPolicy};
 
 /// How gantry treats the network: the retry policy and the two timeouts.
@@ -66,6 +67,19 @@ pub struct Request<'a> {
     /// A path under the registry (`/v2/...`), or an absolute URL from `Location`.
     pub target: String,
     pub headers: Vec<(http::HeaderName, String)>,
+}
+
+impl Request<'_> {
+    /// Needs push access (the token scope).
+    pub fn pushing(mut self, push: bool) -> Self {
+        self.push = push;
+        self
+    }
+
+    pub fn header(mut self, name: http::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
 }
 
 /// A request body, made anew for each try.
@@ -110,37 +124,17 @@ pub struct Transport {
 }
 
 /// What is known about one registry.
-struct Host {
-    name: String,
-    base: String,
-    credentials: OnceCell<Option<Credentials>>,
+pub(super) struct Host {
+    pub(super) name: String,
+    pub(super) base: String,
+    pub(super) credentials: OnceCell<Option<Credentials>>,
     /// The repositories and actions this run needs: `repo -> {pull, push}`.
-    scopes: Mutex<BTreeMap<String, BTreeSet<&'static str>>>,
-    auth: Mutex<Auth>,
+    pub(super) scopes: Mutex<BTreeMap<String, BTreeSet<&'static str>>>,
+    pub(super) auth: Mutex<Auth>,
     /// One token request at a time per registry.
-    renewing: tokio::sync::Mutex<()>,
+    pub(super) renewing: tokio::sync::Mutex<()>,
     /// Whether it has answered anything this run.
-    answered: std::sync::atomic::AtomicBool,
-}
-
-#[derive(Clone)]
-enum Auth {
-    /// No challenge seen (yet): requests go out without credentials.
-    Open,
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-        token: Option<Token>,
-    },
-}
-
-#[derive(Clone)]
-struct Token {
-    value: String,
-    /// The scopes granted, as `repo -> actions`.
-    scopes: BTreeMap<String, BTreeSet<&'static str>>,
-    expires: Instant,
+    pub(super) answered: std::sync::atomic::AtomicBool,
 }
 
 impl Transport {
@@ -256,9 +250,10 @@ impl Transport {
         }
     }
 
-    /// Sends one request once. A 401 renews the credentials and asks for another try;
-    /// retryable statuses and broken connections ask for a retry; any other status is
-    /// the caller's to judge.
+    /// Sends one request once, logged in as the registry asks. A 401 renews the
+    /// credentials and asks for another try; retryable statuses and broken
+    /// connections ask for a retry; a 403 is a refusal; any other status is the
+    /// caller's to judge.
     pub async fn send(
         &self,
         registry: &str,
@@ -271,6 +266,45 @@ impl Transport {
         if host.token_stale(request.repository, request.push) {
             self.renew(&host, request, credentials).await?;
         }
+        let sent_auth = host.authorization(request.repository, request.push, credentials);
+        let response = self
+            .exchange(&host, request, body, |b| match &sent_auth {
+                Some(value) => b.header(http::header::AUTHORIZATION, value),
+                None => b,
+            })
+            .await?;
+        match response.status {
+            StatusCode::UNAUTHORIZED => Err(self
+                .challenge(
+                    &host,
+                    request,
+                    credentials,
+                    sent_auth.as_deref(),
+                    &response.headers,
+                )
+                .await),
+            StatusCode::FORBIDDEN => {
+                let detail = response.describe().await;
+                Err(Failure::Fatal(token::refusal(
+                    &host,
+                    request.repository,
+                    credentials,
+                    detail,
+                )))
+            }
+            _ => Ok(response),
+        }
+    }
+
+    /// One HTTP exchange with a registry (or its token service), under the stall
+    /// watch; `customize` adds what the caller needs (credentials, a query).
+    pub(super) async fn exchange(
+        &self,
+        host: &Host,
+        request: &Request<'_>,
+        body: Body,
+        customize: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Response, Failure> {
         let url = if request.target.starts_with("http://") || request.target.starts_with("https://")
         {
             request.target.clone()
@@ -281,10 +315,7 @@ impl Transport {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let sent_auth = host.authorization(request.repository, request.push, credentials);
-        if let Some(value) = &sent_auth {
-            builder = builder.header(http::header::AUTHORIZATION, value);
-        }
+        builder = customize(builder);
         let progress = Progress::new(self.started);
         builder = match body {
             Body::Empty => builder,
@@ -300,67 +331,45 @@ impl Transport {
             .watch(builder.send(), self.settings.stall_timeout)
             .await
         {
-            None => return Err(Failure::Fatal(self.stalled(registry, &what))),
+            None => return Err(Failure::Fatal(self.stalled(&host.name, &what))),
             Some(Err(e)) if e.is_timeout() && !e.is_connect() => {
-                return Err(Failure::Fatal(self.stalled(registry, &what)))
+                return Err(Failure::Fatal(self.stalled(&host.name, &what)))
             }
             // A registry that never answered this run is not there (a wrong host or
             // port): say so at once. One that did answer and now refuses is
             // restarting or overloaded: worth the retries.
             Some(Err(e)) if e.is_connect() && !host.answered.load(Ordering::Relaxed) => {
                 return Err(Failure::Fatal(PublishError::Unreachable {
-                    registry: registry.to_string(),
-                    detail: connection_error(&e),
+                    registry: host.name.clone(),
+                    detail: retry::describe(&e),
                 }))
             }
             Some(Err(e)) => {
                 return Err(Failure::Retry {
-                    detail: connection_error(&e),
+                    detail: retry::describe(&e),
                     retry_after: None,
                 })
             }
             Some(Ok(r)) => r,
         };
         host.answered.store(true, Ordering::Relaxed);
-        let status = response.status();
-        let headers = response.headers().clone();
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(self
-                .challenge(&host, request, credentials, sent_auth.as_deref(), &headers)
-                .await);
-        }
-        if status == StatusCode::FORBIDDEN {
-            let detail = self
-                .body_text(response)
-                .await
-                .unwrap_or_else(|| status.to_string());
-            return Err(Failure::Fatal(PublishError::AuthRefused {
-                registry: host.name.clone(),
-                repository: request.repository.to_string(),
-                detail,
-                used: credentials.map_or("none (anonymous)".into(), |c| c.source.clone()),
-                searched: auth::searched_locations(&host.name),
-            }));
-        }
-        if retry::retryable_status(status.as_u16()) {
-            let text = self.body_text(response).await;
-            return Err(Failure::Retry {
-                detail: format!(
-                    "{status}{}",
-                    text.map_or(String::new(), |t| format!(": {t}"))
-                ),
-                retry_after: retry::retry_after(&headers),
-            });
-        }
-        Ok(Response {
-            status,
-            headers,
+        let response = Response {
+            status: response.status(),
+            headers: response.headers().clone(),
             inner: response,
             progress,
             stall: self.settings.stall_timeout,
-            registry: registry.to_string(),
+            registry: host.name.clone(),
             what,
-        })
+        };
+        if retry::retryable_status(response.status.as_u16()) {
+            let retry_after = retry::retry_after(&response.headers);
+            return Err(Failure::Retry {
+                detail: response.describe().await,
+                retry_after,
+            });
+        }
+        Ok(response)
     }
 
     fn stalled(&self, registry: &str, what: &str) -> PublishError {
@@ -369,267 +378,6 @@ impl Transport {
             request: what.to_string(),
             seconds: self.settings.stall_timeout.as_secs_f64(),
         }
-    }
-
-    async fn body_text(&self, response: reqwest::Response) -> Option<String> {
-        let bytes = tokio::time::timeout(self.settings.stall_timeout, response.bytes())
-            .await
-            .ok()?
-            .ok()?;
-        summarize(&bytes)
-    }
-
-    /// Learns from a 401: the scheme, and for Bearer a fresh token.
-    async fn challenge(
-        &self,
-        host: &Host,
-        request: &Request<'_>,
-        credentials: Option<&Credentials>,
-        sent: Option<&str>,
-        headers: &HeaderMap,
-    ) -> Failure {
-        let refused = |detail: String| {
-            Failure::Fatal(PublishError::AuthRefused {
-                registry: host.name.clone(),
-                repository: request.repository.to_string(),
-                detail,
-                used: credentials.map_or("none (anonymous)".into(), |c| c.source.clone()),
-                searched: auth::searched_locations(&host.name),
-            })
-        };
-        let Some(challenge) = headers
-            .get(http::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .map(parse_challenge)
-        else {
-            return refused("401 Unauthorized without a WWW-Authenticate challenge".into());
-        };
-        match challenge {
-            Challenge::Basic => {
-                if credentials.is_none() || sent.is_some() {
-                    return refused("401 Unauthorized".into());
-                }
-                host.set_auth(Auth::Basic);
-                Failure::Reauthorized
-            }
-            Challenge::Bearer { realm, service } => {
-                let _one_at_a_time = host.renewing.lock().await;
-                // Another request may have renewed it while this one waited.
-                let current = host.authorization(request.repository, request.push, credentials);
-                if current.is_some() && current.as_deref() != sent {
-                    return Failure::Reauthorized;
-                }
-                if sent.is_some() && host.token_covers(request.repository, request.push) {
-                    return refused("401 Unauthorized with a token for this repository".into());
-                }
-                match self
-                    .fetch_token(host, &realm, service.as_deref(), credentials)
-                    .await
-                {
-                    Ok(token) => {
-                        host.set_auth(Auth::Bearer {
-                            realm,
-                            service,
-                            token: Some(token),
-                        });
-                        Failure::Reauthorized
-                    }
-                    Err(f) => f,
-                }
-            }
-        }
-    }
-
-    /// Renews a Bearer token that has expired or lacks a scope, before sending, so
-    /// the request does not go out only to come back 401.
-    async fn renew(
-        &self,
-        host: &Host,
-        request: &Request<'_>,
-        credentials: Option<&Credentials>,
-    ) -> Result<(), Failure> {
-        let _one_at_a_time = host.renewing.lock().await;
-        if !host.token_stale(request.repository, request.push) {
-            return Ok(());
-        }
-        let Auth::Bearer { realm, service, .. } = host.auth() else {
-            return Ok(());
-        };
-        let token = self
-            .fetch_token(host, &realm, service.as_deref(), credentials)
-            .await?;
-        host.set_auth(Auth::Bearer {
-            realm,
-            service,
-            token: Some(token),
-        });
-        Ok(())
-    }
-
-    /// GET realm?service=…&scope=… with the user's credentials (if any).
-    async fn fetch_token(
-        &self,
-        host: &Host,
-        realm: &str,
-        service: Option<&str>,
-        credentials: Option<&Credentials>,
-    ) -> Result<Token, Failure> {
-        let scopes = host
-            .scopes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if let Some(s) = service {
-            query.push(("service", s.to_string()));
-        }
-        for (repo, actions) in &scopes {
-            let actions: Vec<&str> = actions.iter().copied().collect();
-            query.push(("scope", format!("repository:{repo}:{}", actions.join(","))));
-        }
-        let what = format!("GET {} (token)", shown_path(realm));
-        let policy = self.settings.retry;
-        let mut waited = Duration::ZERO;
-        for attempt in 1.. {
-            let mut builder = self.http.get(realm).query(&query);
-            if let Some(c) = credentials {
-                builder = builder.basic_auth(&c.username, Some(c.password.expose()));
-            }
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let mut retry_after = None;
-            let last = match tokio::time::timeout(self.settings.stall_timeout, builder.send()).await
-            {
-                Err(_) => return Err(Failure::Fatal(self.stalled(&host.name, &what))),
-                Ok(Err(e)) => connection_error(&e),
-                Ok(Ok(r)) if r.status().is_success() => {
-                    let json: serde_json::Value = r.json().await.map_err(|e| {
-                        Failure::Fatal(PublishError::Registry {
-                            registry: host.name.clone(),
-                            repository: String::new(),
-                            action: what.clone(),
-                            detail: format!("the token answer is not JSON: {e}"),
-                        })
-                    })?;
-                    let value = json["token"]
-                        .as_str()
-                        .or(json["access_token"].as_str())
-                        .unwrap_or_default()
-                        .to_string();
-                    let lifetime = json["expires_in"].as_u64().unwrap_or(60).max(60);
-                    return Ok(Token {
-                        value,
-                        scopes,
-                        // Renewed a little before the registry would refuse it.
-                        expires: Instant::now() + Duration::from_secs(lifetime - lifetime / 10),
-                    });
-                }
-                Ok(Ok(r)) if retry::retryable_status(r.status().as_u16()) => {
-                    retry_after = retry::retry_after(r.headers());
-                    r.status().to_string()
-                }
-                Ok(Ok(r)) => {
-                    return Err(Failure::Fatal(PublishError::AuthRefused {
-                        registry: host.name.clone(),
-                        repository: scopes.keys().cloned().collect::<Vec<_>>().join(", "),
-                        detail: format!("the token service answered {}", r.status()),
-                        used: credentials.map_or("none (anonymous)".into(), |c| c.source.clone()),
-                        searched: auth::searched_locations(&host.name),
-                    }))
-                }
-            };
-            match policy.wait_before(attempt, waited, retry_after) {
-                Some(wait) => {
-                    tokio::time::sleep(wait).await;
-                    waited += wait;
-                }
-                None => {
-                    return Err(Failure::Fatal(PublishError::GaveUp {
-                        registry: host.name.clone(),
-                        request: what,
-                        detail: last,
-                        attempts: attempt,
-                    }))
-                }
-            }
-        }
-        unreachable!("the retry loop returns")
-    }
-}
-
-impl Host {
-    fn add_scope(&self, repository: &str, push: bool) {
-        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
-        let actions = scopes.entry(repository.to_string()).or_default();
-        actions.insert("pull");
-        if push {
-            actions.insert("push");
-        }
-    }
-
-    async fn credentials(&self) -> Result<Option<&Credentials>, Failure> {
-        let name = self.name.clone();
-        self.credentials
-            .get_or_try_init(|| async move { auth::lookup(&name) })
-            .await
-            .map(Option::as_ref)
-            .map_err(|e| Failure::Fatal(e.into()))
-    }
-
-    fn set_auth(&self, auth: Auth) {
-        *self.auth.lock().unwrap_or_else(|e| e.into_inner()) = auth;
-    }
-
-    fn auth(&self) -> Auth {
-        self.auth.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// A Bearer registry whose token is missing, expired or lacks this scope.
-    fn token_stale(&self, repository: &str, push: bool) -> bool {
-        match self.auth() {
-            Auth::Bearer { token, .. } => {
-                !token.is_some_and(|t| t.expires > Instant::now() && t.covers(repository, push))
-            }
-            _ => false,
-        }
-    }
-
-    fn token_covers(&self, repository: &str, push: bool) -> bool {
-        match &*self.auth.lock().unwrap_or_else(|e| e.into_inner()) {
-            Auth::Bearer { token: Some(t), .. } => t.covers(repository, push),
-            _ => false,
-        }
-    }
-
-    /// The Authorization header value for a request, when one is known to be needed.
-    fn authorization(
-        &self,
-        repository: &str,
-        push: bool,
-        credentials: Option<&Credentials>,
-    ) -> Option<String> {
-        use base64::Engine as _;
-        match &*self.auth.lock().unwrap_or_else(|e| e.into_inner()) {
-            Auth::Open => None,
-            Auth::Basic => credentials.map(|c| {
-                let pair = format!("{}:{}", c.username, c.password.expose());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                )
-            }),
-            Auth::Bearer { token, .. } => token
-                .as_ref()
-                .filter(|t| t.expires > Instant::now() && t.covers(repository, push))
-                .map(|t| format!("Bearer {}", t.value)),
-        }
-    }
-}
-
-impl Token {
-    fn covers(&self, repository: &str, push: bool) -> bool {
-        self.scopes
-            .get(repository)
-            .is_some_and(|a| a.contains("pull") && (!push || a.contains("push")))
     }
 }
 
@@ -661,7 +409,7 @@ impl Response {
             Some(Ok(b)) => Ok(b),
             Some(Err(e)) if e.is_timeout() => Err(Failure::Fatal(stalled)),
             Some(Err(e)) => Err(Failure::Retry {
-                detail: format!("the body was cut short ({})", connection_error(&e)),
+                detail: format!("the body was cut short ({})", retry::describe(&e)),
                 retry_after: None,
             }),
         }
@@ -671,7 +419,7 @@ impl Response {
     pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         self.inner
             .bytes_stream()
-            .map(|chunk| chunk.map_err(|e| std::io::Error::other(connection_error(&e))))
+            .map(|chunk| chunk.map_err(|e| std::io::Error::other(retry::describe(&e))))
     }
 
     /// A short text for an unexpected status: the status and the registry's message.
@@ -741,54 +489,6 @@ impl Progress {
     }
 }
 
-enum Challenge {
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
-}
-
-/// `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
-fn parse_challenge(text: &str) -> Challenge {
-    let (scheme, params) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Challenge::Basic;
-    }
-    let mut realm = String::new();
-    let mut service = None;
-    for part in split_params(params) {
-        if let Some((k, v)) = part.split_once('=') {
-            let v = v.trim().trim_matches('"').to_string();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "realm" => realm = v,
-                "service" => service = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Challenge::Bearer { realm, service }
-}
-
-/// Splits `a="x,y",b=z` at the commas outside quotes.
-fn split_params(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut quoted = false;
-    for (i, c) in text.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
-}
-
 /// True for hosts reached over plain HTTP without asking: loopback only.
 pub fn is_loopback(registry: &str) -> bool {
     let host = registry
@@ -803,24 +503,6 @@ fn shown_path(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let path = rest.find('/').map_or("/", |i| &rest[i..]);
     path.split('?').next().unwrap_or(path).to_string()
-}
-
-/// reqwest's error, without the URL (which may carry a token in its query).
-fn connection_error(error: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    let mut parts: Vec<String> = Vec::new();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !text.contains("://") && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    if parts.is_empty() {
-        "the connection failed".into()
-    } else {
-        parts.join(": ")
-    }
 }
 
 /// The registry's error message: the first `errors[].message`, else the first line.
@@ -848,23 +530,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn challenges() {
-        match parse_challenge(
-            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull,push""#,
-        ) {
-            Challenge::Bearer { realm, service } => {
-                assert_eq!(realm, "https://ghcr.io/token");
-                assert_eq!(service.as_deref(), Some("ghcr.io"));
-            }
-            Challenge::Basic => panic!("bearer expected"),
-        }
-        assert!(matches!(
-            parse_challenge(r#"Basic realm="r""#),
-            Challenge::Basic
-        ));
-    }
-
-    #[test]
     fn loopback_hosts_use_http() {
         assert!(is_loopback("localhost:5000"));
         assert!(is_loopback("127.0.0.1:1234"));
@@ -884,21 +549,5 @@ mod tests {
                 .as_deref(),
             Some("MANIFEST_INVALID manifest invalid")
         );
-    }
-
-    #[test]
-    fn tokens_cover_their_scopes() {
-        let token = Token {
-            value: String::new(),
-            scopes: BTreeMap::from([
-                ("a".to_string(), BTreeSet::from(["pull", "push"])),
-                ("b".to_string(), BTreeSet::from(["pull"])),
-            ]),
-            expires: Instant::now(),
-        };
-        assert!(token.covers("a", true));
-        assert!(token.covers("b", false));
-        assert!(!token.covers("b", true));
-        assert!(!token.covers("c", false));
     }
 }

@@ -7,9 +7,15 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::SignError;
+use crate::retry::{self, RetryPolicy};
 
-/// How many times a request is tried before giving up.
-const ATTEMPTS: u32 = 3;
+/// Sigstore's services are tried three times (a run waits on them, not on a queue).
+const POLICY: RetryPolicy = RetryPolicy {
+    attempts: 3,
+    base: Duration::from_millis(500),
+    max_wait: Duration::from_secs(20),
+    budget: Duration::from_secs(60),
+};
 
 /// One shared client: connection reuse across the many Rekor uploads of a run.
 pub fn client() -> Result<reqwest::Client, SignError> {
@@ -34,6 +40,9 @@ pub struct Call<'a> {
     pub refused_hint: &'a str,
 }
 
+/// What to say about a status worth another try, and the server's `Retry-After`.
+type Retryable = (String, Option<Duration>);
+
 /// The response's status, `Location` header and JSON body.
 pub struct Reply {
     pub status: u16,
@@ -47,14 +56,13 @@ impl Call<'_> {
         self.url.split('?').next().unwrap_or_default().to_string()
     }
 
-    /// Sends the request; retries connection failures, 5xx and 429 with backoff.
-    /// Statuses in `accept` (besides 2xx) are returned rather than reported as errors.
+    /// Sends the request; retries connection failures and retryable statuses as
+    /// [`POLICY`] says. Statuses in `accept` (besides 2xx) are returned rather than
+    /// reported as errors.
     pub async fn send(&self, client: &reqwest::Client, accept: &[u16]) -> Result<Reply, SignError> {
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            }
+        let mut waited = Duration::ZERO;
+        let mut attempt = 1;
+        loop {
             let mut request = match self.body {
                 Some(body) => client.post(&self.url).json(body),
                 None => client.get(&self.url),
@@ -63,66 +71,67 @@ impl Call<'_> {
             if let Some(token) = self.bearer {
                 request = request.header("Authorization", format!("bearer {token}"));
             }
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!("cannot reach it ({})", without_url(&e));
-                    continue;
-                }
+            let (last, retry_after) = match request.send().await {
+                Err(e) => (format!("cannot reach it ({})", retry::describe(&e)), None),
+                Ok(response) => match self.judge(response, accept).await? {
+                    Ok(reply) => return Ok(reply),
+                    Err(failed) => failed,
+                },
             };
-            let status = response.status().as_u16();
-            let location = response
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = response.text().await.unwrap_or_default();
-            if (200..300).contains(&status) || accept.contains(&status) {
-                let json = serde_json::from_str(&text).map_err(|e| SignError::Service {
-                    service: self.service,
-                    url: self.shown_url(),
-                    detail: format!("answered {status} with something that is not JSON ({e})"),
-                })?;
-                return Ok(Reply {
-                    status,
-                    location,
-                    json,
-                });
-            }
-            last = format!("answered {status}: {}", first_line(&text));
-            if status != 429 && status < 500 {
-                return Err(SignError::Service {
-                    service: self.service,
-                    url: self.shown_url(),
-                    detail: format!("{last}; {}", self.refused_hint),
-                });
+            match POLICY.wait_before(attempt, waited, retry_after) {
+                Some(wait) => {
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                    attempt += 1;
+                }
+                None => {
+                    return Err(SignError::Service {
+                        service: self.service,
+                        url: self.shown_url(),
+                        detail: format!(
+                            "{last}, after {attempt} attempts; is the service up and the URL right?"
+                        ),
+                    })
+                }
             }
         }
-        Err(SignError::Service {
-            service: self.service,
-            url: self.shown_url(),
-            detail: format!(
-                "{last}, after {ATTEMPTS} attempts; is the service up and the URL right?"
-            ),
-        })
     }
-}
 
-/// reqwest's error text, without the URL it appends (which may carry a query token).
-fn without_url(error: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    let mut parts = Vec::new();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !text.contains("http://") && !text.contains("https://") {
-            parts.push(text);
+    /// A reply, or (for a status worth another try) what to say and `Retry-After`.
+    async fn judge(
+        &self,
+        response: reqwest::Response,
+        accept: &[u16],
+    ) -> Result<Result<Reply, Retryable>, SignError> {
+        let status = response.status().as_u16();
+        let retry_after = retry::retry_after(response.headers());
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = response.text().await.unwrap_or_default();
+        if (200..300).contains(&status) || accept.contains(&status) {
+            let json = serde_json::from_str(&text).map_err(|e| SignError::Service {
+                service: self.service,
+                url: self.shown_url(),
+                detail: format!("answered {status} with something that is not JSON ({e})"),
+            })?;
+            return Ok(Ok(Reply {
+                status,
+                location,
+                json,
+            }));
         }
-        source = e.source();
-    }
-    if parts.is_empty() {
-        "connection failed".into()
-    } else {
-        parts.join(": ")
+        let last = format!("answered {status}: {}", first_line(&text));
+        if !retry::retryable_status(status) {
+            return Err(SignError::Service {
+                service: self.service,
+                url: self.shown_url(),
+                detail: format!("{last}; {}", self.refused_hint),
+            });
+        }
+        Ok(Err((last, retry_after)))
     }
 }
 

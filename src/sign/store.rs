@@ -84,21 +84,40 @@ impl SharedList {
     }
 }
 
-/// The entries at `tag`, or an error when the tag holds something else. A missing
-/// tag is an empty list.
+/// A shared list as read: its entries, the digest of the manifest that holds them
+/// (None when the tag does not exist), and when it was read.
+#[derive(Debug)]
+pub struct Listed {
+    pub entries: Vec<Value>,
+    pub digest: Option<String>,
+    read_at: Instant,
+}
+
+/// The list at `tag`, or an error when the tag holds something else. A missing tag
+/// is an empty list.
 pub async fn read_list<P: Publisher>(
     publisher: &P,
     repository: &str,
     tag: &str,
     kind: SharedList,
-) -> Result<Vec<Value>, SignError> {
+) -> Result<Listed, SignError> {
+    let read_at = Instant::now();
     let Some(bytes) = publisher.fetch_manifest(repository, tag).await? else {
-        return Ok(Vec::new());
+        return Ok(Listed {
+            entries: Vec::new(),
+            digest: None,
+            read_at,
+        });
     };
-    parse_list(&bytes, kind).map_err(|found| SignError::Foreign {
+    let entries = parse_list(&bytes, kind).map_err(|found| SignError::Foreign {
         tag: format!("{repository}:{tag}"),
         found,
         expected: kind.media_type(),
+    })?;
+    Ok(Listed {
+        entries,
+        digest: Some(crate::image::sha256_digest(&bytes)),
+        read_at,
     })
 }
 
@@ -123,8 +142,9 @@ fn parse_list(bytes: &[u8], kind: SharedList) -> Result<Vec<Value>, String> {
 
 /// Adds `ours` to the list at `tag`, keeping every entry already there, and checks
 /// that the result stuck (see the module doc). `same` says whether an entry already
-/// there stands for one of ours (so it is not added twice). Returns the digest of the
-/// manifest written, or of the one that was already complete.
+/// there stands for one of ours (so it is not added twice); `known` is the list as
+/// the caller read it, if it did. Returns the digest of the manifest at the tag, or
+/// "" when there is nothing to add.
 pub async fn merge_into_tag<P: Publisher>(
     publisher: &P,
     repository: &str,
@@ -132,22 +152,25 @@ pub async fn merge_into_tag<P: Publisher>(
     kind: SharedList,
     ours: &[Value],
     same: impl Fn(&Value, &Value) -> bool,
+    mut known: Option<Listed>,
 ) -> Result<String, SignError> {
-    let mut wrote_once = false;
+    if ours.is_empty() {
+        return Ok(String::new());
+    }
     for _ in 0..ROUNDS {
-        let started = Instant::now();
-        let mut entries = read_list(publisher, repository, tag, kind).await?;
+        let listed = match known.take() {
+            Some(listed) => listed,
+            None => read_list(publisher, repository, tag, kind).await?,
+        };
+        let read_at = listed.read_at;
+        let mut entries = listed.entries;
         let missing: Vec<&Value> = ours
             .iter()
             .filter(|o| !entries.iter().any(|e| same(e, o)))
             .collect();
-        if missing.is_empty() && wrote_once {
-            // Written, read back and still complete after a pause: settled.
-            return Ok(digest_of(kind, &entries));
-        }
         if missing.is_empty() {
-            // Nothing of ours is missing and we did not write: the list was complete.
-            return Ok(digest_of(kind, &entries));
+            // Complete: as found, or as written and still so after the pause.
+            return Ok(listed.digest.unwrap_or_default());
         }
         entries.extend(missing.into_iter().cloned());
         let (manifest, blobs) = kind.render(&entries);
@@ -158,21 +181,15 @@ pub async fn merge_into_tag<P: Publisher>(
         publisher
             .tag(repository, tag, &descriptor, &Bytes::from(manifest))
             .await?;
-        wrote_once = true;
         // A writer that read before our write lands within about our own
         // read-to-write time; wait twice that, then look again.
-        let pause = (started.elapsed() * 2).max(Duration::from_millis(50));
+        let pause = (read_at.elapsed() * 2).max(Duration::from_millis(50));
         tokio::time::sleep(pause).await;
     }
     Err(SignError::Contended {
         tag: format!("{repository}:{tag}"),
         rounds: ROUNDS,
     })
-}
-
-fn digest_of(kind: SharedList, entries: &[Value]) -> String {
-    let (manifest, _) = kind.render(entries);
-    crate::image::sha256_digest(&manifest)
 }
 
 #[cfg(test)]

@@ -759,6 +759,35 @@ pub fn gantry_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run gantry")
 }
 
+/// A key pair written by the real cosign: `dir/cosign.key` (encrypted with
+/// `password`) and `dir/cosign.pub`.
+pub fn cosign_key_pair(dir: &Path, password: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new(tool("cosign-v3"))
+        .arg("generate-key-pair")
+        .current_dir(dir)
+        .env("COSIGN_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cosign generate-key-pair: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.join("cosign.key"), dir.join("cosign.pub"))
+}
+
+/// The `REPO@sha256:…` a failed build names as pushed (no tag moved, so the error is
+/// where the digest is).
+pub fn pushed_reference(stderr: &str, repo: &str) -> String {
+    stderr
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{repo}@sha256:")))
+        .unwrap_or_else(|| panic!("the error does not name the pushed digest:\n{stderr}"))
+        .trim_end_matches(',')
+        .to_string()
+}
+
 /// Asserts success and returns stdout.
 pub fn ok(out: &Output) -> String {
     assert!(

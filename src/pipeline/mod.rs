@@ -5,26 +5,35 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::attest;
 use crate::attest::provenance::{self, BuildFacts};
 use crate::attest::sbom::SbomFormat;
-use crate::attest::{self, SbomDocument};
 use crate::base::{self, BaseError, ResolvedBase};
 use crate::config::{BuildSettings, Config, ConfigError, LoadedConfig, TemplateData};
 use crate::gobuild::buildinfo::{BuildInfo, BuildInfoError};
 use crate::gobuild::{BuildJob, GoError, GoToolchain, Package};
-use crate::image::{
-    self, assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image,
-    media_type, Artifact, Blob, BlobSource, Descriptor, ImageSpec, LayerEntry,
-};
+use crate::image::{self, Artifact};
 use crate::platform::{Platform, PlatformError, PlatformRequest, WasmOs};
 use crate::publish::{
-    self, ImageName, LayoutPublisher, PublishError, PublishRequest, PublishStats, Publisher,
-    Registry, RegistryOptions, RegistryPublisher,
+    self, ImageName, LayoutPublisher, PublishError, PublishStats, Registry, RegistryOptions,
+    RegistryPublisher,
 };
-use crate::sign::{self, Attachment, SignError, Signer, SignerIdentity, Signing};
+use crate::sign::{Attachment, SignError, Signing};
+
+mod assemble;
+mod deliver;
+mod report;
+
+use assemble::{assemble_package, wasm_artifact};
+
+use deliver::{add, requests_for, Delivery};
+use report::{check_writable, report, sbom_report, write_report, write_sboms};
+pub use report::{
+    BaseReport, BuildReport, LayerReport, PackageReport, PlatformReport, SbomReport,
+    WasmArtifactReport,
+};
 
 /// The base ko uses, and gantry with it.
 pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";
@@ -130,82 +139,6 @@ pub struct BuildOptions {
     pub legacy_attestations: bool,
 }
 
-/// The result, per package, as `--json` writes it.
-#[derive(Debug, Clone, Serialize)]
-pub struct BuildReport {
-    pub images: Vec<PackageReport>,
-    pub publish: PublishStats,
-    pub go_version: String,
-    /// Who signed, when anything was signed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signer: Option<SignerIdentity>,
-    /// HTTP requests sent to registries, every retry counted.
-    pub registry_requests: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PackageReport {
-    pub import_path: String,
-    /// `registry/repo`, or `oci:DIR` for a layout-only build.
-    pub repository: String,
-    /// Digest of the index (or of the single manifest).
-    pub digest: String,
-    pub media_type: String,
-    /// `repository@digest`.
-    pub reference: String,
-    pub tags: Vec<String>,
-    pub platforms: Vec<PlatformReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub base_image: Option<BaseReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wasm_artifact: Option<WasmArtifactReport>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sboms: Vec<SbomReport>,
-    /// Signatures and attestations stored for this package.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<Attachment>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SbomReport {
-    /// Digest of the image or index described.
-    pub subject: String,
-    /// `index`, or the platform.
-    pub platform: String,
-    pub format: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PlatformReport {
-    pub platform: String,
-    pub digest: String,
-    pub config_digest: String,
-    pub layers: Vec<LayerReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub base_digest: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerReport {
-    pub digest: String,
-    pub size: u64,
-    pub media_type: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BaseReport {
-    pub name: String,
-    pub digest: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WasmArtifactReport {
-    pub digest: String,
-    pub tags: Vec<String>,
-}
-
 /// One package's plan: what to build it for and on what.
 struct PackagePlan {
     package: Package,
@@ -288,16 +221,17 @@ pub async fn build(
     for b in base_refs.iter().filter(|b| *b != "scratch") {
         registry.declare(&publish::parse_reference(b)?.0, false);
     }
-    if let Some(dest) = &destination {
-        let multi = resolved.len() > 1;
-        for (package, _) in &resolved {
-            let repo = if multi {
-                dest.join(&package.name)
-            } else {
-                dest.clone()
-            };
-            registry.declare(&repo, true);
-        }
+    // Where each package goes: REPO, or REPO/<name> when there are several.
+    let registry_repos: Vec<ImageName> = match &destination {
+        Some(dest) if resolved.len() > 1 => resolved
+            .iter()
+            .map(|(package, _)| dest.join(&package.name))
+            .collect(),
+        Some(dest) => vec![dest.clone()],
+        None => Vec::new(),
+    };
+    for repo in &registry_repos {
+        registry.declare(repo, true);
     }
 
     let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
@@ -345,12 +279,15 @@ pub async fn build(
     }
 
     let multi = plans.len() > 1;
+    let repos_in_registry: Vec<String> = registry_repos.iter().map(|r| r.to_string()).collect();
     let sbom_names: Vec<String> = plans
         .iter()
-        .map(|p| match &destination {
-            Some(dest) if multi => dest.join(&p.package.name).to_string(),
-            Some(dest) => dest.to_string(),
-            None => p.package.name.clone(),
+        .enumerate()
+        .map(|(i, p)| {
+            repos_in_registry
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| p.package.name.clone())
         })
         .collect();
     let mut sboms = Vec::new();
@@ -420,19 +357,6 @@ pub async fn build(
         legacy_attestations: opts.legacy_attestations,
         created: opts.source_date_epoch.unwrap_or(0),
     };
-    let repos_in_registry: Vec<String> = match &destination {
-        Some(dest) => plans
-            .iter()
-            .map(|p| {
-                if multi {
-                    dest.join(&p.package.name).to_string()
-                } else {
-                    dest.to_string()
-                }
-            })
-            .collect(),
-        None => Vec::new(),
-    };
     let repos_in_layout: Vec<String> = plans
         .iter()
         .map(|p| {
@@ -476,17 +400,19 @@ pub async fn build(
     let signer = delivery.signer_identity();
     drop(delivery);
     let mut reports = Vec::new();
-    for (((plan, (artifact, wasm)), sboms), attached) in
-        plans.iter().zip(&artifacts).zip(sboms).zip(attachments)
+    for (i, (((plan, (artifact, wasm)), sboms), attached)) in plans
+        .iter()
+        .zip(&artifacts)
+        .zip(sboms)
+        .zip(attachments)
+        .enumerate()
     {
-        let repository = match &destination {
-            Some(dest) if multi => dest.join(&plan.package.name).to_string(),
-            Some(dest) => dest.to_string(),
-            None => format!(
+        let repository = repos_in_registry.get(i).cloned().unwrap_or_else(|| {
+            format!(
                 "oci:{}",
                 layout_dir.as_deref().unwrap_or(Path::new(".")).display()
-            ),
-        };
+            )
+        });
         let mut report = report(plan, artifact, wasm.as_ref(), repository, &tags, &wasm_tags);
         report.sboms = sboms
             .into_iter()
@@ -528,176 +454,6 @@ pub async fn build(
         publish::apply_tags(layout, requests, tag_jobs).await?;
     }
     Ok(report)
-}
-
-/// Writes the JSON result; `path` was checked for writability before anything was
-/// pushed.
-fn write_report(path: &Path, report: &BuildReport) -> Result<(), BuildError> {
-    let json = serde_json::to_vec_pretty(report).map_err(|e| BuildError::Io {
-        context: "serialising the result".into(),
-        cause: std::io::Error::other(e),
-    })?;
-    std::fs::write(path, json).map_err(io(format!("writing {}", path.display())))
-}
-
-/// Fails early, before any build or push, when an output file cannot be written:
-/// opens an existing file for writing, or makes (and removes) a file beside it.
-fn check_writable(path: &Path, is_dir: bool) -> Result<(), BuildError> {
-    let context = || {
-        format!(
-            "{} cannot be written (checked before building; nothing was pushed)",
-            path.display()
-        )
-    };
-    let probe = if is_dir {
-        std::fs::create_dir_all(path).and_then(|()| tempfile::NamedTempFile::new_in(path).map(drop))
-    } else if path.exists() {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map(drop)
-    } else {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        tempfile::NamedTempFile::new_in(parent.unwrap_or(Path::new("."))).map(drop)
-    };
-    probe.map_err(io(context()))
-}
-
-/// Everything one destination receives: images first, then what refers to them.
-struct Delivery<'a> {
-    plans: &'a [PackagePlan],
-    artifacts: &'a [(Artifact, Option<Artifact>)],
-    sboms: &'a [Vec<(SbomDocument, Option<PathBuf>)>],
-    tags: &'a [String],
-    wasm_tags: &'a [String],
-    jobs: usize,
-    signing: Option<&'a Signing>,
-    /// Made at the first signature, then shared by every destination.
-    keyless_signer: tokio::sync::OnceCell<Signer>,
-    provenance: Option<&'a serde_json::Value>,
-    legacy_attestations: bool,
-    created: i64,
-}
-
-impl Delivery<'_> {
-    fn signer_identity(&self) -> Option<SignerIdentity> {
-        match self.signing? {
-            Signing::Key(signer) => Some(signer.identity()),
-            Signing::Keyless(_) => self.keyless_signer.get().map(Signer::identity),
-        }
-    }
-
-    /// The signer, if signing: a keyless one gets its certificate now, after the
-    /// images are pushed, so its ten minutes are spent signing.
-    async fn signer(&self, progress: &Progress<'_>) -> Result<Option<&Signer>, SignError> {
-        match self.signing {
-            None => Ok(None),
-            Some(Signing::Key(signer)) => Ok(Some(signer)),
-            Some(Signing::Keyless(keyless)) => self
-                .keyless_signer
-                .get_or_try_init(|| {
-                    progress(
-                        Phase::Sign,
-                        &format!(
-                            "requesting a signing certificate from {}",
-                            keyless.fulcio_url
-                        ),
-                    );
-                    Signer::keyless(keyless)
-                })
-                .await
-                .map(Some),
-        }
-    }
-
-    async fn deliver<P: Publisher>(
-        &self,
-        publisher: &P,
-        repos: &[String],
-        progress: &Progress<'_>,
-    ) -> Result<(PublishStats, Vec<Vec<Attachment>>), BuildError> {
-        let requests = requests_for(self.plans, self.artifacts, self.tags, self.wasm_tags, repos);
-        let stats = publish::publish(publisher, &requests, self.jobs).await?;
-        let pushed = || {
-            requests
-                .iter()
-                .map(|r| format!("{}@{}", r.repository, r.artifact.descriptor().digest))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let failed = |source| BuildError::Sign {
-            pushed: pushed(),
-            source: Box::new(source),
-        };
-        let mut attachments = Vec::new();
-        for (i, (artifact, _)) in self.artifacts.iter().enumerate() {
-            let Some(signer) = self.signer(progress).await.map_err(failed)? else {
-                attachments.push(Vec::new());
-                continue;
-            };
-            let mut subjects: Vec<Descriptor> = Vec::new();
-            if let Artifact::Index { descriptor, .. } = artifact {
-                subjects.push(descriptor.clone());
-            }
-            subjects.extend(artifact.images().iter().map(|i| i.descriptor.clone()));
-            let sboms: Vec<&SbomDocument> = self.sboms[i].iter().map(|(doc, _)| doc).collect();
-            let claims = sign::claims_for(&repos[i], &subjects, &sboms, self.provenance);
-            progress(
-                Phase::Sign,
-                &format!(
-                    "signing and attesting {} ({} items)",
-                    repos[i],
-                    claims.len()
-                ),
-            );
-            attachments.push(
-                sign::attach(
-                    publisher,
-                    signer,
-                    &claims,
-                    self.legacy_attestations,
-                    self.created,
-                )
-                .await
-                .map_err(failed)?,
-            );
-        }
-        Ok((stats, attachments))
-    }
-}
-
-fn add(total: &mut PublishStats, s: PublishStats) {
-    total.blobs_uploaded += s.blobs_uploaded;
-    total.blobs_existing += s.blobs_existing;
-    total.blobs_mounted += s.blobs_mounted;
-    total.manifests += s.manifests;
-    total.manifests_existing += s.manifests_existing;
-    total.tags += s.tags;
-}
-
-fn requests_for<'a>(
-    plans: &[PackagePlan],
-    artifacts: &'a [(Artifact, Option<Artifact>)],
-    tags: &[String],
-    wasm_tags: &[String],
-    repos: &[String],
-) -> Vec<PublishRequest<'a>> {
-    let mut requests = Vec::new();
-    for ((_, (artifact, wasm)), repo) in plans.iter().zip(artifacts).zip(repos) {
-        requests.push(PublishRequest {
-            repository: repo.clone(),
-            artifact,
-            tags: tags.to_vec(),
-        });
-        if let Some(wasm) = wasm {
-            requests.push(PublishRequest {
-                repository: repo.clone(),
-                artifact: wasm,
-                tags: wasm_tags.to_vec(),
-            });
-        }
-    }
-    requests
 }
 
 /// OCI tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
@@ -896,221 +652,6 @@ fn output_dir(
         .join(&hash["sha256:".len().."sha256:".len() + 24])
 }
 
-/// Layers (in parallel, off the async threads) and images for one package.
-async fn assemble_package(
-    opts: &BuildOptions,
-    plan: &PackagePlan,
-    binaries: &[(Platform, PathBuf)],
-    work: &Path,
-) -> Result<Artifact, BuildError> {
-    let mtime = opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-    let name = plan.package.name.clone();
-    let spec = ImageSpec {
-        name: name.clone(),
-        created: opts.source_date_epoch.unwrap_or(0),
-        labels: opts.labels.clone(),
-        annotations: opts.annotations.clone(),
-    };
-
-    let kodata = match (
-        &plan.package.kodata,
-        binaries.iter().any(|(p, _)| !p.is_wasm()),
-    ) {
-        (Some(dir), true) => Some(layer(work, kodata_entries(dir)?, mtime).await?),
-        _ => None,
-    };
-    // One layer per distinct binary: wasi/wasm and wasip1/wasm share one blob.
-    let mut layers: HashMap<PathBuf, (Blob, String)> = HashMap::new();
-    let mut images = Vec::new();
-    for (platform, binary) in binaries {
-        let app = match layers.get(binary) {
-            Some(l) => l.clone(),
-            None => {
-                let entries = if platform.is_wasm() {
-                    vec![LayerEntry::File {
-                        path: format!("{name}.wasm"),
-                        mode: 0o755,
-                        source: binary.clone(),
-                    }]
-                } else {
-                    vec![
-                        LayerEntry::Dir {
-                            path: "ko-app".into(),
-                            mode: 0o755,
-                        },
-                        LayerEntry::File {
-                            path: format!("ko-app/{name}"),
-                            mode: 0o555,
-                            source: binary.clone(),
-                        },
-                    ]
-                };
-                let l = layer(work, entries, mtime).await?;
-                layers.insert(binary.clone(), l.clone());
-                l
-            }
-        };
-        let image = if platform.is_wasm() {
-            assemble_wasm_image(&spec, platform, app)
-        } else {
-            let base = match &plan.base {
-                Some((_, resolved)) => {
-                    Some(resolved.for_platform(platform).ok_or_else(|| {
-                        BuildError::Usage(format!("base image has no {platform}"))
-                    })?)
-                }
-                None => None,
-            };
-            let ours = kodata.iter().cloned().chain(std::iter::once(app)).collect();
-            assemble_linux_image(&spec, platform, base, ours)
-        };
-        images.push(image);
-    }
-    let mut index_annotations = opts.annotations.clone();
-    if let Some((name, resolved)) = &plan.base {
-        index_annotations.insert(image::annotation::BASE_NAME.into(), name.clone());
-        index_annotations.insert(
-            image::annotation::BASE_DIGEST.into(),
-            resolved.digest.clone(),
-        );
-    }
-    Ok(assemble_index(images, index_annotations))
-}
-
-async fn layer(
-    work: &Path,
-    entries: Vec<LayerEntry>,
-    mtime: u64,
-) -> Result<(Blob, String), BuildError> {
-    let work = work.to_path_buf();
-    tokio::task::spawn_blocking(move || image::write_layer(&work, &entries, mtime))
-        .await
-        .map_err(|e| BuildError::Usage(format!("layer writer stopped: {e}")))?
-        .map_err(io("writing a layer"))
-}
-
-/// `kodata/` as ko ships it: under /var/run/ko, sorted, symlinks followed.
-fn kodata_entries(dir: &Path) -> Result<Vec<LayerEntry>, BuildError> {
-    fn walk(dir: &Path, rel: &str, out: &mut Vec<LayerEntry>) -> Result<(), BuildError> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .map_err(io(format!("reading {}", dir.display())))?
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for name in names {
-            let path = dir.join(&name);
-            let rel = format!("{rel}/{}", name.to_string_lossy());
-            let meta =
-                std::fs::metadata(&path).map_err(io(format!("reading {}", path.display())))?;
-            if meta.is_dir() {
-                out.push(LayerEntry::Dir {
-                    path: rel.clone(),
-                    mode: 0o755,
-                });
-                walk(&path, &rel, out)?;
-            } else {
-                out.push(LayerEntry::File {
-                    path: rel,
-                    mode: 0o555,
-                    source: path,
-                });
-            }
-        }
-        Ok(())
-    }
-    let mut out = vec![LayerEntry::Dir {
-        path: "var/run/ko".into(),
-        mode: 0o755,
-    }];
-    walk(dir, "var/run/ko", &mut out)?;
-    Ok(out)
-}
-
-/// The CNCF Wasm OCI artifact of a package's module: the raw `.wasm` as one layer.
-async fn wasm_artifact(
-    opts: &BuildOptions,
-    plan: &PackagePlan,
-    module: &Path,
-) -> Result<Artifact, BuildError> {
-    let path = module.to_path_buf();
-    let (digest, size) = tokio::task::spawn_blocking(move || image::file_digest(&path))
-        .await
-        .map_err(|e| BuildError::Usage(format!("hashing stopped: {e}")))?
-        .map_err(io(format!("reading {}", module.display())))?;
-    let blob = Blob {
-        descriptor: Descriptor::new(media_type::WASM_LAYER, digest, size),
-        source: BlobSource::File(module.to_path_buf()),
-    };
-    let spec = ImageSpec {
-        name: plan.package.name.clone(),
-        created: opts.source_date_epoch.unwrap_or(0),
-        labels: BTreeMap::new(),
-        annotations: opts.annotations.clone(),
-    };
-    Ok(Artifact::Image(assemble_wasm_artifact(&spec, blob)))
-}
-
-fn report(
-    plan: &PackagePlan,
-    artifact: &Artifact,
-    wasm: Option<&Artifact>,
-    repository: String,
-    tags: &[String],
-    wasm_tags: &[String],
-) -> PackageReport {
-    let descriptor = artifact.descriptor();
-    PackageReport {
-        import_path: plan.package.import_path.clone(),
-        reference: format!("{repository}@{}", descriptor.digest),
-        repository,
-        digest: descriptor.digest.clone(),
-        media_type: descriptor.media_type.clone(),
-        tags: tags.to_vec(),
-        platforms: artifact
-            .images()
-            .iter()
-            .map(|i| PlatformReport {
-                platform: i.platform.to_string(),
-                digest: i.descriptor.digest.clone(),
-                config_digest: i.config.descriptor.digest.clone(),
-                layers: i
-                    .layers
-                    .iter()
-                    .map(|l| LayerReport {
-                        digest: l.descriptor.digest.clone(),
-                        size: l.descriptor.size,
-                        media_type: l.descriptor.media_type.clone(),
-                    })
-                    .collect(),
-                base_digest: i.base_digest.clone(),
-            })
-            .collect(),
-        base_image: plan.base.as_ref().map(|(name, r)| BaseReport {
-            name: name.clone(),
-            digest: r.digest.clone(),
-        }),
-        wasm_artifact: wasm.map(|w| WasmArtifactReport {
-            digest: w.descriptor().digest.clone(),
-            tags: wasm_tags.to_vec(),
-        }),
-        sboms: Vec::new(),
-        attachments: Vec::new(),
-    }
-}
-
-fn sbom_report(doc: &SbomDocument, file: Option<PathBuf>) -> SbomReport {
-    SbomReport {
-        subject: doc.subject.clone(),
-        platform: doc
-            .platform
-            .as_ref()
-            .map_or("index".into(), Platform::to_string),
-        format: format!("{:?}", doc.format).to_lowercase(),
-        file,
-    }
-}
-
 /// Reads each built binary's Go build info (wasm has no Go version in it: the
 /// toolchain that built it supplies that).
 async fn read_build_infos(
@@ -1138,29 +679,6 @@ async fn read_build_infos(
     })
     .await
     .map_err(|e| BuildError::Usage(format!("reading build info stopped: {e}")))?
-}
-
-/// Writes SBOMs to `dir` (when given) as `<name>-<platform|index>.<format>.json`.
-fn write_sboms(
-    dir: Option<&Path>,
-    name: &str,
-    docs: Vec<SbomDocument>,
-) -> Result<Vec<(SbomDocument, Option<PathBuf>)>, BuildError> {
-    let Some(dir) = dir else {
-        return Ok(docs.into_iter().map(|d| (d, None)).collect());
-    };
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    docs.into_iter()
-        .map(|doc| {
-            let which = doc
-                .platform
-                .as_ref()
-                .map_or("index".to_string(), |p| p.to_string().replace('/', "-"));
-            let path = dir.join(format!("{name}-{which}.{}", doc.format.file_suffix()));
-            std::fs::write(&path, &doc.json).map_err(io(format!("writing {}", path.display())))?;
-            Ok((doc, Some(path)))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,205 @@
+//! What a build reports (`--json`, step outputs, the summary), and the files it
+//! writes beside the images: the result and the SBOMs.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{io, BuildError, PackagePlan};
+use crate::attest::SbomDocument;
+use crate::image::Artifact;
+use crate::platform::Platform;
+use crate::publish::PublishStats;
+use crate::sign::{Attachment, SignerIdentity};
+
+/// The result, per package, as `--json` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub images: Vec<PackageReport>,
+    pub publish: PublishStats,
+    pub go_version: String,
+    /// Who signed, when anything was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<SignerIdentity>,
+    /// HTTP requests sent to registries, every retry counted.
+    pub registry_requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageReport {
+    pub import_path: String,
+    /// `registry/repo`, or `oci:DIR` for a layout-only build.
+    pub repository: String,
+    /// Digest of the index (or of the single manifest).
+    pub digest: String,
+    pub media_type: String,
+    /// `repository@digest`.
+    pub reference: String,
+    pub tags: Vec<String>,
+    pub platforms: Vec<PlatformReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<BaseReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wasm_artifact: Option<WasmArtifactReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sboms: Vec<SbomReport>,
+    /// Signatures and attestations stored for this package.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SbomReport {
+    /// Digest of the image or index described.
+    pub subject: String,
+    /// `index`, or the platform.
+    pub platform: String,
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub digest: String,
+    pub config_digest: String,
+    pub layers: Vec<LayerReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseReport {
+    pub name: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WasmArtifactReport {
+    pub digest: String,
+    pub tags: Vec<String>,
+}
+
+/// Writes the JSON result; `path` was checked for writability before anything was
+/// pushed.
+pub(super) fn write_report(path: &Path, report: &BuildReport) -> Result<(), BuildError> {
+    let json = serde_json::to_vec_pretty(report).map_err(|e| BuildError::Io {
+        context: "serialising the result".into(),
+        cause: std::io::Error::other(e),
+    })?;
+    std::fs::write(path, json).map_err(io(format!("writing {}", path.display())))
+}
+
+/// Fails early, before any build or push, when an output file cannot be written:
+/// opens an existing file for writing, or makes (and removes) a file beside it.
+pub(super) fn check_writable(path: &Path, is_dir: bool) -> Result<(), BuildError> {
+    let context = || {
+        format!(
+            "{} cannot be written (checked before building; nothing was pushed)",
+            path.display()
+        )
+    };
+    let probe = if is_dir {
+        std::fs::create_dir_all(path).and_then(|()| tempfile::NamedTempFile::new_in(path).map(drop))
+    } else if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+    } else {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        tempfile::NamedTempFile::new_in(parent.unwrap_or(Path::new("."))).map(drop)
+    };
+    probe.map_err(io(context()))
+}
+
+pub(super) fn report(
+    plan: &PackagePlan,
+    artifact: &Artifact,
+    wasm: Option<&Artifact>,
+    repository: String,
+    tags: &[String],
+    wasm_tags: &[String],
+) -> PackageReport {
+    let descriptor = artifact.descriptor();
+    PackageReport {
+        import_path: plan.package.import_path.clone(),
+        reference: format!("{repository}@{}", descriptor.digest),
+        repository,
+        digest: descriptor.digest.clone(),
+        media_type: descriptor.media_type.clone(),
+        tags: tags.to_vec(),
+        platforms: artifact
+            .images()
+            .iter()
+            .map(|i| PlatformReport {
+                platform: i.platform.to_string(),
+                digest: i.descriptor.digest.clone(),
+                config_digest: i.config.descriptor.digest.clone(),
+                layers: i
+                    .layers
+                    .iter()
+                    .map(|l| LayerReport {
+                        digest: l.descriptor.digest.clone(),
+                        size: l.descriptor.size,
+                        media_type: l.descriptor.media_type.clone(),
+                    })
+                    .collect(),
+                base_digest: i.base_digest.clone(),
+            })
+            .collect(),
+        base_image: plan.base.as_ref().map(|(name, r)| BaseReport {
+            name: name.clone(),
+            digest: r.digest.clone(),
+        }),
+        wasm_artifact: wasm.map(|w| WasmArtifactReport {
+            digest: w.descriptor().digest.clone(),
+            tags: wasm_tags.to_vec(),
+        }),
+        sboms: Vec::new(),
+        attachments: Vec::new(),
+    }
+}
+
+pub(super) fn sbom_report(doc: &SbomDocument, file: Option<PathBuf>) -> SbomReport {
+    SbomReport {
+        subject: doc.subject.clone(),
+        platform: doc
+            .platform
+            .as_ref()
+            .map_or("index".into(), Platform::to_string),
+        format: format!("{:?}", doc.format).to_lowercase(),
+        file,
+    }
+}
+
+/// Writes SBOMs to `dir` (when given) as `<name>-<platform|index>.<format>.json`.
+pub(super) fn write_sboms(
+    dir: Option<&Path>,
+    name: &str,
+    docs: Vec<SbomDocument>,
+) -> Result<Vec<(SbomDocument, Option<PathBuf>)>, BuildError> {
+    let Some(dir) = dir else {
+        return Ok(docs.into_iter().map(|d| (d, None)).collect());
+    };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    docs.into_iter()
+        .map(|doc| {
+            let which = doc
+                .platform
+                .as_ref()
+                .map_or("index".to_string(), |p| p.to_string().replace('/', "-"));
+            let path = dir.join(format!("{name}-{which}.{}", doc.format.file_suffix()));
+            std::fs::write(&path, &doc.json).map_err(io(format!("writing {}", path.display())))?;
+            Ok((doc, Some(path)))
+        })
+        .collect()
+}

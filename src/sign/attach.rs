@@ -1,0 +1,386 @@
+//! Signing claims and storing what was signed: per subject, the claims are signed
+//! concurrently (the log round trips overlap), the bundle referrers are pushed side
+//! by side, and each shared list (`.sig`, `.att`, the fallback index) gets one merge.
+//! Whatever the same key already stored about the subject is not stored again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::store::{self, SharedList};
+use super::{
+    digest_tag, rekor, statement, Attachment, Claim, ClaimKind, SignError, SignedStatement, Signer,
+    BUNDLE_ANNOTATION, BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, DSSE_ENVELOPE, EMPTY_CONFIG,
+    KEY_ANNOTATION, PREDICATE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLESIGNING,
+    STATEMENT_ANNOTATION,
+};
+use crate::image::{canonical_json, media_type, rfc3339, Blob, BlobSource, Descriptor};
+use crate::publish::Publisher;
+
+/// Signs and stores every claim through `publisher`, after the images themselves
+/// were published.
+/// Claims about different subjects run concurrently; those about one subject run in
+/// order, since they update the same `.sig`, `.att` and fallback tags.
+pub async fn attach<P: Publisher>(
+    publisher: &P,
+    signer: &Signer,
+    claims: &[Claim],
+    legacy_attestations: bool,
+    created: i64,
+) -> Result<Vec<Attachment>, SignError> {
+    let mut by_subject: Vec<Vec<&Claim>> = Vec::new();
+    for claim in claims {
+        match by_subject.iter_mut().find(|g| {
+            g[0].subject.digest == claim.subject.digest && g[0].repository == claim.repository
+        }) {
+            Some(group) => group.push(claim),
+            None => by_subject.push(vec![claim]),
+        }
+    }
+    let groups = by_subject
+        .into_iter()
+        .map(|group| attach_in_order(publisher, signer, group, legacy_attestations, created));
+    let done = futures::future::try_join_all(groups).await?;
+    Ok(done.into_iter().flatten().collect())
+}
+
+/// A claim signed, and entered in the log, ready to store.
+enum SignedClaim {
+    Signature {
+        payload: Vec<u8>,
+        annotations: BTreeMap<String, String>,
+        entry: Option<rekor::LogEntry>,
+        bundle: SignedStatement,
+    },
+    Attestation(SignedStatement),
+}
+
+async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignError> {
+    match &claim.kind {
+        ClaimKind::Signature => {
+            let subject = &claim.subject.digest;
+            let payload = simplesigning_payload(&claim.repository, subject);
+            let stmt = signature_statement(&claim.repository, subject);
+            let ((annotations, entry), bundle) =
+                futures::try_join!(signer.sign_payload(&payload), signer.sign_statement(&stmt))?;
+            Ok(SignedClaim::Signature {
+                payload,
+                annotations,
+                entry,
+                bundle,
+            })
+        }
+        ClaimKind::Attestation { statement, .. } => Ok(SignedClaim::Attestation(
+            signer.sign_statement(statement).await?,
+        )),
+    }
+}
+
+/// Signs the claims about one subject concurrently (the log round trips overlap),
+/// then stores them: the bundle referrers side by side, then one merge each into the
+/// `.sig` manifest, the `.att` manifest and the fallback index (see [`store`]).
+/// Whatever this key already stored about the subject is not stored again.
+async fn attach_in_order<P: Publisher>(
+    publisher: &P,
+    signer: &Signer,
+    claims: Vec<&Claim>,
+    legacy_attestations: bool,
+    created: i64,
+) -> Result<Vec<Attachment>, SignError> {
+    let Some(first) = claims.first() else {
+        return Ok(Vec::new());
+    };
+    let (repository, subject) = (first.repository.as_str(), &first.subject);
+    let index_tag = digest_tag(&subject.digest, None);
+    // What is listed already (the registry's referrers API, else the fallback index),
+    // read while signing.
+    let (signed, (known_referrers, fallback)) = futures::try_join!(
+        futures::future::try_join_all(claims.iter().map(|c| sign_claim(signer, c))),
+        async {
+            match publisher.referrers(repository, &subject.digest).await? {
+                Some(listed) => Ok((listed, None)),
+                None => {
+                    let fallback = store::read_list(
+                        publisher,
+                        repository,
+                        &index_tag,
+                        SharedList::FallbackIndex,
+                    )
+                    .await?;
+                    Ok::<_, SignError>((fallback.entries.clone(), Some(fallback)))
+                }
+            }
+        },
+    )?;
+
+    let mut out = Vec::new();
+    let mut blobs: Vec<Blob> = Vec::new();
+    let mut referrers: Vec<(Descriptor, Bytes, Value)> = Vec::new();
+    let mut sig_layers: Vec<Value> = Vec::new();
+    let mut att_layers: Vec<Value> = Vec::new();
+    let attachment = |kind,
+                      predicate_type: Option<&str>,
+                      storage,
+                      digest: String,
+                      entry: &Option<rekor::LogEntry>,
+                      bundle: Option<&Value>| Attachment {
+        kind,
+        subject: subject.digest.clone(),
+        predicate_type: predicate_type.map(str::to_string),
+        storage,
+        digest,
+        rekor_log_index: entry.as_ref().map(|e| e.log_index),
+        bundle: bundle.cloned(),
+    };
+    for (claim, signed) in claims.into_iter().zip(signed) {
+        let (kind, predicate_type, statement) = match &claim.kind {
+            ClaimKind::Signature => ("signature", COSIGN_SIGN_PREDICATE.to_string(), None),
+            ClaimKind::Attestation {
+                predicate_type,
+                statement,
+            } => ("attestation", predicate_type.clone(), Some(statement)),
+        };
+        let bundle = match &signed {
+            SignedClaim::Signature { bundle, .. } => bundle,
+            SignedClaim::Attestation(signed) => signed,
+        };
+        let statement_digest = match statement {
+            Some(s) => crate::image::sha256_digest(s),
+            None => crate::image::sha256_digest(&signature_statement(
+                &claim.repository,
+                &subject.digest,
+            )),
+        };
+        let (descriptor, manifest, entry, new_blobs) = referrer(
+            claim,
+            &predicate_type,
+            &bundle.bundle,
+            &statement_digest,
+            &signer.key.hint(),
+            created,
+        );
+        // A referrer this key made about the same statement is already there.
+        let stored = known_referrers.iter().find(|e| same_referrer(e, &entry));
+        let digest = match stored.and_then(|e| e["digest"].as_str()) {
+            Some(d) => d.to_string(),
+            None => {
+                blobs.extend(new_blobs);
+                referrers.push((descriptor.clone(), manifest, entry));
+                descriptor.digest.clone()
+            }
+        };
+        out.push(attachment(
+            kind,
+            Some(&predicate_type),
+            "referrer",
+            digest,
+            &bundle.log_entry,
+            Some(&bundle.bundle),
+        ));
+        match signed {
+            SignedClaim::Signature {
+                payload,
+                annotations,
+                entry,
+                ..
+            } => {
+                let (blob, layer) = annotated_layer(SIMPLESIGNING, payload, annotations);
+                blobs.push(blob);
+                sig_layers.push(layer);
+                out.push(attachment(
+                    "signature",
+                    None,
+                    "sig-tag",
+                    String::new(),
+                    &entry,
+                    None,
+                ));
+            }
+            SignedClaim::Attestation(signed) if legacy_attestations => {
+                let mut annotations = signer.identity_annotations();
+                annotations.insert(SIGNATURE_ANNOTATION.to_string(), String::new());
+                annotations.insert("predicateType".to_string(), predicate_type.clone());
+                if let Some(entry) = &signed.log_entry {
+                    annotations.insert(
+                        BUNDLE_ANNOTATION.to_string(),
+                        entry.cosign_bundle_annotation(),
+                    );
+                }
+                let envelope = canonical_json(&signed.envelope);
+                let (blob, layer) = annotated_layer(DSSE_ENVELOPE, envelope, annotations);
+                blobs.push(blob);
+                att_layers.push(layer);
+                out.push(attachment(
+                    "attestation",
+                    Some(&predicate_type),
+                    "att-tag",
+                    String::new(),
+                    &signed.log_entry,
+                    None,
+                ));
+            }
+            SignedClaim::Attestation(_) => {}
+        }
+    }
+
+    // Blobs, then the referrer manifests, then the shared lists that name them.
+    futures::future::try_join_all(blobs.iter().map(|b| publisher.push_blob(repository, b))).await?;
+    futures::future::try_join_all(
+        referrers
+            .iter()
+            .map(|(d, bytes, _)| publisher.push_manifest(repository, d, bytes)),
+    )
+    .await?;
+    let index_entries: Vec<Value> = referrers.into_iter().map(|(_, _, e)| e).collect();
+    // A `.sig` layer with our payload whose signature our key makes is ours already
+    // (signatures are randomised, so the bytes differ between runs).
+    let payloads: HashMap<&str, &Bytes> = blobs
+        .iter()
+        .filter_map(|b| match &b.source {
+            BlobSource::Bytes(bytes) if b.descriptor.media_type == SIMPLESIGNING => {
+                Some((b.descriptor.digest.as_str(), bytes))
+            }
+            _ => None,
+        })
+        .collect();
+    let same_layer = |existing: &Value, ours: &Value| {
+        existing == ours
+            || (existing["digest"] == ours["digest"]
+                && existing["digest"]
+                    .as_str()
+                    .and_then(|d| payloads.get(d))
+                    .zip(existing["annotations"][SIGNATURE_ANNOTATION].as_str())
+                    .is_some_and(|(payload, sig)| signer.made_signature(sig, payload)))
+    };
+    let sig_tag = digest_tag(&subject.digest, Some("sig"));
+    let att_tag = digest_tag(&subject.digest, Some("att"));
+    let uses_fallback = fallback.is_some();
+    let (sig_digest, att_digest, _) = futures::try_join!(
+        store::merge_into_tag(
+            publisher,
+            repository,
+            &sig_tag,
+            SharedList::SignatureManifest,
+            &sig_layers,
+            same_layer,
+            None,
+        ),
+        store::merge_into_tag(
+            publisher,
+            repository,
+            &att_tag,
+            SharedList::SignatureManifest,
+            &att_layers,
+            same_layer,
+            None,
+        ),
+        store::merge_into_tag(
+            publisher,
+            repository,
+            &index_tag,
+            SharedList::FallbackIndex,
+            if uses_fallback { &index_entries } else { &[] },
+            same_referrer,
+            fallback,
+        ),
+    )?;
+    for a in &mut out {
+        match a.storage {
+            "sig-tag" => a.digest = sig_digest.clone(),
+            "att-tag" => a.digest = att_digest.clone(),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A `.sig` / `.att` layer: the blob, and its descriptor with the annotations.
+fn annotated_layer(
+    media_type: &str,
+    bytes: Vec<u8>,
+    annotations: BTreeMap<String, String>,
+) -> (Blob, Value) {
+    let blob = Blob::from_bytes(media_type, bytes);
+    let mut layer = blob.descriptor.clone();
+    layer.annotations = annotations;
+    (blob, json!(layer))
+}
+
+/// Whether a listed referrer is ours: the same manifest, or a bundle by the same key
+/// about the same statement (what a rerun with that key would make again).
+fn same_referrer(existing: &Value, ours: &Value) -> bool {
+    if existing["digest"] == ours["digest"] {
+        return true;
+    }
+    let a = &existing["annotations"];
+    let b = &ours["annotations"];
+    [PREDICATE_ANNOTATION, STATEMENT_ANNOTATION, KEY_ANNOTATION]
+        .iter()
+        .all(|k| a[k].is_string() && a[k] == b[k])
+}
+
+/// A DSSE bundle v0.3 as an OCI referrer of the claim's subject: its descriptor, the
+/// manifest, the entry the fallback index lists it by, and the blobs it needs.
+fn referrer(
+    claim: &Claim,
+    predicate_type: &str,
+    bundle: &Value,
+    statement_digest: &str,
+    key_hint: &str,
+    created: i64,
+) -> (Descriptor, Bytes, Value, Vec<Blob>) {
+    let bundle = Blob::from_bytes(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
+    let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
+    let mut subject = claim.subject.clone();
+    subject.platform = None;
+    subject.annotations.clear();
+    let annotations = json!({
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        PREDICATE_ANNOTATION: predicate_type,
+        STATEMENT_ANNOTATION: statement_digest,
+        KEY_ANNOTATION: key_hint,
+        "org.opencontainers.image.created": rfc3339(created),
+    });
+    let manifest = canonical_json(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": empty.descriptor,
+        "layers": [bundle.descriptor],
+        "subject": subject,
+        "annotations": annotations,
+    }));
+    let descriptor = Descriptor::for_bytes(media_type::OCI_MANIFEST, &manifest);
+    let mut entry = descriptor.clone();
+    entry.artifact_type = Some(BUNDLE_MEDIA_TYPE.into());
+    let mut entry = json!(entry);
+    entry["annotations"] = annotations;
+    (
+        descriptor,
+        Bytes::from(manifest),
+        entry,
+        vec![empty, bundle],
+    )
+}
+
+/// cosign v3's image signature: an in-toto statement with an empty predicate.
+fn signature_statement(repository: &str, digest: &str) -> Vec<u8> {
+    statement(
+        &[(repository.to_string(), digest.to_string())],
+        COSIGN_SIGN_PREDICATE,
+        &json!({}),
+    )
+}
+
+/// cosign's simplesigning payload: which image, by digest, in which repository.
+fn simplesigning_payload(repository: &str, digest: &str) -> Vec<u8> {
+    canonical_json(&json!({
+        "critical": {
+            "identity": {"docker-reference": repository},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+}

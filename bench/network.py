@@ -9,7 +9,12 @@ Reports, from one run each (RUNS=N takes the median of N):
 2. a key-signed linux/amd64+arm64+wasi/wasm rebuild of examples/hello: wall time at
    the latency and on loopback, and the effective sequential round trips,
    (latency wall - loopback wall) / round trip;
-3. the requests that signed run sent, counted at the proxy.
+3. the requests that signed run sent, counted at the proxy;
+4. the same for a signed push of changed images (a new SOURCE_DATE_EPOCH each run, so
+   every digest is new and everything is uploaded and signed);
+5. a real-size program, ko v0.18.0 itself (a ~30 MB binary from hundreds of packages,
+   from the Go module cache), unsigned linux/amd64+arm64 onto the base: gantry against
+   ko, first push into an empty repository and again with nothing changed.
 
 Run through bench/run-network, which installs what it needs.
 """
@@ -59,6 +64,60 @@ def median(fn):
     return statistics.median(fn() for _ in range(RUNS))
 
 
+def signed_figures(hello, host, slow_host, env, keys, changed):
+    """Wall at the latency, wall on loopback, effective round trips, requests."""
+    runs = iter(range(1_000_000, 2_000_000))
+
+    def cmd(h):
+        return [GANTRY, "build", "--repo", f"{h}/signed", "--platform", "linux/amd64,linux/arm64,wasi/wasm",
+                "--base", "scratch", "--key", os.path.join(keys, "k.key"), "."]
+
+    def run(h):
+        e = dict(env, SOURCE_DATE_EPOCH=str(next(runs))) if changed else env
+        return timed(cmd(h), hello, e)
+
+    run(host)
+    run(slow_host)
+    loopback = median(lambda: run(host))
+    proxy_log(slow_host, clear=True)
+    run(slow_host)
+    requests = len(proxy_log(slow_host))
+    slow_wall = median(lambda: run(slow_host))
+    return slow_wall, loopback, (slow_wall - loopback) / (2 * LATENCY_MS / 1000), requests
+
+
+def real_size(tmp, slow_host, base, platforms):
+    """gantry and ko building ko itself: first push and nothing changed."""
+    src = os.path.join(tmp, "real")
+    os.makedirs(src)
+    subprocess.run(["go", "mod", "init", "example.com/real"], cwd=src, check=True, capture_output=True)
+    subprocess.run(["go", "get", "github.com/google/ko@v0.18.0"], cwd=src, check=True, capture_output=True)
+    pkg = "github.com/google/ko"
+    count = subprocess.run(["go", "list", "-deps", pkg], cwd=src, check=True, capture_output=True, text=True)
+    packages = len(count.stdout.split())
+    repos = iter(range(1_000_000))
+
+    def gantry(repo):
+        return [GANTRY, "build", "--repo", f"{slow_host}/{repo}", "--platform", platforms, "--base", base,
+                "--sbom", "none", "--sign", "none", pkg]
+
+    def ko(repo):
+        env = dict(os.environ, KO_DOCKER_REPO=f"{slow_host}/{repo}", KO_DEFAULTBASEIMAGE=base)
+        cmd = ["ko", "build", "--bare", "--insecure-registry", f"--platform={platforms}", "--sbom=none", pkg]
+        return timed(cmd, src, env)
+
+    timed(gantry("g-warm"), src)  # warms the Go build cache for both tools
+    first_g = median(lambda: timed(gantry(f"g-{next(repos)}"), src))
+    first_k = median(lambda: ko(f"k-{next(repos)}"))
+    same_g = median(lambda: timed(gantry("g-warm"), src))
+    ko("k-same")
+    same_k = median(lambda: ko("k-same"))
+    out = os.path.join(tmp, "ko-bin")
+    subprocess.run(["go", "build", "-trimpath", "-o", out, pkg], cwd=src, check=True,
+                   env=dict(os.environ, CGO_ENABLED="0"))
+    return packages, os.path.getsize(out), first_g, first_k, same_g, same_k
+
+
 def main():
     hello = os.path.join(ROOT, "examples", "hello")
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,31 +139,31 @@ def main():
             g = median(lambda: timed(gantry_cmd, hello))
             k = median(lambda: timed(ko_cmd, hello, ko_env))
 
-            # 2 and 3. A signed 3-platform rebuild, at the latency and on loopback.
             keys = os.path.join(tmp, "keys")
             os.makedirs(keys)
             env = dict(os.environ, COSIGN_PASSWORD=PASSWORD)
             subprocess.run([GANTRY, "keygen", "--output-prefix", os.path.join(keys, "k")], env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            signed = lambda h: [GANTRY, "build", "--repo", f"{h}/signed", "--platform",
-                                "linux/amd64,linux/arm64,wasi/wasm", "--base", "scratch",
-                                "--key", os.path.join(keys, "k.key"), "."]
-            timed(signed(host), hello, env)
-            loopback = median(lambda: timed(signed(host), hello, env))
-            proxy_log(slow_host, clear=True)
-            timed(signed(slow_host), hello, env)
-            requests = len(proxy_log(slow_host))
-            slow_wall = median(lambda: timed(signed(slow_host), hello, env))
-            rtt = 2 * LATENCY_MS / 1000
-            trips = (slow_wall - loopback) / rtt
+            rebuild = signed_figures(hello, host, slow_host, env, keys, changed=False)
+            changed = signed_figures(hello, host, slow_host, env, keys, changed=True)
+            packages, size, first_g, first_k, same_g, same_k = real_size(tmp, slow_host, base, platforms)
+
             print(f"added latency {LATENCY_MS} ms each way (round trip {2 * LATENCY_MS} ms), median of {RUNS}")
-            print(f"1. unsigned {platforms} onto a 2-platform base, nothing changed: "
+            print(f"1. unsigned {platforms} of examples/hello onto a 2-platform base, nothing changed: "
                   f"gantry {g:.2f}s, ko {k:.2f}s, gantry/ko {g / k:.2f}")
-            print(f"2. signed 3-platform rebuild: {slow_wall:.2f}s at the latency, {loopback:.2f}s on loopback, "
-                  f"{trips:.1f} effective sequential round trips")
-            print(f"3. requests in one signed 3-platform rebuild, counted at the proxy: {requests}")
-            print(json.dumps({"gantry": g, "ko": k, "ratio": g / k, "signed_slow": slow_wall,
-                              "signed_loopback": loopback, "round_trips": trips, "requests": requests}))
+            for n, what, (slow_wall, loopback, trips, requests) in [
+                (2, "signed 3-platform rebuild, nothing changed", rebuild),
+                (4, "signed 3-platform push of changed images", changed),
+            ]:
+                print(f"{n}. {what}: {slow_wall:.2f}s at the latency, {loopback:.2f}s on loopback, "
+                      f"{trips:.1f} effective sequential round trips, {requests} requests at the proxy")
+            print(f"5. real size: github.com/google/ko, {packages} packages, {size / 1e6:.1f} MB linux/amd64 "
+                  f"binary, unsigned {platforms} at the latency: first push gantry {first_g:.2f}s, ko "
+                  f"{first_k:.2f}s ({first_g / first_k:.2f}); nothing changed gantry {same_g:.2f}s, ko "
+                  f"{same_k:.2f}s ({same_g / same_k:.2f})")
+            print(json.dumps({"gantry": g, "ko": k, "ratio": g / k, "rebuild": rebuild, "changed": changed,
+                              "real": {"packages": packages, "bytes": size, "first": [first_g, first_k],
+                                       "same": [same_g, same_k]}}))
         finally:
             slow.kill()
             registry.kill()

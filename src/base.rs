@@ -120,8 +120,8 @@ pub async fn resolve(
             chosen
         }
     };
-    let mut images = Vec::new();
-    for d in chosen {
+    // Each platform's manifest and config, all platforms at once.
+    let images = futures::future::try_join_all(chosen.into_iter().map(|d| async {
         let (bytes, child_digest) = registry
             .pull_manifest(&name, &d.digest)
             .await
@@ -135,8 +135,9 @@ pub async fn resolve(
                 obj.entry("variant").or_insert_with(|| v.clone().into());
             }
         }
-        images.push(image);
-    }
+        Ok::<_, BaseError>(image)
+    }))
+    .await?;
     Ok(ResolvedBase { digest, images })
 }
 

@@ -174,6 +174,8 @@ impl GoToolchain {
         cmd.arg(&job.package.import_path)
             .current_dir(job.dir)
             .stdin(Stdio::null())
+            // A build abandoned (the base failed to resolve, a signal) stops too.
+            .kill_on_drop(true)
             .env("CGO_ENABLED", "0");
         for (k, v) in job.env {
             cmd.env(k, v);

@@ -101,6 +101,10 @@ impl Descriptor {
 pub enum BlobSource {
     /// Small JSON documents.
     Bytes(Bytes),
+    /// A small document this run made that a registry almost surely lacks, since it
+    /// carries or lists a new signature: uploaded without asking first (asking
+    /// would cost a round trip to hear "no").
+    Unpublished(Bytes),
     /// A layer gantry wrote to disk.
     File(PathBuf),
     /// A base-image layer, still in its registry repository (`registry/repo`).
@@ -119,6 +123,14 @@ impl Blob {
         Blob {
             descriptor: Descriptor::for_bytes(media_type, &bytes),
             source: BlobSource::Bytes(Bytes::from(bytes)),
+        }
+    }
+
+    /// A document about a signature made just now (see [`BlobSource::Unpublished`]).
+    pub fn unpublished(media_type: &str, bytes: Vec<u8>) -> Self {
+        Blob {
+            descriptor: Descriptor::for_bytes(media_type, &bytes),
+            source: BlobSource::Unpublished(Bytes::from(bytes)),
         }
     }
 }

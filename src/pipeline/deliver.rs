@@ -2,6 +2,7 @@
 //! images, then the signatures and attestations that refer to them. Tags are moved
 //! later, by the caller, once everything else is stored.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::{BuildError, PackagePlan, Phase, Progress};
@@ -10,6 +11,16 @@ use crate::image::{Artifact, Descriptor};
 use crate::publish::{self, PublishRequest, PublishStats, Publisher};
 use crate::sign::{self, Attachment, SignError, Signer, SignerIdentity, Signing};
 
+/// What one destination got.
+pub(super) struct Delivered {
+    pub(super) stats: PublishStats,
+    /// Per package, what was signed and attested.
+    pub(super) attachments: Vec<Vec<Attachment>>,
+    /// Digests of the artifacts new to the destination (their tags cannot point there
+    /// yet).
+    pub(super) new: HashSet<String>,
+}
+
 /// Everything one destination receives: images first, then what refers to them.
 pub(super) struct Delivery<'a> {
     pub(super) plans: &'a [PackagePlan],
@@ -17,7 +28,6 @@ pub(super) struct Delivery<'a> {
     pub(super) sboms: &'a [Vec<(SbomDocument, Option<PathBuf>)>],
     pub(super) tags: &'a [String],
     pub(super) wasm_tags: &'a [String],
-    pub(super) jobs: usize,
     pub(super) signing: Option<&'a Signing>,
     /// Made at the first signature, then shared by every destination.
     pub(super) keyless_signer: tokio::sync::OnceCell<Signer>,
@@ -62,9 +72,9 @@ impl Delivery<'_> {
         publisher: &P,
         repos: &[String],
         progress: &Progress<'_>,
-    ) -> Result<(PublishStats, Vec<Vec<Attachment>>), BuildError> {
+    ) -> Result<Delivered, BuildError> {
         let requests = requests_for(self.plans, self.artifacts, self.tags, self.wasm_tags, repos);
-        let stats = publish::publish(publisher, &requests, self.jobs).await?;
+        let (stats, new) = publish::publish(publisher, &requests).await?;
         let pushed = || {
             requests
                 .iter()
@@ -109,7 +119,11 @@ impl Delivery<'_> {
                 .map_err(failed)?,
             );
         }
-        Ok((stats, attachments))
+        Ok(Delivered {
+            stats,
+            attachments,
+            new,
+        })
     }
 }
 

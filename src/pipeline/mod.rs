@@ -1,7 +1,7 @@
 //! `gantry build` as a library call: resolve packages, platforms and bases; run the
 //! Go builds in parallel; assemble images and indexes; publish; report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -140,6 +140,7 @@ pub struct BuildOptions {
 }
 
 /// One package's plan: what to build it for and on what.
+#[derive(Clone)]
 struct PackagePlan {
     package: Package,
     settings: BuildSettings,
@@ -234,26 +235,40 @@ pub async fn build(
         registry.declare(repo, true);
     }
 
-    let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
-    let mut plans = Vec::new();
-    for ((package, settings), base_ref) in resolved.into_iter().zip(base_refs) {
-        let (platforms, base) =
-            plan_platforms(&registry, &request, &base_ref, &mut bases, progress).await?;
-        go.check_platforms(&platforms)?;
-        plans.push(PackagePlan {
-            package,
-            settings,
-            platforms,
-            base,
-        });
-    }
-
     let work = tempfile::Builder::new()
         .prefix("gantry-")
         .tempdir()
         .map_err(io("creating a work directory"))?;
     let _remove_on_signal = crate::cleanup::Removal::new(work.path());
-    let binaries = run_builds(&go, &plans, work.path(), opts.jobs, progress).await?;
+    let mut plans: Vec<PackagePlan> = resolved
+        .into_iter()
+        .map(|(package, settings)| PackagePlan {
+            package,
+            settings,
+            platforms: Vec::new(),
+            base: None,
+        })
+        .collect();
+    let binaries = match &request {
+        // The platforms come from the bases: resolve them, then build.
+        PlatformRequest::All { .. } => {
+            plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress).await?;
+            run_builds(&go, &plans, work.path(), opts.jobs, progress).await?
+        }
+        // The platforms are the listed ones: build while the bases resolve.
+        PlatformRequest::List(_) => {
+            let (linux, wasm) = split_request(&request);
+            for plan in &mut plans {
+                plan.platforms = linux.iter().chain(&wasm).cloned().collect();
+            }
+            let building = plans.clone();
+            let (binaries, ()) = futures::try_join!(
+                run_builds(&go, &building, work.path(), opts.jobs, progress),
+                plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress),
+            )?;
+            binaries
+        }
+    };
     let build_infos = if opts.sbom.is_empty() {
         Vec::new()
     } else {
@@ -350,7 +365,6 @@ pub async fn build(
         sboms: &sboms,
         tags: &tags,
         wasm_tags: &wasm_tags,
-        jobs: opts.jobs.max(1) * 2,
         signing: opts.signing.as_ref(),
         keyless_signer: tokio::sync::OnceCell::new(),
         provenance: provenance.as_ref(),
@@ -377,24 +391,28 @@ pub async fn build(
 
     let mut stats = PublishStats::default();
     let mut attachments: Vec<Vec<Attachment>> = vec![Vec::new(); plans.len()];
+    let mut new_in_registry = HashSet::new();
+    let mut new_in_layout = HashSet::new();
     if let Some(dest) = &destination {
         progress(Phase::Publish, &format!("pushing to {dest}"));
-        let (s, a) = delivery
+        let delivered = delivery
             .deliver(&registry_publisher, &repos_in_registry, progress)
             .await?;
-        add(&mut stats, s);
-        attachments = a;
+        add(&mut stats, delivered.stats);
+        attachments = delivered.attachments;
+        new_in_registry = delivered.new;
     }
     if let (Some(dir), Some(layout)) = (&layout_dir, &layout_publisher) {
         progress(
             Phase::Publish,
             &format!("writing OCI layout {}", dir.display()),
         );
-        let (s, a) = delivery.deliver(layout, &repos_in_layout, progress).await?;
-        add(&mut stats, s);
+        let delivered = delivery.deliver(layout, &repos_in_layout, progress).await?;
+        add(&mut stats, delivered.stats);
         if destination.is_none() {
-            attachments = a;
+            attachments = delivered.attachments;
         }
+        new_in_layout = delivered.new;
     }
 
     let signer = delivery.signer_identity();
@@ -431,7 +449,6 @@ pub async fn build(
 
     // Tags last: only once the images, what refers to them and the report are all
     // stored does any tag move.
-    let tag_jobs = opts.jobs.max(1) * 2;
     let registry_requests = destination
         .is_some()
         .then(|| requests_for(&plans, &artifacts, &tags, &wasm_tags, &repos_in_registry));
@@ -448,10 +465,10 @@ pub async fn build(
         write_report(path, &report)?;
     }
     if let Some(requests) = &registry_requests {
-        publish::apply_tags(&registry_publisher, requests, tag_jobs).await?;
+        publish::apply_tags(&registry_publisher, requests, &new_in_registry).await?;
     }
     if let (Some(layout), Some(requests)) = (&layout_publisher, &layout_requests) {
-        publish::apply_tags(layout, requests, tag_jobs).await?;
+        publish::apply_tags(layout, requests, &new_in_layout).await?;
     }
     Ok(report)
 }
@@ -497,6 +514,34 @@ fn base_ref(opts: &BuildOptions, config: Option<&LoadedConfig>, import_path: &st
         .unwrap_or_else(|| DEFAULT_BASE.to_string())
 }
 
+/// Fills each plan's platforms and base (its Linux images' base, resolved).
+async fn plan_bases(
+    registry: &Registry,
+    request: &PlatformRequest,
+    base_refs: &[String],
+    plans: &mut [PackagePlan],
+    go: &GoToolchain,
+    progress: &Progress<'_>,
+) -> Result<(), BuildError> {
+    let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
+    for (plan, base_ref) in plans.iter_mut().zip(base_refs) {
+        let (platforms, base) =
+            plan_platforms(registry, request, base_ref, &mut bases, progress).await?;
+        go.check_platforms(&platforms)?;
+        plan.platforms = platforms;
+        plan.base = base;
+    }
+    Ok(())
+}
+
+/// The Linux and the wasm platforms a request lists (`all` lists no Linux ones).
+fn split_request(request: &PlatformRequest) -> (Vec<Platform>, Vec<Platform>) {
+    match request {
+        PlatformRequest::List(list) => list.iter().cloned().partition(|p| !p.is_wasm()),
+        PlatformRequest::All { wasm } => (Vec::new(), wasm.clone()),
+    }
+}
+
 /// The platforms one package builds for, and its base resolved for the Linux ones.
 async fn plan_platforms(
     registry: &Registry,
@@ -505,10 +550,7 @@ async fn plan_platforms(
     cache: &mut HashMap<String, Arc<ResolvedBase>>,
     progress: &Progress<'_>,
 ) -> Result<(Vec<Platform>, Option<(String, Arc<ResolvedBase>)>), BuildError> {
-    let (linux, wasm): (Vec<Platform>, Vec<Platform>) = match request {
-        PlatformRequest::List(list) => list.iter().cloned().partition(|p| !p.is_wasm()),
-        PlatformRequest::All { wasm } => (Vec::new(), wasm.clone()),
-    };
+    let (linux, wasm) = split_request(request);
     let wants_linux = matches!(request, PlatformRequest::All { .. }) || !linux.is_empty();
     if !wants_linux {
         return Ok((wasm, None));

@@ -183,7 +183,7 @@ impl Publisher for LayoutPublisher<'_> {
         }
         let dest = self.blob_path(&blob.descriptor);
         match &blob.source {
-            BlobSource::Bytes(bytes) => {
+            BlobSource::Bytes(bytes) | BlobSource::Unpublished(bytes) => {
                 write_atomic(&dest, bytes).map_err(|e| layout_err(&self.root, e))?
             }
             BlobSource::File(src) => {

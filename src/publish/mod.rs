@@ -162,17 +162,21 @@ pub struct PublishStats {
     pub tags: usize,
 }
 
-/// Publishes the content of every request: all blobs (deduplicated, `concurrency` at a
-/// time), then all image manifests, then the indexes. No tag moves here: that is
-/// [`apply_tags`], once everything that refers to the images is stored too.
+/// Requests of one step (blob uploads, manifest pushes, tag updates) in flight at
+/// once; the registry transport bounds the run's requests as a whole.
+const CONCURRENCY: usize = 16;
+
+/// Publishes the content of every request: all blobs (deduplicated), then all image
+/// manifests, then the indexes. No tag moves here: that is [`apply_tags`], once
+/// everything that refers to the images is stored too. Returns the counts, and the
+/// digests of the artifacts that were new to the destination.
 ///
 /// An artifact whose root manifest the destination already has is skipped whole: a
 /// registry accepts a manifest only once everything it names is there.
 pub async fn publish<P: Publisher>(
     publisher: &P,
     requests: &[PublishRequest<'_>],
-    concurrency: usize,
-) -> Result<PublishStats, PublishError> {
+) -> Result<(PublishStats, HashSet<String>), PublishError> {
     let mut stats = PublishStats::default();
     let present: Vec<bool> = stream::iter(requests)
         .map(|req| async move {
@@ -184,7 +188,7 @@ pub async fn publish<P: Publisher>(
                     .is_some(),
             )
         })
-        .buffered(concurrency.max(1))
+        .buffered(CONCURRENCY)
         .try_collect()
         .await?;
     let missing: Vec<&PublishRequest> = requests
@@ -208,7 +212,7 @@ pub async fn publish<P: Publisher>(
     }
     let outcomes: Vec<BlobOutcome> = stream::iter(blobs)
         .map(|(repo, blob)| publisher.push_blob(repo, blob))
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     for outcome in outcomes {
@@ -225,23 +229,28 @@ pub async fn publish<P: Publisher>(
             .iter()
             .map(move |image| (req.repository.as_str(), &image.descriptor, &image.manifest))
     });
-    stats.manifests += push_all(publisher, manifests, concurrency).await?;
+    stats.manifests += push_all(publisher, manifests).await?;
     let indexes = missing.iter().filter_map(|req| match req.artifact {
         Artifact::Index {
             descriptor, bytes, ..
         } => Some((req.repository.as_str(), descriptor, bytes)),
         Artifact::Image(_) => None,
     });
-    stats.manifests += push_all(publisher, indexes, concurrency).await?;
-    Ok(stats)
+    stats.manifests += push_all(publisher, indexes).await?;
+    let new = missing
+        .iter()
+        .map(|req| req.artifact.descriptor().digest.clone())
+        .collect();
+    Ok((stats, new))
 }
 
 /// Points every request's tags at its artifact, the last step of a run. A tag that
-/// already points there is left alone. Returns how many tags moved.
+/// already points there is left alone; one whose artifact is `new` this run cannot
+/// point there yet, so it is not asked. Returns how many tags moved.
 pub async fn apply_tags<P: Publisher>(
     publisher: &P,
     requests: &[PublishRequest<'_>],
-    concurrency: usize,
+    new: &HashSet<String>,
 ) -> Result<usize, PublishError> {
     let jobs = requests
         .iter()
@@ -249,11 +258,12 @@ pub async fn apply_tags<P: Publisher>(
     let moved: Vec<bool> = stream::iter(jobs)
         .map(|(req, tag)| async move {
             let descriptor = req.artifact.descriptor();
-            if publisher
-                .has_manifest(&req.repository, tag)
-                .await?
-                .as_deref()
-                == Some(descriptor.digest.as_str())
+            if !new.contains(&descriptor.digest)
+                && publisher
+                    .has_manifest(&req.repository, tag)
+                    .await?
+                    .as_deref()
+                    == Some(descriptor.digest.as_str())
             {
                 return Ok::<_, PublishError>(false);
             }
@@ -262,7 +272,7 @@ pub async fn apply_tags<P: Publisher>(
                 .await?;
             Ok(true)
         })
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     Ok(moved.into_iter().filter(|m| *m).count())
@@ -271,11 +281,10 @@ pub async fn apply_tags<P: Publisher>(
 async fn push_all<'a, P: Publisher>(
     publisher: &P,
     items: impl Iterator<Item = (&'a str, &'a Descriptor, &'a Bytes)>,
-    concurrency: usize,
 ) -> Result<usize, PublishError> {
     let done: Vec<()> = stream::iter(items)
         .map(|(repo, descriptor, bytes)| publisher.push_manifest(repo, descriptor, bytes))
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     Ok(done.len())

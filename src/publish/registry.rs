@@ -327,16 +327,18 @@ impl Registry {
             .copied()
     }
 
-    /// Makes `blob` present in `name` in the fewest round trips: HEAD; then a mount
-    /// from the blob's home repository on the same registry (its 202 is the upload
-    /// session, so a refused mount costs nothing extra); then PUT of the bytes.
+    /// Makes `blob` present in `name` in the fewest round trips: HEAD (not for
+    /// unpublished blobs); then a mount from the blob's home repository on the same
+    /// registry (its 202 is the upload session, so a refused mount costs nothing
+    /// extra); then PUT of the bytes.
     async fn upload_once(
         &self,
         name: &ImageName,
         blob: &Blob,
     ) -> Result<BlobOutcome, PublishError> {
         let d = &blob.descriptor;
-        if self.blob_exists(name, &d.digest).await? {
+        let unpublished = matches!(blob.source, BlobSource::Unpublished(_));
+        if !unpublished && self.blob_exists(name, &d.digest).await? {
             return Ok(BlobOutcome::Existed);
         }
         let source = match &blob.source {
@@ -411,7 +413,9 @@ impl Registry {
     async fn body_for(&self, blob: &Blob, source: Option<&ImageName>) -> Result<Body, Failure> {
         let d = &blob.descriptor;
         Ok(match (&blob.source, source) {
-            (BlobSource::Bytes(bytes), _) => Body::Bytes(bytes.clone()),
+            (BlobSource::Bytes(bytes) | BlobSource::Unpublished(bytes), _) => {
+                Body::Bytes(bytes.clone())
+            }
             (BlobSource::File(path), _) => Body::Stream {
                 stream: file_stream(path).await.map_err(|cause| {
                     Failure::Fatal(PublishError::Io {

@@ -78,8 +78,9 @@ async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignE
 }
 
 /// Signs the claims about one subject concurrently (the log round trips overlap),
-/// then stores them: the bundle referrers side by side, then one merge each into the
-/// `.sig` manifest, the `.att` manifest and the fallback index (see [`store`]).
+/// then stores them: one merge each into the `.sig` and `.att` manifests, and beside
+/// them the bundle referrers followed by a merge into the fallback index (see
+/// [`store`]).
 /// Whatever this key already stored about the subject is not stored again.
 async fn attach_in_order<P: Publisher>(
     publisher: &P,
@@ -92,31 +93,12 @@ async fn attach_in_order<P: Publisher>(
         return Ok(Vec::new());
     };
     let (repository, subject) = (first.repository.as_str(), &first.subject);
-    let index_tag = digest_tag(&subject.digest, None);
-    // What is listed already (the registry's referrers API, else the fallback index),
-    // read while signing.
-    let (signed, (known_referrers, fallback)) = futures::try_join!(
-        futures::future::try_join_all(claims.iter().map(|c| sign_claim(signer, c))),
-        async {
-            match publisher.referrers(repository, &subject.digest).await? {
-                Some(listed) => Ok((listed, None)),
-                None => {
-                    let fallback = store::read_list(
-                        publisher,
-                        repository,
-                        &index_tag,
-                        SharedList::FallbackIndex,
-                    )
-                    .await?;
-                    Ok::<_, SignError>((fallback.entries.clone(), Some(fallback)))
-                }
-            }
-        },
-    )?;
+    let signed =
+        futures::future::try_join_all(claims.iter().map(|c| sign_claim(signer, c))).await?;
 
     let mut out = Vec::new();
-    let mut blobs: Vec<Blob> = Vec::new();
-    let mut referrers: Vec<(Descriptor, Bytes, Value)> = Vec::new();
+    let (mut sig_blobs, mut att_blobs) = (Vec::new(), Vec::new());
+    let mut referrers: Vec<Referrer> = Vec::new();
     let mut sig_layers: Vec<Value> = Vec::new();
     let mut att_layers: Vec<Value> = Vec::new();
     let attachment = |kind,
@@ -152,7 +134,7 @@ async fn attach_in_order<P: Publisher>(
                 &subject.digest,
             )),
         };
-        let (descriptor, manifest, entry, new_blobs) = referrer(
+        let mut referrer = referrer(
             claim,
             &predicate_type,
             &bundle.bundle,
@@ -160,24 +142,16 @@ async fn attach_in_order<P: Publisher>(
             &signer.key.hint(),
             created,
         );
-        // A referrer this key made about the same statement is already there.
-        let stored = known_referrers.iter().find(|e| same_referrer(e, &entry));
-        let digest = match stored.and_then(|e| e["digest"].as_str()) {
-            Some(d) => d.to_string(),
-            None => {
-                blobs.extend(new_blobs);
-                referrers.push((descriptor.clone(), manifest, entry));
-                descriptor.digest.clone()
-            }
-        };
         out.push(attachment(
             kind,
             Some(&predicate_type),
             "referrer",
-            digest,
+            referrer.descriptor.digest.clone(),
             &bundle.log_entry,
             Some(&bundle.bundle),
         ));
+        referrer.report = out.len() - 1;
+        referrers.push(referrer);
         match signed {
             SignedClaim::Signature {
                 payload,
@@ -185,9 +159,9 @@ async fn attach_in_order<P: Publisher>(
                 entry,
                 ..
             } => {
-                let (blob, layer) = annotated_layer(SIMPLESIGNING, payload, annotations);
-                blobs.push(blob);
-                sig_layers.push(layer);
+                let blob = Blob::from_bytes(SIMPLESIGNING, payload);
+                sig_layers.push(annotated(&blob, annotations));
+                sig_blobs.push(blob);
                 out.push(attachment(
                     "signature",
                     None,
@@ -207,10 +181,9 @@ async fn attach_in_order<P: Publisher>(
                         entry.cosign_bundle_annotation(),
                     );
                 }
-                let envelope = canonical_json(&signed.envelope);
-                let (blob, layer) = annotated_layer(DSSE_ENVELOPE, envelope, annotations);
-                blobs.push(blob);
-                att_layers.push(layer);
+                let blob = Blob::unpublished(DSSE_ENVELOPE, canonical_json(&signed.envelope));
+                att_layers.push(annotated(&blob, annotations));
+                att_blobs.push(blob);
                 out.push(attachment(
                     "attestation",
                     Some(&predicate_type),
@@ -224,23 +197,12 @@ async fn attach_in_order<P: Publisher>(
         }
     }
 
-    // Blobs, then the referrer manifests, then the shared lists that name them.
-    futures::future::try_join_all(blobs.iter().map(|b| publisher.push_blob(repository, b))).await?;
-    futures::future::try_join_all(
-        referrers
-            .iter()
-            .map(|(d, bytes, _)| publisher.push_manifest(repository, d, bytes)),
-    )
-    .await?;
-    let index_entries: Vec<Value> = referrers.into_iter().map(|(_, _, e)| e).collect();
     // A `.sig` layer with our payload whose signature our key makes is ours already
     // (signatures are randomised, so the bytes differ between runs).
-    let payloads: HashMap<&str, &Bytes> = blobs
+    let payloads: HashMap<&str, &Bytes> = sig_blobs
         .iter()
         .filter_map(|b| match &b.source {
-            BlobSource::Bytes(bytes) if b.descriptor.media_type == SIMPLESIGNING => {
-                Some((b.descriptor.digest.as_str(), bytes))
-            }
+            BlobSource::Bytes(bytes) => Some((b.descriptor.digest.as_str(), bytes)),
             _ => None,
         })
         .collect();
@@ -255,36 +217,29 @@ async fn attach_in_order<P: Publisher>(
     };
     let sig_tag = digest_tag(&subject.digest, Some("sig"));
     let att_tag = digest_tag(&subject.digest, Some("att"));
-    let uses_fallback = fallback.is_some();
-    let (sig_digest, att_digest, _) = futures::try_join!(
+    // The three lists are independent: stored side by side.
+    let (sig_digest, att_digest, already) = futures::try_join!(
         store::merge_into_tag(
             publisher,
             repository,
-            &sig_tag,
-            SharedList::SignatureManifest,
+            (&sig_tag, SharedList::SignatureManifest),
             &sig_layers,
+            &sig_blobs,
             same_layer,
-            None,
         ),
         store::merge_into_tag(
             publisher,
             repository,
-            &att_tag,
-            SharedList::SignatureManifest,
+            (&att_tag, SharedList::SignatureManifest),
             &att_layers,
+            &att_blobs,
             same_layer,
-            None,
         ),
-        store::merge_into_tag(
-            publisher,
-            repository,
-            &index_tag,
-            SharedList::FallbackIndex,
-            if uses_fallback { &index_entries } else { &[] },
-            same_referrer,
-            fallback,
-        ),
+        store_referrers(publisher, repository, &subject.digest, referrers),
     )?;
+    for (report, digest) in already {
+        out[report].digest = digest;
+    }
     for a in &mut out {
         match a.storage {
             "sig-tag" => a.digest = sig_digest.clone(),
@@ -295,16 +250,11 @@ async fn attach_in_order<P: Publisher>(
     Ok(out)
 }
 
-/// A `.sig` / `.att` layer: the blob, and its descriptor with the annotations.
-fn annotated_layer(
-    media_type: &str,
-    bytes: Vec<u8>,
-    annotations: BTreeMap<String, String>,
-) -> (Blob, Value) {
-    let blob = Blob::from_bytes(media_type, bytes);
+/// A `.sig` / `.att` layer: the blob's descriptor with the annotations.
+fn annotated(blob: &Blob, annotations: BTreeMap<String, String>) -> Value {
     let mut layer = blob.descriptor.clone();
     layer.annotations = annotations;
-    (blob, json!(layer))
+    json!(layer)
 }
 
 /// Whether a listed referrer is ours: the same manifest, or a bundle by the same key
@@ -320,8 +270,77 @@ fn same_referrer(existing: &Value, ours: &Value) -> bool {
         .all(|k| a[k].is_string() && a[k] == b[k])
 }
 
-/// A DSSE bundle v0.3 as an OCI referrer of the claim's subject: its descriptor, the
-/// manifest, the entry the fallback index lists it by, and the blobs it needs.
+/// The referrers of one subject: those this key already stored about the same
+/// statements are left as they are; the others are pushed, then named in the
+/// fallback index where the registry has no referrers API. Returns, for each one
+/// already there, its report's index and the stored digest.
+async fn store_referrers<P: Publisher>(
+    publisher: &P,
+    repository: &str,
+    subject: &str,
+    referrers: Vec<Referrer>,
+) -> Result<Vec<(usize, String)>, SignError> {
+    let index_tag = digest_tag(subject, None);
+    let (known, uses_fallback) = match publisher.referrers(repository, subject).await? {
+        Some(listed) => (listed, false),
+        None => {
+            let listed =
+                store::read_list(publisher, repository, &index_tag, SharedList::FallbackIndex)
+                    .await?;
+            (listed.entries, true)
+        }
+    };
+    let mut already = Vec::new();
+    let mut new = Vec::new();
+    for r in referrers {
+        match known
+            .iter()
+            .find(|e| same_referrer(e, &r.entry))
+            .and_then(|e| e["digest"].as_str())
+        {
+            Some(digest) => already.push((r.report, digest.to_string())),
+            None => new.push(r),
+        }
+    }
+    futures::future::try_join_all(
+        new.iter()
+            .flat_map(|r| &r.blobs)
+            .map(|b| publisher.push_blob(repository, b)),
+    )
+    .await?;
+    futures::future::try_join_all(
+        new.iter()
+            .map(|r| publisher.push_manifest(repository, &r.descriptor, &r.manifest)),
+    )
+    .await?;
+    if uses_fallback {
+        let entries: Vec<Value> = new.into_iter().map(|r| r.entry).collect();
+        store::merge_into_tag(
+            publisher,
+            repository,
+            (&index_tag, SharedList::FallbackIndex),
+            &entries,
+            &[],
+            same_referrer,
+        )
+        .await?;
+    }
+    Ok(already)
+}
+
+/// A DSSE bundle v0.3 as an OCI referrer of a subject, ready to store.
+struct Referrer {
+    descriptor: Descriptor,
+    manifest: Bytes,
+    /// How the fallback index lists it.
+    entry: Value,
+    /// The empty config and the bundle.
+    blobs: Vec<Blob>,
+    /// Which of the run's attachments reports it.
+    report: usize,
+}
+
+/// A DSSE bundle v0.3 as an OCI referrer of the claim's subject.
 fn referrer(
     claim: &Claim,
     predicate_type: &str,
@@ -329,8 +348,8 @@ fn referrer(
     statement_digest: &str,
     key_hint: &str,
     created: i64,
-) -> (Descriptor, Bytes, Value, Vec<Blob>) {
-    let bundle = Blob::from_bytes(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
+) -> Referrer {
+    let bundle = Blob::unpublished(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
     let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
     let mut subject = claim.subject.clone();
     subject.platform = None;
@@ -356,12 +375,13 @@ fn referrer(
     entry.artifact_type = Some(BUNDLE_MEDIA_TYPE.into());
     let mut entry = json!(entry);
     entry["annotations"] = annotations;
-    (
+    Referrer {
         descriptor,
-        Bytes::from(manifest),
+        manifest: Bytes::from(manifest),
         entry,
-        vec![empty, bundle],
-    )
+        blobs: vec![empty, bundle],
+        report: 0,
+    }
 }
 
 /// cosign v3's image signature: an in-toto statement with an empty predicate.

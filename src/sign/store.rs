@@ -19,6 +19,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::TryFutureExt;
 use serde_json::{json, Value};
 
 use super::SignError;
@@ -57,7 +58,8 @@ impl SharedList {
         match self {
             SharedList::SignatureManifest => {
                 let diff_ids: Vec<&Value> = entries.iter().map(|l| &l["digest"]).collect();
-                let config = Blob::from_bytes(
+                // It lists the layers, ours among them: new, like our signature.
+                let config = Blob::unpublished(
                     media_type::OCI_CONFIG,
                     canonical_json(&json!({
                         "architecture": "", "os": "", "config": {},
@@ -140,43 +142,59 @@ fn parse_list(bytes: &[u8], kind: SharedList) -> Result<Vec<Value>, String> {
         .ok_or_else(|| format!("a {media} without {}", kind.field()))
 }
 
-/// Adds `ours` to the list at `tag`, keeping every entry already there, and checks
-/// that the result stuck (see the module doc). `same` says whether an entry already
-/// there stands for one of ours (so it is not added twice); `known` is the list as
-/// the caller read it, if it did. Returns the digest of the manifest at the tag, or
-/// "" when there is nothing to add.
+/// Adds `ours` to the list at `tag` (of kind `kind`), keeping every entry already
+/// there, and checks that the result stuck (see the module doc). `blobs` are what
+/// `ours` name, uploaded while the list is first read; `same` says whether an entry
+/// already there stands for one of ours (so it is not added twice). Returns the
+/// digest of the manifest at the tag, or "" when there is nothing to add.
 pub async fn merge_into_tag<P: Publisher>(
     publisher: &P,
     repository: &str,
-    tag: &str,
-    kind: SharedList,
+    (tag, kind): (&str, SharedList),
     ours: &[Value],
+    blobs: &[Blob],
     same: impl Fn(&Value, &Value) -> bool,
-    mut known: Option<Listed>,
 ) -> Result<String, SignError> {
     if ours.is_empty() {
         return Ok(String::new());
     }
-    for _ in 0..ROUNDS {
-        let listed = match known.take() {
-            Some(listed) => listed,
-            None => read_list(publisher, repository, tag, kind).await?,
+    for round in 0..ROUNDS {
+        // Read, and if anything of ours is missing, the merged list's config up.
+        let prepare = async {
+            let Listed {
+                mut entries,
+                digest,
+                read_at,
+            } = read_list(publisher, repository, tag, kind).await?;
+            let missing: Vec<&Value> = ours
+                .iter()
+                .filter(|o| !entries.iter().any(|e| same(e, o)))
+                .collect();
+            if missing.is_empty() {
+                return Ok::<_, SignError>((digest, read_at, None));
+            }
+            entries.extend(missing.into_iter().cloned());
+            let (manifest, config) = kind.render(&entries);
+            futures::future::try_join_all(
+                config.iter().map(|b| publisher.push_blob(repository, b)),
+            )
+            .await?;
+            Ok((digest, read_at, Some(manifest)))
         };
-        let read_at = listed.read_at;
-        let mut entries = listed.entries;
-        let missing: Vec<&Value> = ours
-            .iter()
-            .filter(|o| !entries.iter().any(|e| same(e, o)))
-            .collect();
-        if missing.is_empty() {
+        // The first time, our entries' blobs go up meanwhile.
+        let (digest, read_at, merged) = if round == 0 {
+            let upload = futures::future::try_join_all(
+                blobs.iter().map(|b| publisher.push_blob(repository, b)),
+            )
+            .map_err(SignError::from);
+            futures::try_join!(prepare, upload)?.0
+        } else {
+            prepare.await?
+        };
+        let Some(manifest) = merged else {
             // Complete: as found, or as written and still so after the pause.
-            return Ok(listed.digest.unwrap_or_default());
-        }
-        entries.extend(missing.into_iter().cloned());
-        let (manifest, blobs) = kind.render(&entries);
-        for blob in &blobs {
-            publisher.push_blob(repository, blob).await?;
-        }
+            return Ok(digest.unwrap_or_default());
+        };
         let descriptor = Descriptor::for_bytes(kind.media_type(), &manifest);
         publisher
             .tag(repository, tag, &descriptor, &Bytes::from(manifest))

@@ -20,6 +20,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -53,7 +54,12 @@ type entry struct {
 	Query  string `json:"query"`
 	Status int    `json:"status"`
 	Fault  string `json:"fault,omitempty"`
+	// When the request arrived and when its answer was done, in ms since the start.
+	Start int64 `json:"start_ms"`
+	End   int64 `json:"end_ms"`
 }
+
+var started = time.Now()
 
 type proxy struct {
 	mu      sync.Mutex
@@ -83,10 +89,14 @@ func (p *proxy) record(r *http.Request, status int, f *fault) {
 	if f != nil {
 		name = f.Action
 	}
+	at, _ := r.Context().Value(arrivedKey{}).(time.Time)
 	p.mu.Lock()
-	p.entries = append(p.entries, entry{r.Method, r.URL.Path, r.URL.RawQuery, status, name})
+	p.entries = append(p.entries, entry{r.Method, r.URL.Path, r.URL.RawQuery, status, name,
+		at.Sub(started).Milliseconds(), time.Since(started).Milliseconds()})
 	p.mu.Unlock()
 }
+
+type arrivedKey struct{}
 
 // statusWriter remembers the status the registry answered.
 type statusWriter struct {
@@ -162,6 +172,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.control(w, r)
 		return
 	}
+	r = r.WithContext(context.WithValue(r.Context(), arrivedKey{}, time.Now()))
 	f := p.take(r)
 	if f == nil {
 		sw := &statusWriter{ResponseWriter: w, status: 200}

@@ -223,7 +223,7 @@ fn two_signers_at_once_both_keep_their_signatures_and_signing_again_adds_nothing
 
     let sign = |key: &Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gantry"));
-        cmd.args(["sign", "--key"])
+        cmd.args(["sign", "--legacy-attestations", "--key"])
             .arg(key)
             .arg(&reference)
             .env("COSIGN_PASSWORD", PASSWORD)
@@ -246,21 +246,33 @@ fn two_signers_at_once_both_keep_their_signatures_and_signing_again_adds_nothing
         }
     }
 
-    // The same key again: nothing new in the `.sig` manifests or fallback indexes.
-    let counts = || -> Vec<(usize, usize)> {
+    // The same key again: nothing new in the `.sig` and `.att` manifests or the
+    // fallback indexes.
+    let counts = || -> Vec<(usize, usize, usize)> {
         all.iter()
             .map(|d| {
-                let sig = raw(&registry, "two", &sig_tag(d)).expect(".sig");
-                let index = raw(&registry, "two", &d.replacen(':', "-", 1)).expect("index");
+                let listed = |tag: &str, field: &str| {
+                    raw(&registry, "two", tag).unwrap_or_else(|| panic!("no {tag}"))[field]
+                        .as_array()
+                        .unwrap()
+                        .len()
+                };
+                let att = format!("{}.att", d.replacen(':', "-", 1));
                 (
-                    sig["layers"].as_array().unwrap().len(),
-                    index["manifests"].as_array().unwrap().len(),
+                    listed(&sig_tag(d), "layers"),
+                    listed(&att, "layers"),
+                    listed(&d.replacen(':', "-", 1), "manifests"),
                 )
             })
             .collect()
     };
     let before = counts();
-    assert!(before.iter().all(|(sigs, _)| *sigs == 2), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|(sigs, atts, _)| *sigs == 2 && *atts >= 2),
+        "{before:?}"
+    );
     ok(&sign(&key1).output().unwrap());
     assert_eq!(
         counts(),
@@ -371,4 +383,40 @@ impl OutputAsync for Command {
     fn output_async(mut self) -> std::thread::JoinHandle<std::process::Output> {
         std::thread::spawn(move || self.output().expect("run gantry"))
     }
+}
+
+#[test]
+fn a_body_cut_short_is_fetched_again() {
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = cosign_keys(dir.path(), "k");
+    ok(&gantry(
+        &example("hello"),
+        &build_args(&format!("{}/cut", registry.host), &["--sign", "none"]),
+    ));
+    proxy.inject(json!([
+        {"method": "GET", "path": "/manifests/latest$", "action": "truncate"},
+    ]));
+    let out = ok(&gantry_env(
+        Path::new("."),
+        &[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            &format!("{}/cut:latest", proxy.host),
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    ));
+    let log = proxy.log();
+    let gets: Vec<&ProxyEntry> = log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path == "/v2/cut/manifests/latest")
+        .collect();
+    assert!(
+        gets.len() == 2 && gets[0].fault == "truncate" && gets[1].fault.is_empty(),
+        "the cut answer was not fetched again: {log:#?}"
+    );
+    let signed = out.trim().replace(&proxy.host, &registry.host);
+    assert!(cosign_verifies("cosign-v2", &public, &signed), "{signed}");
 }

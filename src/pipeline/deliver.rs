@@ -67,9 +67,9 @@ impl Delivery<'_> {
         }
     }
 
-    pub(super) async fn deliver<P: Publisher>(
+    pub(super) async fn deliver(
         &self,
-        publisher: &P,
+        publisher: &dyn Publisher,
         repos: &[String],
         progress: &Progress<'_>,
     ) -> Result<Delivered, BuildError> {

@@ -18,7 +18,6 @@ use crate::image::{self, Artifact};
 use crate::platform::{Platform, PlatformError, PlatformRequest, WasmOs};
 use crate::publish::{
     self, ImageName, LayoutPublisher, PublishError, PublishStats, Registry, RegistryOptions,
-    RegistryPublisher,
 };
 use crate::sign::{Attachment, SignError, Signing};
 
@@ -381,9 +380,6 @@ pub async fn build(
             }
         })
         .collect();
-    let registry_publisher = RegistryPublisher {
-        registry: &registry,
-    };
     let layout_publisher = layout_dir
         .as_deref()
         .map(|dir| LayoutPublisher::create(dir, Some(&registry)))
@@ -396,7 +392,7 @@ pub async fn build(
     if let Some(dest) = &destination {
         progress(Phase::Publish, &format!("pushing to {dest}"));
         let delivered = delivery
-            .deliver(&registry_publisher, &repos_in_registry, progress)
+            .deliver(&registry, &repos_in_registry, progress)
             .await?;
         add(&mut stats, delivered.stats);
         attachments = delivered.attachments;
@@ -465,7 +461,7 @@ pub async fn build(
         write_report(path, &report)?;
     }
     if let Some(requests) = &registry_requests {
-        publish::apply_tags(&registry_publisher, requests, &new_in_registry).await?;
+        publish::apply_tags(&registry, requests, &new_in_registry).await?;
     }
     if let (Some(layout), Some(requests)) = (&layout_publisher, &layout_requests) {
         publish::apply_tags(layout, requests, &new_in_layout).await?;

@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::{BlobOutcome, ImageName, PublishError, Publisher, Registry};
+use super::{BlobOutcome, ImageName, Pending, PublishError, Publisher, Registry};
 use crate::image::{annotation, canonical_json, media_type, Blob, BlobSource, Descriptor};
 
 /// Publishes into an OCI layout. Repositories become `org.opencontainers.image.ref.name`
@@ -176,7 +176,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-impl Publisher for LayoutPublisher<'_> {
+// The work of each `Publisher` call (inherent methods win over the trait's names).
+impl LayoutPublisher<'_> {
     async fn push_blob(&self, _repository: &str, blob: &Blob) -> Result<BlobOutcome, PublishError> {
         if self.has_blob(&blob.descriptor) {
             return Ok(BlobOutcome::Existed);
@@ -295,5 +296,54 @@ impl Publisher for LayoutPublisher<'_> {
         let ref_name = ref_name(repository, tag);
         let _guard = self.index_lock.lock().await;
         self.update_index(&ref_name, descriptor)
+    }
+}
+
+impl Publisher for LayoutPublisher<'_> {
+    fn push_blob<'a>(&'a self, repository: &'a str, blob: &'a Blob) -> Pending<'a, BlobOutcome> {
+        Box::pin(self.push_blob(repository, blob))
+    }
+
+    fn push_manifest<'a>(
+        &'a self,
+        repository: &'a str,
+        descriptor: &'a Descriptor,
+        bytes: &'a Bytes,
+    ) -> Pending<'a, ()> {
+        Box::pin(self.push_manifest(repository, descriptor, bytes))
+    }
+
+    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<String>> {
+        Box::pin(self.has_manifest(repository, at))
+    }
+
+    fn referrers<'a>(
+        &'a self,
+        repository: &'a str,
+        subject: &'a str,
+    ) -> Pending<'a, Option<Vec<Value>>> {
+        Box::pin(self.referrers(repository, subject))
+    }
+
+    fn fetch_manifest<'a>(
+        &'a self,
+        repository: &'a str,
+        at: &'a str,
+    ) -> Pending<'a, Option<Bytes>> {
+        Box::pin(self.fetch_manifest(repository, at))
+    }
+
+    fn fetch_blob<'a>(&'a self, repository: &'a str, digest: &'a str) -> Pending<'a, Bytes> {
+        Box::pin(self.fetch_blob(repository, digest))
+    }
+
+    fn tag<'a>(
+        &'a self,
+        repository: &'a str,
+        tag: &'a str,
+        descriptor: &'a Descriptor,
+        bytes: &'a Bytes,
+    ) -> Pending<'a, ()> {
+        Box::pin(self.tag(repository, tag, descriptor, bytes))
     }
 }

@@ -3,16 +3,19 @@
 //! then tags — so a tag never points at something half-written.
 
 mod layout;
+#[cfg(test)]
+pub(crate) mod memory;
 mod registry;
 mod token;
 mod transport;
 
 pub use layout::LayoutPublisher;
-pub use registry::{parse_reference, ImageName, Registry, RegistryOptions, RegistryPublisher};
+pub use registry::{parse_reference, ImageName, Registry, RegistryOptions};
 pub use transport::NetworkSettings;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -83,62 +86,51 @@ pub enum BlobOutcome {
     Uploaded,
 }
 
-/// A destination for images.
+/// What a [`Publisher`] call returns: boxed, so that the trait is usable as
+/// `dyn Publisher` and callers need not know which destination they write to.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, PublishError>> + Send + 'a>>;
+
+/// A destination for images, bound to nothing: every call names the repository.
 pub trait Publisher: Sync {
     /// Makes `blob` present in `repository`.
-    fn push_blob(
-        &self,
-        repository: &str,
-        blob: &Blob,
-    ) -> impl Future<Output = Result<BlobOutcome, PublishError>> + Send;
+    fn push_blob<'a>(&'a self, repository: &'a str, blob: &'a Blob) -> Pending<'a, BlobOutcome>;
 
     /// Stores a manifest or index by digest (no tag).
-    fn push_manifest(
-        &self,
-        repository: &str,
-        descriptor: &Descriptor,
-        bytes: &Bytes,
-    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn push_manifest<'a>(
+        &'a self,
+        repository: &'a str,
+        descriptor: &'a Descriptor,
+        bytes: &'a Bytes,
+    ) -> Pending<'a, ()>;
 
     /// The digest a tag (or `sha256:` digest) names, or None when there is none.
-    fn has_manifest(
-        &self,
-        repository: &str,
-        at: &str,
-    ) -> impl Future<Output = Result<Option<String>, PublishError>> + Send;
+    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<String>>;
 
     /// The referrers of `subject` (descriptors, with their annotations) when the
     /// destination lists them itself (the OCI 1.1 referrers API); None when it does
     /// not, and the `sha256-<hex>` fallback index must be kept instead.
-    fn referrers(
-        &self,
-        repository: &str,
-        subject: &str,
-    ) -> impl Future<Output = Result<Option<Vec<serde_json::Value>>, PublishError>> + Send;
+    fn referrers<'a>(
+        &'a self,
+        repository: &'a str,
+        subject: &'a str,
+    ) -> Pending<'a, Option<Vec<serde_json::Value>>>;
 
     /// The manifest a tag (or `sha256:` digest) names, or None when there is none.
-    fn fetch_manifest(
-        &self,
-        repository: &str,
-        tag: &str,
-    ) -> impl Future<Output = Result<Option<Bytes>, PublishError>> + Send;
+    fn fetch_manifest<'a>(&'a self, repository: &'a str, at: &'a str)
+        -> Pending<'a, Option<Bytes>>;
 
     /// A small blob (a signature payload, a bundle), checked against its digest.
-    fn fetch_blob(
-        &self,
-        repository: &str,
-        digest: &str,
-    ) -> impl Future<Output = Result<Bytes, PublishError>> + Send;
+    fn fetch_blob<'a>(&'a self, repository: &'a str, digest: &'a str) -> Pending<'a, Bytes>;
 
     /// Stores a manifest under `tag` (a manifest stored this way is also there by
     /// digest).
-    fn tag(
-        &self,
-        repository: &str,
-        tag: &str,
-        descriptor: &Descriptor,
-        bytes: &Bytes,
-    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn tag<'a>(
+        &'a self,
+        repository: &'a str,
+        tag: &'a str,
+        descriptor: &'a Descriptor,
+        bytes: &'a Bytes,
+    ) -> Pending<'a, ()>;
 }
 
 /// One artifact to publish under `repository` with `tags`.
@@ -173,8 +165,8 @@ const CONCURRENCY: usize = 16;
 ///
 /// An artifact whose root manifest the destination already has is skipped whole: a
 /// registry accepts a manifest only once everything it names is there.
-pub async fn publish<P: Publisher>(
-    publisher: &P,
+pub async fn publish(
+    publisher: &dyn Publisher,
     requests: &[PublishRequest<'_>],
 ) -> Result<(PublishStats, HashSet<String>), PublishError> {
     let mut stats = PublishStats::default();
@@ -247,8 +239,8 @@ pub async fn publish<P: Publisher>(
 /// Points every request's tags at its artifact, the last step of a run. A tag that
 /// already points there is left alone; one whose artifact is `new` this run cannot
 /// point there yet, so it is not asked. Returns how many tags moved.
-pub async fn apply_tags<P: Publisher>(
-    publisher: &P,
+pub async fn apply_tags(
+    publisher: &dyn Publisher,
     requests: &[PublishRequest<'_>],
     new: &HashSet<String>,
 ) -> Result<usize, PublishError> {
@@ -278,8 +270,8 @@ pub async fn apply_tags<P: Publisher>(
     Ok(moved.into_iter().filter(|m| *m).count())
 }
 
-async fn push_all<'a, P: Publisher>(
-    publisher: &P,
+async fn push_all<'a>(
+    publisher: &dyn Publisher,
     items: impl Iterator<Item = (&'a str, &'a Descriptor, &'a Bytes)>,
 ) -> Result<usize, PublishError> {
     let done: Vec<()> = stream::iter(items)
@@ -288,4 +280,59 @@ async fn push_all<'a, P: Publisher>(
         .try_collect()
         .await?;
     Ok(done.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryPublisher;
+    use super::*;
+    use crate::image::{media_type, Image};
+
+    fn image() -> Artifact {
+        let config = Blob::from_bytes(media_type::OCI_CONFIG, b"{\"os\":\"wasi\"}".to_vec());
+        let layer = Blob::from_bytes("application/vnd.oci.image.layer.v1.tar+gzip", vec![1, 2, 3]);
+        let manifest = crate::image::canonical_json(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": config.descriptor,
+            "layers": [layer.descriptor],
+        }));
+        Artifact::Image(Image {
+            platform: "wasi/wasm".parse().unwrap(),
+            descriptor: Descriptor::for_bytes(media_type::OCI_MANIFEST, &manifest),
+            manifest: Bytes::from(manifest),
+            config,
+            layers: vec![layer],
+            base_digest: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn what_the_destination_has_is_skipped_and_tags_come_last() {
+        let store = MemoryPublisher::default();
+        let artifact = image();
+        let requests = [PublishRequest {
+            repository: "app".into(),
+            artifact: &artifact,
+            tags: vec!["v1".into()],
+        }];
+        let (stats, new) = publish(&store, &requests).await.unwrap();
+        assert_eq!((stats.blobs_uploaded, stats.manifests), (2, 1));
+        assert!(new.contains(&artifact.descriptor().digest));
+        let writes = store.writes.lock().unwrap().clone();
+        assert!(
+            writes.iter().all(|w| !w.starts_with("tag")),
+            "publish moved a tag: {writes:?}"
+        );
+        assert_eq!(apply_tags(&store, &requests, &new).await.unwrap(), 1);
+
+        // Again: the manifest is there, so nothing under it is sent, and the tag
+        // already points at it.
+        let before = store.writes.lock().unwrap().len();
+        let (stats, new) = publish(&store, &requests).await.unwrap();
+        assert_eq!((stats.manifests_existing, stats.blobs_uploaded), (1, 0));
+        assert!(new.is_empty());
+        assert_eq!(apply_tags(&store, &requests, &new).await.unwrap(), 0);
+        assert_eq!(store.writes.lock().unwrap().len(), before, "a rerun wrote");
+    }
 }

@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 use tokio_util::io::ReaderStream;
 
 use super::transport::{Body, Failure, NetworkSettings, Request, Response, Transport};
-use super::{BlobOutcome, PublishError, Publisher};
+use super::{BlobOutcome, Pending, PublishError, Publisher};
 use crate::image::{media_type, sha256_digest, Blob, BlobSource, Descriptor};
 
 /// A repository in a registry, without tag or digest: `ghcr.io/acme/app`.
@@ -553,79 +553,73 @@ async fn file_stream(path: &Path) -> std::io::Result<BoxStream<'static, std::io:
     Ok(ReaderStream::with_capacity(file, 256 * 1024).boxed())
 }
 
-/// Publishes into registries.
-pub struct RegistryPublisher<'r> {
-    pub registry: &'r Registry,
-}
-
-impl Publisher for RegistryPublisher<'_> {
-    async fn push_blob(&self, repository: &str, blob: &Blob) -> Result<BlobOutcome, PublishError> {
-        self.registry
-            .upload(&ImageName::parse(repository)?, blob)
-            .await
+/// A registry as a destination: each call names `registry/repository`.
+impl Publisher for Registry {
+    fn push_blob<'a>(&'a self, repository: &'a str, blob: &'a Blob) -> Pending<'a, BlobOutcome> {
+        Box::pin(async move { self.upload(&ImageName::parse(repository)?, blob).await })
     }
 
-    async fn push_manifest(
-        &self,
-        repository: &str,
-        descriptor: &Descriptor,
-        bytes: &Bytes,
-    ) -> Result<(), PublishError> {
-        let name = ImageName::parse(repository)?;
-        self.registry
-            .put_manifest(&name, &descriptor.digest, &descriptor.media_type, bytes)
-            .await
+    fn push_manifest<'a>(
+        &'a self,
+        repository: &'a str,
+        descriptor: &'a Descriptor,
+        bytes: &'a Bytes,
+    ) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let name = ImageName::parse(repository)?;
+            self.put_manifest(&name, &descriptor.digest, &descriptor.media_type, bytes)
+                .await
+        })
     }
 
-    async fn has_manifest(
-        &self,
-        repository: &str,
-        at: &str,
-    ) -> Result<Option<String>, PublishError> {
-        self.registry
-            .manifest_digest(&ImageName::parse(repository)?, at)
-            .await
+    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<String>> {
+        Box::pin(async move {
+            self.manifest_digest(&ImageName::parse(repository)?, at)
+                .await
+        })
     }
 
-    async fn fetch_manifest(
-        &self,
-        repository: &str,
-        tag: &str,
-    ) -> Result<Option<Bytes>, PublishError> {
-        let name = ImageName::parse(repository)?;
-        Ok(self
-            .registry
-            .find_manifest(&name, tag)
-            .await?
-            .map(|(bytes, _)| bytes))
+    fn referrers<'a>(
+        &'a self,
+        repository: &'a str,
+        subject: &'a str,
+    ) -> Pending<'a, Option<Vec<serde_json::Value>>> {
+        Box::pin(async move {
+            self.list_referrers(&ImageName::parse(repository)?, subject)
+                .await
+        })
     }
 
-    async fn fetch_blob(&self, repository: &str, digest: &str) -> Result<Bytes, PublishError> {
-        let name = ImageName::parse(repository)?;
-        self.registry.pull_small_blob(&name, digest).await
+    fn fetch_manifest<'a>(
+        &'a self,
+        repository: &'a str,
+        at: &'a str,
+    ) -> Pending<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let name = ImageName::parse(repository)?;
+            Ok(self.find_manifest(&name, at).await?.map(|(bytes, _)| bytes))
+        })
     }
 
-    async fn tag(
-        &self,
-        repository: &str,
-        tag: &str,
-        descriptor: &Descriptor,
-        bytes: &Bytes,
-    ) -> Result<(), PublishError> {
-        let name = ImageName::parse(repository)?;
-        self.registry
-            .put_manifest(&name, tag, &descriptor.media_type, bytes)
-            .await
+    fn fetch_blob<'a>(&'a self, repository: &'a str, digest: &'a str) -> Pending<'a, Bytes> {
+        Box::pin(async move {
+            self.pull_small_blob(&ImageName::parse(repository)?, digest)
+                .await
+        })
     }
 
-    async fn referrers(
-        &self,
-        repository: &str,
-        subject: &str,
-    ) -> Result<Option<Vec<serde_json::Value>>, PublishError> {
-        self.registry
-            .list_referrers(&ImageName::parse(repository)?, subject)
-            .await
+    fn tag<'a>(
+        &'a self,
+        repository: &'a str,
+        tag: &'a str,
+        descriptor: &'a Descriptor,
+        bytes: &'a Bytes,
+    ) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let name = ImageName::parse(repository)?;
+            self.put_manifest(&name, tag, &descriptor.media_type, bytes)
+                .await
+        })
     }
 }
 

@@ -22,8 +22,8 @@ use crate::publish::Publisher;
 /// were published.
 /// Claims about different subjects run concurrently; those about one subject run in
 /// order, since they update the same `.sig`, `.att` and fallback tags.
-pub async fn attach<P: Publisher>(
-    publisher: &P,
+pub async fn attach(
+    publisher: &dyn Publisher,
     signer: &Signer,
     claims: &[Claim],
     legacy_attestations: bool,
@@ -82,8 +82,8 @@ async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignE
 /// them the bundle referrers followed by a merge into the fallback index (see
 /// [`store`]).
 /// Whatever this key already stored about the subject is not stored again.
-async fn attach_in_order<P: Publisher>(
-    publisher: &P,
+async fn attach_in_order(
+    publisher: &dyn Publisher,
     signer: &Signer,
     claims: Vec<&Claim>,
     legacy_attestations: bool,
@@ -174,7 +174,9 @@ async fn attach_in_order<P: Publisher>(
             SignedClaim::Attestation(signed) if legacy_attestations => {
                 let mut annotations = signer.identity_annotations();
                 annotations.insert(SIGNATURE_ANNOTATION.to_string(), String::new());
-                annotations.insert("predicateType".to_string(), predicate_type.clone());
+                annotations.insert(LEGACY_PREDICATE.to_string(), predicate_type.clone());
+                annotations.insert(STATEMENT_ANNOTATION.to_string(), statement_digest.clone());
+                annotations.insert(KEY_ANNOTATION.to_string(), signer.key.hint());
                 if let Some(entry) = &signed.log_entry {
                     annotations.insert(
                         BUNDLE_ANNOTATION.to_string(),
@@ -233,7 +235,7 @@ async fn attach_in_order<P: Publisher>(
             (&att_tag, SharedList::SignatureManifest),
             &att_layers,
             &att_blobs,
-            same_layer,
+            same_attestation_layer,
         ),
         store_referrers(publisher, repository, &subject.digest, referrers),
     )?;
@@ -257,15 +259,25 @@ fn annotated(blob: &Blob, annotations: BTreeMap<String, String>) -> Value {
     json!(layer)
 }
 
+/// The annotation cosign's `.att` layers name their predicate by.
+const LEGACY_PREDICATE: &str = "predicateType";
+
 /// Whether a listed referrer is ours: the same manifest, or a bundle by the same key
 /// about the same statement (what a rerun with that key would make again).
 fn same_referrer(existing: &Value, ours: &Value) -> bool {
-    if existing["digest"] == ours["digest"] {
-        return true;
-    }
-    let a = &existing["annotations"];
-    let b = &ours["annotations"];
-    [PREDICATE_ANNOTATION, STATEMENT_ANNOTATION, KEY_ANNOTATION]
+    existing["digest"] == ours["digest"] || same_claim(existing, ours, PREDICATE_ANNOTATION)
+}
+
+/// Whether a legacy `.att` layer is ours: the same bytes, or an envelope by the same
+/// key about the same statement (the envelope's signature differs each time).
+fn same_attestation_layer(existing: &Value, ours: &Value) -> bool {
+    existing == ours || same_claim(existing, ours, LEGACY_PREDICATE)
+}
+
+/// Same predicate (under `predicate_key`), same statement, same key hint.
+fn same_claim(existing: &Value, ours: &Value, predicate_key: &str) -> bool {
+    let (a, b) = (&existing["annotations"], &ours["annotations"]);
+    [predicate_key, STATEMENT_ANNOTATION, KEY_ANNOTATION]
         .iter()
         .all(|k| a[k].is_string() && a[k] == b[k])
 }
@@ -274,8 +286,8 @@ fn same_referrer(existing: &Value, ours: &Value) -> bool {
 /// statements are left as they are; the others are pushed, then named in the
 /// fallback index where the registry has no referrers API. Returns, for each one
 /// already there, its report's index and the stored digest.
-async fn store_referrers<P: Publisher>(
-    publisher: &P,
+async fn store_referrers(
+    publisher: &dyn Publisher,
     repository: &str,
     subject: &str,
     referrers: Vec<Referrer>,

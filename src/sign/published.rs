@@ -29,8 +29,8 @@ pub struct ClaimOptions<'a> {
 /// Claims about the index or image `root` (its bytes), stored in `repository`:
 /// signatures for it and each platform manifest, SBOMs of every image whose
 /// entrypoint has Go build info, and provenance. Also returns what was skipped, and why.
-pub async fn claims<P: Publisher>(
-    publisher: &P,
+pub async fn claims(
+    publisher: &dyn Publisher,
     repository: &str,
     root: &[u8],
     options: &ClaimOptions<'_>,
@@ -161,8 +161,8 @@ pub async fn claims<P: Publisher>(
 
 /// Writes the file at `path` in the image's filesystem to `into`, from the topmost
 /// layer that has it. Returns whether one had it.
-async fn extract<P: Publisher>(
-    publisher: &P,
+async fn extract(
+    publisher: &dyn Publisher,
     repository: &str,
     layers: &[Value],
     path: &str,

@@ -97,8 +97,8 @@ pub struct Listed {
 
 /// The list at `tag`, or an error when the tag holds something else. A missing tag
 /// is an empty list.
-pub async fn read_list<P: Publisher>(
-    publisher: &P,
+pub async fn read_list(
+    publisher: &dyn Publisher,
     repository: &str,
     tag: &str,
     kind: SharedList,
@@ -147,8 +147,8 @@ fn parse_list(bytes: &[u8], kind: SharedList) -> Result<Vec<Value>, String> {
 /// `ours` name, uploaded while the list is first read; `same` says whether an entry
 /// already there stands for one of ours (so it is not added twice). Returns the
 /// digest of the manifest at the tag, or "" when there is nothing to add.
-pub async fn merge_into_tag<P: Publisher>(
-    publisher: &P,
+pub async fn merge_into_tag(
+    publisher: &dyn Publisher,
     repository: &str,
     (tag, kind): (&str, SharedList),
     ours: &[Value],
@@ -213,6 +213,74 @@ pub async fn merge_into_tag<P: Publisher>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::memory::MemoryPublisher;
+
+    fn entry(digest: &str) -> Value {
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": 1})
+    }
+
+    fn tag_writes(store: &MemoryPublisher) -> usize {
+        let writes = store.writes.lock().unwrap();
+        writes.iter().filter(|w| w.starts_with("tag ")).count()
+    }
+
+    #[tokio::test]
+    async fn two_writers_at_once_both_keep_their_entries() {
+        let store = MemoryPublisher::default();
+        let same = |a: &Value, b: &Value| a == b;
+        let list = ("sha256-ab", SharedList::FallbackIndex);
+        let (a, b) = ([entry("sha256:aa")], [entry("sha256:bb")]);
+        let (ra, rb) = tokio::join!(
+            merge_into_tag(&store, "app", list, &a, &[], same),
+            merge_into_tag(&store, "app", list, &b, &[], same),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        let listed = read_list(&store, "app", "sha256-ab", SharedList::FallbackIndex)
+            .await
+            .unwrap();
+        assert!(listed.entries.contains(&a[0]) && listed.entries.contains(&b[0]));
+        // Both read the empty list before either wrote: one overwrote the other, and
+        // the read-back merged again.
+        assert!(tag_writes(&store) >= 3, "the race did not happen");
+    }
+
+    #[tokio::test]
+    async fn merging_what_is_there_writes_nothing() {
+        let store = MemoryPublisher::default();
+        let same = |a: &Value, b: &Value| a == b;
+        let list = ("sha256-ab.sig", SharedList::SignatureManifest);
+        let ours = [entry("sha256:aa")];
+        let first = merge_into_tag(&store, "app", list, &ours, &[], same)
+            .await
+            .unwrap();
+        let writes = store.writes.lock().unwrap().len();
+        let again = merge_into_tag(&store, "app", list, &ours, &[], same)
+            .await
+            .unwrap();
+        assert_eq!(first, again);
+        assert_eq!(store.writes.lock().unwrap().len(), writes);
+    }
+
+    #[tokio::test]
+    async fn foreign_content_is_never_overwritten() {
+        let store = MemoryPublisher::default();
+        store.plant("app", "sha256-ab.sig", b"\x00not a manifest");
+        let err = merge_into_tag(
+            &store,
+            "app",
+            ("sha256-ab.sig", SharedList::SignatureManifest),
+            &[entry("sha256:aa")],
+            &[],
+            |a: &Value, b: &Value| a == b,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("app:sha256-ab.sig"), "{err}");
+        assert_eq!(tag_writes(&store), 0);
+        let kept = store.fetch_manifest("app", "sha256-ab.sig").await.unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"\x00not a manifest"[..]));
+    }
 
     #[test]
     fn foreign_content_is_named() {

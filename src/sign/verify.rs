@@ -14,9 +14,7 @@ use super::{
     INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
 };
 use crate::image::sha256_digest;
-use crate::publish::{
-    parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions, RegistryPublisher,
-};
+use crate::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions};
 
 /// A signature or attestation found about an image.
 #[derive(Debug, Clone, Serialize)]
@@ -48,8 +46,8 @@ fn identity_of(certificate: Option<&[u8]>) -> Option<String> {
 
 /// Everything stored about `digest` in `repository`: the classic `.sig` layers and
 /// the bundle referrers listed in the fallback index, each checked against `trust`.
-pub async fn inspect<P: Publisher>(
-    publisher: &P,
+pub async fn inspect(
+    publisher: &dyn Publisher,
     repository: &str,
     digest: &str,
     trust: Option<&Trust>,
@@ -195,34 +193,12 @@ fn bundle_finding(bundle: &Value, digest: &str, trust: Option<&Trust>) -> Found 
 /// What a user's reference (`oci:DIR[:tag]`, or `host/repo[:tag|@digest]`) names,
 /// opened for reading and writing.
 pub struct Target {
-    store: Store,
+    store: Box<dyn Publisher>,
+    /// The repository within the store ("" in an OCI layout).
+    repository: String,
     /// The root manifest or index, and its digest.
     pub manifest: bytes::Bytes,
     pub digest: String,
-}
-
-enum Store {
-    Layout(LayoutPublisher<'static>),
-    Registry(Box<Registry>, crate::publish::ImageName),
-}
-
-/// Runs `$body` with `$p` bound to the target's publisher and `$repo` to the
-/// repository, whichever kind of store it is.
-macro_rules! with_publisher {
-    ($target:expr, |$p:ident, $repo:ident| $body:expr) => {
-        match &$target.store {
-            Store::Layout(layout) => {
-                let $p = layout;
-                let $repo = String::new();
-                $body
-            }
-            Store::Registry(registry, name) => {
-                let $p = &RegistryPublisher { registry };
-                let $repo = name.to_string();
-                $body
-            }
-        }
-    };
 }
 
 pub async fn open(reference: &str, registries: &RegistryOptions) -> Result<Target, SignError> {
@@ -239,7 +215,8 @@ pub async fn open(reference: &str, registries: &RegistryOptions) -> Result<Targe
         })?;
         let digest = sha256_digest(&manifest);
         return Ok(Target {
-            store: Store::Layout(layout),
+            store: Box::new(layout),
+            repository: String::new(),
             manifest,
             digest,
         });
@@ -248,7 +225,8 @@ pub async fn open(reference: &str, registries: &RegistryOptions) -> Result<Targe
     let registry = Registry::new(registries)?;
     let (manifest, digest) = registry.pull_manifest(&name, &at).await?;
     Ok(Target {
-        store: Store::Registry(Box::new(registry), name),
+        store: Box::new(registry),
+        repository: name.to_string(),
         manifest,
         digest,
     })
@@ -261,8 +239,7 @@ pub async fn inspect_reference(
     registries: &RegistryOptions,
 ) -> Result<(String, Vec<Found>), SignError> {
     let target = open(reference, registries).await?;
-    let found = with_publisher!(target, |p, repo| inspect(p, &repo, &target.digest, trust)
-        .await?);
+    let found = inspect(&*target.store, &target.repository, &target.digest, trust).await?;
     Ok((target.digest, found))
 }
 
@@ -277,12 +254,10 @@ pub async fn sign_reference(
     legacy_attestations: bool,
 ) -> Result<(String, Vec<super::Attachment>, Vec<String>), SignError> {
     let target = open(reference, registries).await?;
-    let (attached, skipped) = with_publisher!(target, |p, repo| {
-        let (claims, skipped) =
-            super::published::claims(p, &repo, &target.manifest, options).await?;
-        let attached =
-            super::attach(p, signer, &claims, legacy_attestations, options.created).await?;
-        (attached, skipped)
-    });
+    let store = &*target.store;
+    let (claims, skipped) =
+        super::published::claims(store, &target.repository, &target.manifest, options).await?;
+    let attached =
+        super::attach(store, signer, &claims, legacy_attestations, options.created).await?;
     Ok((target.digest, attached, skipped))
 }

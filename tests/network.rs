@@ -420,3 +420,108 @@ fn a_body_cut_short_is_fetched_again() {
     let signed = out.trim().replace(&proxy.host, &registry.host);
     assert!(cosign_verifies("cosign-v2", &public, &signed), "{signed}");
 }
+
+/// `docker login` for `host`, in a config of its own; returns the environment that
+/// points gantry at it.
+fn docker_login(home: &Path, host: &str, user: &str, pass: &str) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let docker = home.join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    vec![
+        ("HOME".into(), home.display().to_string()),
+        ("DOCKER_CONFIG".into(), docker.display().to_string()),
+    ]
+}
+
+#[test]
+fn a_token_registry_gets_one_token_request_per_run() {
+    let registry = TestRegistry::start_with_token_auth("gantry", "t0ken-pass");
+    let home = tempfile::tempdir().unwrap();
+    let env = docker_login(home.path(), &registry.host, "gantry", "t0ken-pass");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let base = format!("{}/base", registry.host);
+    ok(&gantry_env(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &base,
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--base",
+            "scratch",
+        ],
+        &env,
+    ));
+
+    // On that base, in another repository: one token for both, asked for once.
+    let before = registry.token_requests().len();
+    let repo = format!("{}/app", registry.host);
+    let out = ok(&gantry_env(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--base",
+            &format!("{base}:latest"),
+        ],
+        &env,
+    ));
+    let asked = registry.token_requests()[before..].to_vec();
+    assert_eq!(asked.len(), 1, "one token request per run: {asked:#?}");
+    let scopes: Vec<&str> = asked[0]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        scopes.contains(&"repository:app:pull,push") && scopes.contains(&"repository:base:pull"),
+        "{scopes:?}"
+    );
+    // Read back by an independent client with the same credentials.
+    let pushed = out.trim();
+    let index = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        "--creds",
+        "gantry:t0ken-pass",
+        &format!("docker://{pushed}"),
+    ]));
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+
+    // A wrong password: the token service says no, and gantry says so.
+    let env = docker_login(home.path(), &registry.host, "gantry", "wrong-pass");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+        ],
+        &env,
+    ));
+    assert!(
+        err.contains(&format!("registry {} refused access", registry.host))
+            && err.contains("token service answered 401"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong-pass"),
+        "the password reached the error"
+    );
+}

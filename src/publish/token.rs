@@ -41,15 +41,8 @@ impl Transport {
         sent: Option<&str>,
         headers: &HeaderMap,
     ) -> Failure {
-        let refused = |detail: String| {
-            Failure::Fatal(PublishError::AuthRefused {
-                registry: host.name.clone(),
-                repository: request.repository.to_string(),
-                detail,
-                used: credentials.map_or("none (anonymous)".into(), |c| c.source.clone()),
-                searched: auth::searched_locations(&host.name),
-            })
-        };
+        let refused =
+            |detail: String| Failure::Fatal(refusal(host, request.repository, credentials, detail));
         let Some(challenge) = headers
             .get(http::header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())

@@ -64,11 +64,51 @@ pub struct TestRegistry {
     pub host: String,
     child: Child,
     _dir: tempfile::TempDir,
+    /// The token service, for a registry that asks for Bearer tokens.
+    token_server: Option<(String, Child)>,
 }
 
 impl TestRegistry {
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(|_| String::new())
+    }
+
+    /// With Bearer token auth, as ghcr.io and Docker Hub have it: a token service
+    /// (tests/token-server) that gives `user`/`password` whatever scope they ask for.
+    pub fn start_with_token_auth(user: &str, password: &str) -> Self {
+        use std::io::BufRead;
+        let mut server = None;
+        let mut registry = Self::start_with(|dir| {
+            let cert = dir.join("token-signer.pem");
+            let mut child = Command::new(tool("token-server"))
+                .args(["-user", user, "-password", password, "-cert"])
+                .arg(&cert)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start token-server");
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().expect("stdout"))
+                .read_line(&mut line)
+                .expect("read the token server's address");
+            let address = line.trim().trim_start_matches("listening on ").to_string();
+            let config = format!(
+                "auth:\n  token:\n    realm: http://{address}/token\n    service: gantry-test-registry\n    issuer: gantry-test-issuer\n    rootcertbundle: {}\n",
+                cert.display()
+            );
+            server = Some((address, child));
+            config
+        });
+        registry.token_server = server;
+        registry
+    }
+
+    /// The token requests the token service saw: `{user, scopes, status}`.
+    pub fn token_requests(&self) -> Vec<Value> {
+        let (address, _) = self.token_server.as_ref().expect("a token-auth registry");
+        let (_, body) = http_get(address, "/__log").expect("token server answers");
+        serde_json::from_slice::<Option<Vec<Value>>>(&body)
+            .expect("token log")
+            .unwrap_or_default()
     }
 
     /// With htpasswd auth for `user`/`password`.
@@ -79,7 +119,14 @@ impl TestRegistry {
             .output()
             .expect("run htpasswd");
         assert!(out.status.success());
-        Self::start_with(Some(out.stdout))
+        Self::start_with(|dir| {
+            let path = dir.join("htpasswd");
+            std::fs::write(&path, &out.stdout).expect("write htpasswd");
+            format!(
+                "auth:\n  htpasswd:\n    realm: gantry-test\n    path: {}\n",
+                path.display()
+            )
+        })
     }
 
     /// go-containerregistry's registry with the OCI referrers API switched on
@@ -111,6 +158,7 @@ impl TestRegistry {
             host,
             child,
             _dir: dir,
+            token_server: None,
         }
     }
 
@@ -119,7 +167,9 @@ impl TestRegistry {
         http_get(&self.host, path)
     }
 
-    fn start_with(htpasswd: Option<Vec<u8>>) -> Self {
+    /// docker-registry with the `auth:` section `auth` writes (it may put files in
+    /// the registry's directory).
+    fn start_with(auth: impl FnOnce(&Path) -> String) -> Self {
         require("docker-registry", "apt-get install docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -127,14 +177,7 @@ impl TestRegistry {
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
-        if let Some(h) = htpasswd {
-            let path = dir.path().join("htpasswd");
-            std::fs::write(&path, h).expect("write htpasswd");
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: gantry-test\n    path: {}\n",
-                path.display()
-            ));
-        }
+        config.push_str(&auth(dir.path()));
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).expect("write registry config");
         let child = Command::new("docker-registry")
@@ -157,6 +200,7 @@ impl TestRegistry {
             host,
             child,
             _dir: dir,
+            token_server: None,
         }
     }
 
@@ -177,6 +221,10 @@ impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some((_, server)) = &mut self.token_server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
     }
 }
 

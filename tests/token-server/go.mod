@@ -1,0 +1,3 @@
+module gantry.dev/tests/token-server
+
+go 1.25.0

@@ -20,8 +20,8 @@ use crate::publish::Publisher;
 
 /// Signs and stores every claim through `publisher`, after the images themselves
 /// were published.
-/// Claims about different subjects run concurrently; those about one subject run in
-/// order, since they update the same `.sig`, `.att` and fallback tags.
+/// Claims are grouped by subject, since those about one subject share the `.sig`,
+/// `.att` and fallback tags (one merge each); the subjects run concurrently.
 pub async fn attach(
     publisher: &dyn Publisher,
     signer: &Signer,
@@ -40,7 +40,7 @@ pub async fn attach(
     }
     let groups = by_subject
         .into_iter()
-        .map(|group| attach_in_order(publisher, signer, group, legacy_attestations, created));
+        .map(|group| attach_to_subject(publisher, signer, group, legacy_attestations, created));
     let done = futures::future::try_join_all(groups).await?;
     Ok(done.into_iter().flatten().collect())
 }
@@ -82,7 +82,7 @@ async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignE
 /// them the bundle referrers followed by a merge into the fallback index (see
 /// [`store`]).
 /// Whatever this key already stored about the subject is not stored again.
-async fn attach_in_order(
+async fn attach_to_subject(
     publisher: &dyn Publisher,
     signer: &Signer,
     claims: Vec<&Claim>,

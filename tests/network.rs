@@ -142,6 +142,18 @@ fn every_kind_of_transient_failure_is_retried_and_the_signed_build_succeeds() {
             retried.status
         );
     }
+    // docker-registry has no referrers API: the report says the fallback tag lists them.
+    let result = json(&std::fs::read(&report).unwrap());
+    let referrers: Vec<&Value> = result["images"][0]["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["storage"] == "referrer")
+        .collect();
+    assert!(
+        !referrers.is_empty() && referrers.iter().all(|a| a["listed_by"] == "fallback-tag"),
+        "{referrers:?}"
+    );
     // Read back with independent clients, straight from the registry.
     let all = subjects(&report);
     let latest = registry.tag_digest("retry", "latest");

@@ -414,7 +414,22 @@ fn referrers_api_registry_lists_the_bundles() {
     assert_eq!(status, 200, "the registry serves the referrers API");
     let listed = json(&body);
     assert_lists_every_predicate(&listed, "the referrers API");
-    // The registry lists them itself, so no fallback index is written.
+    // The registry lists them itself, so no fallback index is written, and the
+    // report says which way each referrer is listed.
+    let listed_by = |report: &Value| -> Vec<String> {
+        report["images"][0]["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["storage"] == "referrer")
+            .map(|a| a["listed_by"].as_str().unwrap_or("missing").to_string())
+            .collect()
+    };
+    let ways = listed_by(&report);
+    assert!(
+        !ways.is_empty() && ways.iter().all(|w| w == "referrers-api"),
+        "{ways:?}"
+    );
     for digest in std::iter::once(&index).chain(&platforms) {
         let fallback = format!("/v2/app/manifests/{}", digest.replacen(':', "-", 1));
         let (status, _) = registry.get(&fallback).unwrap();

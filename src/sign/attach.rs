@@ -111,6 +111,7 @@ async fn attach_to_subject(
         subject: subject.digest.clone(),
         predicate_type: predicate_type.map(str::to_string),
         storage,
+        listed_by: None,
         digest,
         rekor_log_index: entry.as_ref().map(|e| e.log_index),
         bundle: bundle.cloned(),
@@ -220,7 +221,7 @@ async fn attach_to_subject(
     let sig_tag = digest_tag(&subject.digest, Some("sig"));
     let att_tag = digest_tag(&subject.digest, Some("att"));
     // The three lists are independent: stored side by side.
-    let (sig_digest, att_digest, already) = futures::try_join!(
+    let (sig_digest, att_digest, (already, listed_by)) = futures::try_join!(
         store::merge_into_tag(
             publisher,
             repository,
@@ -241,6 +242,9 @@ async fn attach_to_subject(
     )?;
     for (report, digest) in already {
         out[report].digest = digest;
+    }
+    for a in out.iter_mut().filter(|a| a.storage == "referrer") {
+        a.listed_by = Some(listed_by);
     }
     for a in &mut out {
         match a.storage {
@@ -285,13 +289,13 @@ fn same_claim(existing: &Value, ours: &Value, predicate_key: &str) -> bool {
 /// The referrers of one subject: those this key already stored about the same
 /// statements are left as they are; the others are pushed, then named in the
 /// fallback index where the registry has no referrers API. Returns, for each one
-/// already there, its report's index and the stored digest.
+/// already there, its report's index and the stored digest; and what lists them.
 async fn store_referrers(
     publisher: &dyn Publisher,
     repository: &str,
     subject: &str,
     referrers: Vec<Referrer>,
-) -> Result<Vec<(usize, String)>, SignError> {
+) -> Result<(Vec<(usize, String)>, &'static str), SignError> {
     let index_tag = digest_tag(subject, None);
     let (known, uses_fallback) = match publisher.referrers(repository, subject).await? {
         Some(listed) => (listed, false),
@@ -337,7 +341,12 @@ async fn store_referrers(
         )
         .await?;
     }
-    Ok(already)
+    let listed_by = if uses_fallback {
+        "fallback-tag"
+    } else {
+        "referrers-api"
+    };
+    Ok((already, listed_by))
 }
 
 /// A DSSE bundle v0.3 as an OCI referrer of a subject, ready to store.

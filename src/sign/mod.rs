@@ -143,6 +143,10 @@ pub struct Attachment {
     pub predicate_type: Option<String>,
     /// `sig-tag`, `referrer` or `att-tag`.
     pub storage: &'static str,
+    /// For a referrer, what lists it: the registry's `referrers-api`, or the
+    /// `fallback-tag` index gantry keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listed_by: Option<&'static str>,
     /// Digest of the manifest that holds it.
     pub digest: String,
     /// Where the transparency log recorded the signature, when it did.

@@ -677,16 +677,21 @@ fn main() -> ExitCode {
                 } => sbom(&reference, format, &trust, &network).await,
             }
         };
+        // On a signal the command is dropped, which stops its `go build`s and
+        // removes its work directory; then the registered files go too.
         tokio::select! {
-            result = command => result,
-            signal = interrupted() => {
-                cleanup::remove_all();
-                eprintln!("gantry: stopped by {signal}; its work files are removed");
-                std::process::exit(if signal == "SIGINT" { 130 } else { 143 });
-            }
+            result = command => Ok(result),
+            signal = interrupted() => Err(signal),
         }
     });
     cleanup::remove_all();
+    let result = match result {
+        Ok(result) => result,
+        Err(signal) => {
+            eprintln!("gantry: stopped by {signal}; its work files are removed");
+            return ExitCode::from(if signal == "SIGINT" { 130 } else { 143 });
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -531,3 +531,62 @@ fn tags_come_from_the_git_ref_in_metadata_action_syntax() {
         outputs["tags"]
     );
 }
+
+#[test]
+fn a_key_given_as_a_secret_signs_and_is_removed_whatever_the_outcome() {
+    let keys = tempfile::tempdir().unwrap();
+    ok(&gantry_env(
+        keys.path(),
+        &["keygen", "--output-prefix", "k"],
+        &[("COSIGN_PASSWORD", "key-pass")],
+    ));
+    let pem = std::fs::read_to_string(keys.path().join("k.key")).unwrap();
+    let leftover_keys = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".key"))
+            .collect()
+    };
+    for (password, succeeds) in [("key-pass", true), ("wrong-pass", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("output");
+        let out = gantry_env(
+            &example("hello"),
+            &["action"],
+            &[
+                ("INPUT_PUSH", "false"),
+                ("INPUT_PLATFORMS", "wasi/wasm"),
+                ("INPUT_COSIGN-KEY", pem.as_str()),
+                ("COSIGN_PASSWORD", password),
+                ("RUNNER_TEMP", dir.path().to_str().unwrap()),
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_OUTPUT", output.to_str().unwrap()),
+            ],
+        );
+        if succeeds {
+            ok(&out);
+            // Signed with that key: the layout holds its signature.
+            let layout = format!("oci:{}", dir.path().join("gantry-oci-layout").display());
+            ok(&gantry_env(
+                Path::new("."),
+                &[
+                    "verify",
+                    "--key",
+                    keys.path().join("k.pub").to_str().unwrap(),
+                    &layout,
+                ],
+                &[],
+            ));
+        } else {
+            let err = fails(&out);
+            assert!(err.contains("cannot decrypt it"), "{err}");
+        }
+        assert!(
+            leftover_keys(dir.path()).is_empty(),
+            "the key written from the input stayed in RUNNER_TEMP: {:?}",
+            leftover_keys(dir.path())
+        );
+    }
+}

@@ -316,3 +316,92 @@ fn malformed_config_names_file_line_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_signal_stops_the_builds_and_removes_the_work_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A `go` that builds forever (its sleep is the go build to be stopped).
+    let started = dir.path().join("build-started");
+    let shim = dir.path().join("go");
+    let real_go = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v go"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = build ]; then touch {}; exec sleep 617; fi\nexec {} \"$@\"\n",
+            started.display(),
+            real_go.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let work_dirs = || -> Vec<String> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("gantry-"))
+            .collect()
+    };
+    let layout = dir.path().join("out");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--oci-layout",
+        ])
+        .arg(&layout)
+        .current_dir(example("hello"))
+        .env("GANTRY_GO", &shim)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(work_dirs().len(), 1, "no work directory while building");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(
+        work_dirs().is_empty(),
+        "the work directory stayed: {:?}",
+        work_dirs()
+    );
+    // The go build was stopped with it.
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 617"])
+        .output()
+        .unwrap();
+    assert!(
+        running.stdout.is_empty(),
+        "the go build outlived gantry: pid {}",
+        String::from_utf8_lossy(&running.stdout)
+    );
+}

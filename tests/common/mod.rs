@@ -132,31 +132,25 @@ impl TestRegistry {
     /// go-containerregistry's registry with the OCI referrers API switched on
     /// (tests/referrers-registry, built by scripts/test).
     pub fn start_with_referrers_api() -> Self {
-        let server = tool("referrers-registry");
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
-        let child = Command::new(server)
-            .args(["--address", &host])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start crane registry");
-        Self::wait_until_up(host, child, dir)
+        Self::started(dir, |host| {
+            Command::new(tool("referrers-registry"))
+                .args(["--address", host])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the referrers registry")
+        })
     }
 
-    fn wait_until_up(host: String, child: Child, dir: tempfile::TempDir) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(&host, "/v2/").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start on {host}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// A registry `spawn` starts on the host it is given, once it answers.
+    fn started(dir: tempfile::TempDir, spawn: impl Fn(&str) -> Child) -> Self {
+        let mut children = Vec::new();
+        // Any answer means it is up (a registry with auth answers 401).
+        let (host, _) = start_server("the registry", "/v2/", |_| true, &mut children, spawn);
         TestRegistry {
             host,
-            child,
+            child: children.pop().expect("started"),
             _dir: dir,
             token_server: None,
         }
@@ -172,36 +166,23 @@ impl TestRegistry {
     fn start_with(auth: impl FnOnce(&Path) -> String) -> Self {
         require("docker-registry", "apt-get install docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        config.push_str(&auth(dir.path()));
+        let auth = auth(dir.path());
         let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).expect("write registry config");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let host = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(&host, "/v2/").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not start on {host}"
+        let data = dir.path().join("data");
+        Self::started(dir, |host| {
+            let config = format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+                data.display()
             );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        TestRegistry {
-            host,
-            child,
-            _dir: dir,
-            token_server: None,
-        }
+            std::fs::write(&cfg, config).expect("write registry config");
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry")
+        })
     }
 
     /// Digest a tag points at, read with skopeo (None when the tag does not exist).
@@ -262,71 +243,78 @@ impl KeylessStack {
 
     fn start_with(with_rekor: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let issuer_host = format!("127.0.0.1:{}", free_port());
-        let issuer_child = Command::new(tool("oidc-issuer"))
-            .args([
-                "--address",
-                &issuer_host,
-                "--request-token",
-                Self::REQUEST_TOKEN,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start oidc-issuer");
-        let mut children = vec![issuer_child];
-        wait_for(
-            &issuer_host,
-            "/.well-known/openid-configuration",
+        let mut children = Vec::new();
+        let (issuer_host, _) = start_server(
             "the OIDC issuer",
+            "/.well-known/openid-configuration",
+            |s| s == 200,
+            &mut children,
+            |host| {
+                Command::new(tool("oidc-issuer"))
+                    .args(["--address", host, "--request-token", Self::REQUEST_TOKEN])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start oidc-issuer")
+            },
         );
         let issuer = format!("http://{issuer_host}");
         let config = dir.path().join("fulcio.yaml");
         std::fs::write(&config, fulcio_config(&issuer)).unwrap();
-        let fulcio_host = format!("127.0.0.1:{}", free_port());
-        let (_, port) = fulcio_host.split_once(':').unwrap();
-        let fulcio_child = Command::new(tool("fulcio"))
-            .args([
-                "serve",
-                "--ca",
-                "ephemeralca",
-                "--ct-log-url",
-                "",
-                "--host",
-                "127.0.0.1",
-            ])
-            .args([
-                "--grpc-host",
-                "127.0.0.1",
-                "--metrics-port",
-                "0",
-                "--port",
-                port,
-            ])
-            .arg("--grpc-port")
-            .arg(free_port().to_string())
-            .arg("--config-path")
-            .arg(&config)
-            .arg("--legacy-unix-domain-socket")
-            .arg(dir.path().join("legacy.sock"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("fulcio.log")).unwrap())
-            .spawn()
-            .expect("start fulcio");
-        children.push(fulcio_child);
-        let bundle = wait_for(&fulcio_host, "/api/v2/trustBundle", "Fulcio");
+        let log = dir.path().join("fulcio.log");
+        let (fulcio_host, bundle) = start_server(
+            "Fulcio",
+            "/api/v2/trustBundle",
+            |s| s == 200,
+            &mut children,
+            |host| {
+                let (_, port) = host.split_once(':').unwrap();
+                Command::new(tool("fulcio"))
+                    .args([
+                        "serve",
+                        "--ca",
+                        "ephemeralca",
+                        "--ct-log-url",
+                        "",
+                        "--host",
+                        "127.0.0.1",
+                    ])
+                    .args([
+                        "--grpc-host",
+                        "127.0.0.1",
+                        "--metrics-port",
+                        "0",
+                        "--port",
+                        port,
+                    ])
+                    .arg("--grpc-port")
+                    .arg(free_port().to_string())
+                    .arg("--config-path")
+                    .arg(&config)
+                    .arg("--legacy-unix-domain-socket")
+                    .arg(dir.path().join(format!("legacy-{port}.sock")))
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .expect("start fulcio")
+            },
+        );
         let rekor = with_rekor.then(|| {
-            let port = free_port();
-            let child = Command::new(tool("rekor-local"))
-                .args(["--port", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start rekor-local");
-            children.push(child);
-            let host = format!("127.0.0.1:{port}");
-            let key = wait_for(&host, "/api/v1/log/publicKey", "Rekor");
-            (host, key)
+            start_server(
+                "Rekor",
+                "/api/v1/log/publicKey",
+                |s| s == 200,
+                &mut children,
+                |host| {
+                    let (_, port) = host.split_once(':').unwrap();
+                    Command::new(tool("rekor-local"))
+                        .args(["--port", port])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("start rekor-local")
+                },
+            )
         });
         let trusted_root = dir.path().join("trusted_root.json");
         // One JSON document on one line, newline-terminated: also a trusted_root.jsonl,
@@ -390,16 +378,34 @@ impl Drop for KeylessStack {
     }
 }
 
-/// Polls until `path` on `host` answers 200; returns the body.
-fn wait_for(host: &str, path: &str, what: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some((200, body)) = http_get(host, path) {
-            return body;
+/// Starts a server on a free loopback port and waits until `path` answers with a
+/// status `up` accepts; a
+/// server that exits first (its port was taken meanwhile) is started again on
+/// another port. Keeps the child in `children`; returns the host and the body.
+fn start_server(
+    what: &str,
+    path: &str,
+    up: impl Fn(u16) -> bool,
+    children: &mut Vec<Child>,
+    spawn: impl Fn(&str) -> Child,
+) -> (String, Vec<u8>) {
+    for _ in 0..3 {
+        let host = format!("127.0.0.1:{}", free_port());
+        let mut child = spawn(&host);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((_, body)) = http_get(&host, path).filter(|(s, _)| up(*s)) {
+                children.push(child);
+                return (host, body);
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break; // exited: try another port
+            }
+            assert!(Instant::now() < deadline, "{what} did not start on {host}");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(Instant::now() < deadline, "{what} did not start on {host}");
-        std::thread::sleep(Duration::from_millis(100));
     }
+    panic!("{what} exited three times on start-up");
 }
 
 /// Fulcio's config: trust the local issuer as a GitHub Actions one, with the

@@ -456,10 +456,24 @@ impl Registry {
                 || Body::Bytes(bytes.clone()),
                 |r| async move {
                     if r.status.is_success() {
-                        Ok(r.header("oci-subject").is_some())
-                    } else {
-                        Err(unexpected(name, &format!("pushing manifest {at}"), r).await)
+                        return Ok(r.header("oci-subject").is_some());
                     }
+                    let action = format!("pushing manifest {at}");
+                    if r.status != StatusCode::BAD_REQUEST {
+                        return Err(unexpected(name, &action, r).await);
+                    }
+                    // We hash what we send, so DIGEST_INVALID here is docker-registry
+                    // reading a blob's link while another upload of that blob (by
+                    // another signer, say) rewrites it: worth another try.
+                    let detail = r.describe().await;
+                    Err(if detail.contains("DIGEST_INVALID") {
+                        Failure::Retry {
+                            detail,
+                            retry_after: None,
+                        }
+                    } else {
+                        refused(name, &action, detail)
+                    })
                 },
             )
             .await?;
@@ -539,7 +553,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// An unexpected status as a final error that names the registry and the action.
 async fn unexpected(name: &ImageName, action: &str, response: Response) -> Failure {
-    let detail = response.describe().await;
+    refused(name, action, response.describe().await)
+}
+
+/// The registry said no to `action`, for good.
+fn refused(name: &ImageName, action: &str, detail: String) -> Failure {
     Failure::Fatal(PublishError::Registry {
         registry: name.registry.clone(),
         repository: name.repository.clone(),

@@ -20,7 +20,7 @@ use gantry::sign::keys::{Secret, SigningKey};
 use gantry::sign::published::ClaimOptions;
 use gantry::sign::trust::{Authorities, IdentityMatch, IdentityPolicy, PublicKey, Trust};
 use gantry::sign::verify;
-use gantry::sign::{rekor, Attachment, Keyless, Signer, Signing};
+use gantry::sign::{rekor, Attachment, Keyless, SignError, Signer, Signing};
 
 #[path = "cli/action.rs"]
 mod action;
@@ -59,20 +59,24 @@ enum Command {
         #[command(flatten)]
         network: NetworkArgs,
     },
-    /// Print the SBOM attested for an image (registry or oci:DIR[:tag]).
+    /// Print the SBOM attested for an image (registry or oci:DIR[:tag]), once its
+    /// attestation verifies by key or identity.
     Sbom {
         reference: String,
         #[arg(long, value_enum, default_value_t = SbomFormat::Spdx)]
         format: SbomFormat,
-        /// Only accept an SBOM whose attestation verifies (by key or identity).
         #[command(flatten)]
         trust: TrustArgs,
+        /// Print the SBOM without checking who signed it (a warning says so).
+        #[arg(long, conflicts_with_all = ["key", "certificate_identity", "certificate_identity_regexp"])]
+        unverified: bool,
         #[command(flatten)]
         network: NetworkArgs,
     },
     /// Run as the GitHub Action: read the action's inputs from INPUT_* variables.
     Action,
-    /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD, and <prefix>.pub).
+    /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD
+    /// or, when that is unset, a password asked for on the terminal; and <prefix>.pub).
     Keygen {
         #[arg(long, default_value = "cosign")]
         output_prefix: PathBuf,
@@ -285,10 +289,15 @@ impl SigningArgs {
             })
         };
         let with_key = |path: &PathBuf| -> Result<Signing> {
-            Ok(Signing::Key(Signer::with_key(SigningKey::load(
-                path,
-                &password(),
-            )?)))
+            let password = cosign_password();
+            match SigningKey::load(path, password.as_ref().unwrap_or(&Secret::default())) {
+                Ok(key) => Ok(Signing::Key(Signer::with_key(key))),
+                Err(SignError::KeyPassword { .. }) if password.is_none() => bail!(
+                    "signing key {}: it is encrypted and COSIGN_PASSWORD is not set; set COSIGN_PASSWORD to its password",
+                    path.display()
+                ),
+                Err(e) => Err(e.into()),
+            }
         };
         match (self.sign, &self.key) {
             (SignMode::None, _) => Ok(None),
@@ -351,8 +360,9 @@ fn source_date_epoch() -> Result<Option<i64>> {
     }
 }
 
-fn password() -> Secret {
-    Secret::new(std::env::var("COSIGN_PASSWORD").unwrap_or_default())
+/// COSIGN_PASSWORD, when set (even to nothing: a key without a password).
+fn cosign_password() -> Option<Secret> {
+    std::env::var("COSIGN_PASSWORD").ok().map(Secret::new)
 }
 
 async fn build(args: BuildArgs) -> Result<()> {
@@ -448,11 +458,23 @@ async fn build(args: BuildArgs) -> Result<()> {
             }
         }
     }
+    let lines: Vec<&str> = report.images.iter().map(|i| i.reference.as_str()).collect();
+    print_result(&lines.join("\n"))
+}
+
+/// Stdout was closed before the result was all written (`gantry … | head -1`).
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+struct StdoutClosed;
+
+/// Writes a command's result to stdout. A reader that has gone away is not an error of
+/// ours: it ends the process quietly, where `println!` would panic.
+fn print_result(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    for image in &report.images {
-        writeln!(out, "{}", image.reference)?;
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        other => other.context("writing to stdout"),
     }
-    Ok(())
 }
 
 /// One line per signature or attestation stored.
@@ -475,14 +497,33 @@ fn report_attachments(attachments: &[Attachment]) {
 }
 
 fn keygen(prefix: &std::path::Path) -> Result<()> {
+    let password = match cosign_password() {
+        Some(password) => password,
+        None => ask_new_password()?,
+    };
     let key = SigningKey::generate()?;
-    let (private, public) = key.write_pair(prefix, &password())?;
+    let (private, public) = key.write_pair(prefix, &password)?;
     eprintln!(
         "gantry: wrote {} and {}",
         private.display(),
         public.display()
     );
     Ok(())
+}
+
+/// A new key's password, typed twice on the terminal without echo.
+fn ask_new_password() -> Result<Secret> {
+    if std::fs::File::open("/dev/tty").is_err() {
+        bail!("COSIGN_PASSWORD is not set and there is no terminal to ask for a password: set COSIGN_PASSWORD to the new key's password (set and empty for a key without one)");
+    }
+    let first = rpassword::prompt_password("Enter password for private key: ")
+        .context("reading the password from the terminal")?;
+    let again = rpassword::prompt_password("Enter password for private key again: ")
+        .context("reading the password from the terminal")?;
+    if first != again {
+        bail!("the two passwords differ; nothing was written");
+    }
+    Ok(Secret::new(first))
 }
 
 async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -> Result<()> {
@@ -519,14 +560,34 @@ async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -> Re
             }
         );
     }
-    let verified_signature = found
-        .iter()
-        .any(|f| f.kind == "signature" && f.verified == Some(true));
-    if !verified_signature {
-        bail!("no signature of {reference} ({digest}) verifies with {whom}");
+    if !found.iter().any(|f| f.kind == "signature") {
+        bail!("{reference} ({digest}) has no signatures: sign it (`gantry sign`, or build with --key or keyless signing), then verify");
     }
-    println!("{}", serde_json::to_string_pretty(&found)?);
-    Ok(())
+    if !found
+        .iter()
+        .any(|f| f.kind == "signature" && f.verified == Some(true))
+    {
+        bail!("{reference} ({digest}) is signed, but no signature verifies with {whom}");
+    }
+    // Each kind of attestation must have one that verifies: another signer's may sit
+    // beside ours, but an altered one must not pass unnoticed.
+    let failed: std::collections::BTreeSet<&str> = found
+        .iter()
+        .filter(|f| f.kind == "attestation")
+        .filter_map(|f| f.predicate_type.as_deref())
+        .filter(|t| {
+            !found
+                .iter()
+                .any(|f| f.predicate_type.as_deref() == Some(*t) && f.verified == Some(true))
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{reference} ({digest}): its signature verifies, but no attestation of type {} verifies with {whom}",
+            failed.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    print_result(&serde_json::to_string_pretty(&found)?)
 }
 
 async fn sign(
@@ -567,27 +628,30 @@ async fn sign(
             _ => reference,
         },
     };
-    println!("{name}@{digest}");
-    Ok(())
+    print_result(&format!("{name}@{digest}"))
 }
 
 async fn sbom(
     reference: &str,
     format: SbomFormat,
     trust: &TrustArgs,
+    unverified: bool,
     network: &NetworkArgs,
 ) -> Result<()> {
     let trust = trust.trust().await?;
+    if trust.is_none() {
+        if !unverified {
+            bail!("say whom to trust: --key cosign.pub, or --certificate-identity ID --certificate-oidc-issuer URL; or --unverified to print an SBOM whose signer is not checked");
+        }
+        eprintln!("gantry: warning: --unverified: printing an SBOM without checking who signed it");
+    }
     let (digest, found) =
         verify::inspect_reference(reference, trust.as_ref(), &network.options()?).await?;
     let sbom = found.iter().find(|f| {
         f.predicate_type.as_deref() == Some(format.predicate_type()) && f.verified != Some(false)
     });
     match sbom.and_then(|f| f.statement.as_ref()) {
-        Some(statement) => {
-            println!("{}", serde_json::to_string_pretty(&statement["predicate"])?);
-            Ok(())
-        }
+        Some(statement) => print_result(&serde_json::to_string_pretty(&statement["predicate"])?),
         None => bail!(
             "no {} SBOM attestation{} found for {reference} ({digest})",
             format.predicate_type(),
@@ -673,8 +737,9 @@ fn main() -> ExitCode {
                     reference,
                     format,
                     trust,
+                    unverified,
                     network,
-                } => sbom(&reference, format, &trust, &network).await,
+                } => sbom(&reference, format, &trust, unverified, &network).await,
             }
         };
         // On a signal the command is dropped, which stops its `go build`s and
@@ -694,6 +759,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             if github::in_actions() {
                 annotate(&e);

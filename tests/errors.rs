@@ -289,6 +289,10 @@ fn refused_credentials_say_where_they_were_looked_for() {
         "a password reached the error: {err}"
     );
 
+    assert!(
+        registry.repositories().is_empty(),
+        "a refused run left something"
+    );
     login("gantry", "s3cret-pass");
     let out = ok(&gantry_env(
         &example("hello"),
@@ -296,6 +300,7 @@ fn refused_credentials_say_where_they_were_looked_for() {
         &env,
     ));
     assert!(out.starts_with(&format!("{repo}@sha256:")));
+    assert_eq!(registry.repositories(), ["app"], "what was pushed shows");
     assert!(
         registry.tag_digest("app", "latest").is_none(),
         "skopeo without credentials must be refused too"
@@ -403,5 +408,312 @@ fn a_signal_stops_the_builds_and_removes_the_work_directory() {
         running.stdout.is_empty(),
         "the go build outlived gantry: pid {}",
         String::from_utf8_lossy(&running.stdout)
+    );
+}
+
+/// A `go` that is the real one except that its builds never finish: whatever gantry
+/// reports must come while the builds would still be running.
+fn go_that_never_finishes_building(dir: &std::path::Path) -> std::path::PathBuf {
+    let goroot = std::process::Command::new("go")
+        .args(["env", "GOROOT"])
+        .output()
+        .expect("go env GOROOT");
+    let real = format!("{}/bin/go", String::from_utf8_lossy(&goroot.stdout).trim());
+    let path = dir.join("go");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\n[ \"$1\" = build ] && exec sleep 300\nexec {real} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_registry_that_cannot_be_pushed_to_fails_while_the_builds_run() {
+    let scratch = tempfile::tempdir().unwrap();
+    let go = go_that_never_finishes_building(scratch.path());
+    let home = tempfile::tempdir().unwrap();
+    let docker = home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let run = |repo: &str| {
+        let started = std::time::Instant::now();
+        let err = fails(&gantry_env(
+            &example("hello"),
+            &build_args(&["--repo", repo, "--platform", "linux/amd64"]),
+            &[
+                ("GANTRY_GO", go.to_str().unwrap()),
+                ("HOME", home.path().to_str().unwrap()),
+                ("DOCKER_CONFIG", docker.to_str().unwrap()),
+            ],
+        ));
+        // The builds would take 300 s: the answer came from the check beside them.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{repo}: gantry waited for the builds ({:?}): {err}",
+            started.elapsed()
+        );
+        err
+    };
+
+    // Nothing listening on a loopback port: no --insecure-registry advice (loopback is
+    // plain HTTP already).
+    let port = closed_port();
+    let err = run(&format!("127.0.0.1:{port}/app"));
+    assert!(
+        err.contains(&format!("cannot reach registry 127.0.0.1:{port}"))
+            && err.contains("nothing is listening"),
+        "{err}"
+    );
+    assert!(!err.contains("--insecure-registry"), "{err}");
+
+    // A host that does not resolve (.invalid never does).
+    let err = run("registry.gantry-test.invalid/app");
+    assert!(
+        err.contains("cannot resolve host registry.gantry-test.invalid"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--insecure-registry") && !err.contains("Query {"),
+        "{err}"
+    );
+
+    // No credentials for a registry that wants them: where they were looked for.
+    let registry = TestRegistry::start_with_auth("gantry", "s3cret-pass");
+    let err = run(&format!("{}/app", registry.host));
+    assert!(
+        err.contains(&format!("No credentials for {} were found", registry.host))
+            && err.contains("config.json (absent"),
+        "{err}"
+    );
+
+    // Wrong credentials: their source is named once, and the password never.
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("gantry:wrong-s3cret");
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host),
+    )
+    .unwrap();
+    let err = run(&format!("{}/app", registry.host));
+    assert!(
+        err.contains("refused access to app")
+            && err.contains("credentials sent came from")
+            && err.matches("config.json").count() == 1,
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong-s3cret") && !err.contains(&auth),
+        "{err}"
+    );
+    assert!(registry.repositories().is_empty());
+
+    // Right credentials, but the token service grants only pull on that repository.
+    let tokens = TestRegistry::start_with_token_service("gantry", "s3cret-pass", &["readonly"]);
+    let auth = base64::engine::general_purpose::STANDARD.encode("gantry:s3cret-pass");
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, tokens.host),
+    )
+    .unwrap();
+    let err = run(&format!("{}/readonly", tokens.host));
+    assert!(
+        err.contains("refused access to readonly") && err.contains("grants pull there, not push"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cret-pass") && !err.contains(&auth),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_base_suggests_scratch_and_an_uppercase_repository_lowercase() {
+    let err = fails(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--base",
+            "base.gantry-test.invalid/static:latest",
+            "--platform",
+            "linux/amd64",
+        ],
+    ));
+    assert!(
+        err.contains("base image base.gantry-test.invalid/static:latest: cannot resolve host base.gantry-test.invalid")
+            && err.contains("--base scratch"),
+        "{err}"
+    );
+    assert!(!err.contains("--insecure-registry"), "{err}");
+
+    let err = fails(&gantry(
+        &example("hello"),
+        &build_args(&["--repo", "localhost:5000/Acme/App"]),
+    ));
+    assert!(
+        err.contains("repository names must be lowercase (\"Acme/App\"); use \"acme/app\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn keygen_asks_for_the_password_on_a_terminal_and_refuses_without_one() {
+    require("setsid", "apt-get install util-linux");
+    require("script", "apt-get install bsdutils");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("k");
+    let gantry_bin = env!("CARGO_BIN_EXE_gantry");
+
+    // No COSIGN_PASSWORD and no terminal (setsid: no controlling terminal).
+    let out = std::process::Command::new("setsid")
+        .args(["-w", gantry_bin, "keygen", "--output-prefix"])
+        .arg(&prefix)
+        .env_remove("COSIGN_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(
+        err.contains("COSIGN_PASSWORD is not set and there is no terminal"),
+        "{err}"
+    );
+    assert!(!prefix.with_extension("key").exists());
+
+    // On a terminal (script gives it one): asked twice, without echo.
+    let on_terminal = |answers: &'static str| {
+        let mut child = std::process::Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "{gantry_bin} keygen --output-prefix {}",
+                prefix.display()
+            ))
+            .arg("/dev/null")
+            .env_remove("COSIGN_PASSWORD")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        for line in answers.lines() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            use std::io::Write as _;
+            writeln!(stdin, "{line}").unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let out = on_terminal("first-pass\nsecond-pass");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("differ") && !shown.contains("second-pass"),
+        "{shown}"
+    );
+    assert!(!prefix.with_extension("key").exists());
+
+    let out = on_terminal("typed-pass\ntyped-pass");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("Enter password for private key again") && !shown.contains("typed-pass"),
+        "the password was echoed, or not asked twice: {shown}"
+    );
+    // The real cosign opens the key with the typed password.
+    let blob = dir.path().join("blob");
+    std::fs::write(&blob, "x").unwrap();
+    let signed = std::process::Command::new(tool("cosign-v2"))
+        .args(["sign-blob", "--tlog-upload=false", "--yes", "--key"])
+        .arg(prefix.with_extension("key"))
+        .arg(&blob)
+        .env("COSIGN_PASSWORD", "typed-pass")
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "cosign: {}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+}
+
+#[test]
+fn verify_tells_unsigned_from_signed_by_someone_else() {
+    let registry = TestRegistry::start();
+    let repo = format!("{}/unsigned", registry.host);
+    let out = ok(&gantry(
+        &example("hello"),
+        &build_args(&[
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--sign",
+            "none",
+        ]),
+    ));
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = cosign_key_pair(keys.path(), "pw");
+    let err = fails(&gantry(
+        &example("hello"),
+        &["verify", "--key", public.to_str().unwrap(), out.trim()],
+    ));
+    assert!(err.contains("has no signatures"), "{err}");
+}
+
+#[test]
+fn repeated_packages_and_tags_are_built_and_pushed_once() {
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host);
+    let repo = format!("{}/once", proxy.host);
+    let hello = example("hello");
+    let out = ok(&gantry(
+        &hello,
+        &build_args(&[
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            ".",
+            "./",
+            hello.to_str().unwrap(),
+            "--tag",
+            "v1",
+            "-t",
+            "v1",
+            "--tag",
+            "v2",
+        ]),
+    ));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let log = proxy.log();
+    for tag in ["v1", "v2"] {
+        let puts = log
+            .iter()
+            .filter(|e| e.method == "PUT" && e.path.ends_with(&format!("/manifests/{tag}")))
+            .count();
+        assert_eq!(puts, 1, "tag {tag} written {puts} times: {log:#?}");
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_gantry_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["build", "--base", "scratch", "--platform", "linux/amd64"])
+        .arg("--oci-layout")
+        .arg(dir.path().join("layout"))
+        .current_dir(example("hello"))
+        .env_remove("GANTRY_REPO")
+        .env_remove("KO_DOCKER_REPO")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked") && !stderr.contains("error"),
+        "{}: {stderr}",
+        out.status
     );
 }

@@ -242,7 +242,54 @@ fn cosign_v2_and_v3_verify_signatures_and_attestations() {
             &format!("{repo}@{index}"),
         ],
     ));
-    assert!(err.contains("verifies with this key"), "{err}");
+    assert!(
+        err.contains("is signed, but no signature verifies with this key"),
+        "{err}"
+    );
+    // The private key where the public one belongs is named as such.
+    let err = fails(&gantry(
+        Path::new("."),
+        &[
+            "verify",
+            "--key",
+            keys.key().to_str().unwrap(),
+            &format!("{repo}@{index}"),
+        ],
+    ));
+    assert!(err.contains("this is a private key"), "{err}");
+    // An SBOM is printed only once its signer is checked, or with a warning.
+    let err = fails(&gantry(Path::new("."), &["sbom", &wasm_ref]));
+    assert!(
+        err.contains("say whom to trust") && err.contains("--unverified"),
+        "{err}"
+    );
+    let out = gantry(Path::new("."), &["sbom", "--unverified", &wasm_ref]);
+    assert!(ok(&out).contains("pkg:golang/github.com/google/uuid@v1.6.0"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: --unverified"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A reader that stops early (`| head -1`) ends gantry quietly, not with a panic.
+    for args in [
+        vec!["sbom", "--key", public.to_str().unwrap(), &wasm_ref],
+        vec!["verify", "--key", public.to_str().unwrap(), &wasm_ref],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("panicked") && !stderr.contains("error"),
+            "{args:?} with stdout closed: {}: {stderr}",
+            out.status
+        );
+    }
     let out = cosign(
         "cosign-v3",
         &[
@@ -520,6 +567,8 @@ fn signatures_live_in_the_oci_layout_too() {
             "sbom",
             "--format",
             "cyclonedx",
+            "--key",
+            public.to_str().unwrap(),
             &format!("oci:{}", layout.display()),
         ],
     ));
@@ -551,10 +600,50 @@ fn bad_keys_fail_clearly_before_anything_is_pushed() {
         &[("COSIGN_PASSWORD", "not-the-password")],
     ));
     assert!(
-        err.contains("cannot decrypt it: wrong password?") && err.contains("COSIGN_PASSWORD"),
+        err.contains("cannot decrypt it: wrong password") && err.contains("COSIGN_PASSWORD"),
         "{err}"
     );
     assert!(!err.contains("not-the-password"));
+
+    // No password at all: said as such, not as a wrong one.
+    let err = fails(&gantry(&example("hello"), &args));
+    assert!(
+        err.contains("it is encrypted and COSIGN_PASSWORD is not set"),
+        "{err}"
+    );
+
+    // A key cut short, or with its contents damaged, is not a password problem.
+    let text = std::fs::read_to_string(&key).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (name, damaged) in [
+        (
+            "truncated.key",
+            format!("{}\n", lines[..lines.len() / 2].join("\n")),
+        ),
+        (
+            "damaged.key",
+            format!(
+                "{}\n{}\n{}\n",
+                lines[0],
+                "QUJD".repeat(20),
+                lines[lines.len() - 1]
+            ),
+        ),
+    ] {
+        let path = keys.dir.path().join(name);
+        std::fs::write(&path, damaged).unwrap();
+        let mut args = base.to_vec();
+        args.push(path.to_str().unwrap());
+        let err = fails(&gantry_env(
+            &example("hello"),
+            &args,
+            &[("COSIGN_PASSWORD", PASSWORD)],
+        ));
+        assert!(
+            err.contains(&format!("{name}: corrupt or truncated")) && !err.contains("password"),
+            "{err}"
+        );
+    }
 
     let junk = keys.dir.path().join("junk.key");
     std::fs::write(
@@ -599,8 +688,9 @@ fn bad_keys_fail_clearly_before_anything_is_pushed() {
     ));
     assert!(err.contains("--sign key needs --key"), "{err}");
     assert!(
-        registry.tag_digest("app", "latest").is_none(),
-        "a failed signing set-up pushed an image"
+        registry.repositories().is_empty(),
+        "a failed signing set-up pushed something: {:?}",
+        registry.repositories()
     );
 }
 

@@ -147,16 +147,28 @@ struct PackagePlan {
     base: Option<(String, Arc<ResolvedBase>)>,
 }
 
+/// Asks every destination repository, without writing, whether this run may push.
+async fn check_destinations(
+    registry: &Registry,
+    repos: &[ImageName],
+    tag: &str,
+) -> Result<(), BuildError> {
+    futures::future::try_join_all(repos.iter().map(|r| registry.check_push_access(r, tag))).await?;
+    Ok(())
+}
+
 /// Runs the whole build. `progress` receives one line per step, for stderr.
 pub async fn build(
     opts: &BuildOptions,
     progress: &Progress<'_>,
 ) -> Result<BuildReport, BuildError> {
-    let tags = if opts.tags.is_empty() {
+    let mut tags = if opts.tags.is_empty() {
         vec!["latest".to_string()]
     } else {
         opts.tags.clone()
     };
+    let mut seen = HashSet::new();
+    tags.retain(|t| seen.insert(t.clone()));
     for tag in &tags {
         check_tag(tag)?;
     }
@@ -200,6 +212,13 @@ pub async fn build(
     let mut resolved = Vec::new();
     for arg in &packages {
         let package = go.resolve(arg, &opts.workdir).await?;
+        // `./cmd/app` and `example.com/cmd/app` are one package: built and pushed once.
+        if resolved
+            .iter()
+            .any(|(p, _): &(Package, _)| p.dir == package.dir)
+        {
+            continue;
+        }
         let settings = settings_for(config.as_ref(), &package)?;
         let settings = if settings.has_templates() {
             let data = template_data
@@ -248,10 +267,15 @@ pub async fn build(
             base: None,
         })
         .collect();
+    // While the first go build runs, the destination is asked whether this run may push.
+    let access = check_destinations(&registry, &registry_repos, &tags[0]);
     let binaries = match &request {
         // The platforms come from the bases: resolve them, then build.
         PlatformRequest::All { .. } => {
-            plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress).await?;
+            futures::try_join!(
+                plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress),
+                access,
+            )?;
             run_builds(&go, &plans, work.path(), opts.jobs, progress).await?
         }
         // The platforms are the listed ones: build while the bases resolve.
@@ -261,9 +285,10 @@ pub async fn build(
                 plan.platforms = linux.iter().chain(&wasm).cloned().collect();
             }
             let building = plans.clone();
-            let (binaries, ()) = futures::try_join!(
+            let (binaries, (), ()) = futures::try_join!(
                 run_builds(&go, &building, work.path(), opts.jobs, progress),
                 plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress),
+                access,
             )?;
             binaries
         }

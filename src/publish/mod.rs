@@ -28,14 +28,20 @@ use crate::image::{Artifact, Blob, Descriptor};
 pub enum PublishError {
     #[error("invalid image reference {reference:?}: {reason}")]
     Reference { reference: String, reason: String },
-    #[error("cannot reach registry {registry}: {detail}\n(registries on localhost/127.0.0.1 are spoken to over plain HTTP; another host serving plain HTTP needs --insecure-registry {registry})")]
-    Unreachable { registry: String, detail: String },
-    #[error("registry {registry} refused access to {repository} ({detail}).\nCredentials used: {used}.\nLooked for credentials in: {searched}.\nLog in (`docker login {registry}`) or fix the stored credentials.")]
+    #[error("{}", unreachable_message(registry, *cause, detail))]
+    Unreachable {
+        registry: String,
+        cause: ConnectFailure,
+        detail: String,
+    },
+    #[error("registry {registry} refused access to {repository} ({detail}).\n{}", credentials_hint(registry, used.as_deref(), searched))]
     AuthRefused {
         registry: String,
         repository: String,
         detail: String,
-        used: String,
+        /// Where the credentials sent came from; None when none were found.
+        used: Option<String>,
+        /// Every place looked in, for when none were found.
         searched: String,
     },
     #[error("registry {registry}: {action} in {repository} failed: {detail}")]
@@ -73,6 +79,45 @@ pub enum PublishError {
         context: String,
         cause: std::io::Error,
     },
+}
+
+/// Why a registry that never answered could not be reached: each has its own remedy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// The host name does not resolve (offline, or a typo).
+    NoSuchHost,
+    /// Nothing listens at that address and port.
+    Refused,
+    /// The TLS handshake failed (often: the registry speaks plain HTTP).
+    Tls,
+    Other,
+}
+
+fn unreachable_message(registry: &str, cause: ConnectFailure, detail: &str) -> String {
+    let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
+    match cause {
+        ConnectFailure::NoSuchHost => {
+            format!("cannot resolve host {host}: offline, or a typo in the registry's name?")
+        }
+        ConnectFailure::Refused => format!(
+            "cannot reach registry {registry}: nothing is listening there (connection refused); is the registry running, and is the port right?"
+        ),
+        ConnectFailure::Tls => format!(
+            "cannot reach registry {registry} over HTTPS: {detail}\n(if {registry} serves plain HTTP, pass --insecure-registry {registry})"
+        ),
+        ConnectFailure::Other => format!("cannot reach registry {registry}: {detail}"),
+    }
+}
+
+fn credentials_hint(registry: &str, used: Option<&str>, searched: &str) -> String {
+    match used {
+        Some(source) => format!(
+            "The credentials sent came from {source}: check that they are current and may use this repository, or log in again (`docker login {registry}`)."
+        ),
+        None => format!(
+            "No credentials for {registry} were found (looked in: {searched}).\nLog in (`docker login {registry}`), or set them in one of those places."
+        ),
+    }
 }
 
 /// What making a blob present took.

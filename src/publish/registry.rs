@@ -47,7 +47,7 @@ impl ImageName {
         }
         let reference: Reference = text
             .parse()
-            .map_err(|e: oci_client::ParseError| err(&e.to_string()))?;
+            .map_err(|e: oci_client::ParseError| err(&reference_problem(text, &e)))?;
         Ok(ImageName {
             registry: reference.registry().to_string(),
             repository: reference.repository().to_string(),
@@ -76,7 +76,7 @@ pub fn parse_reference(text: &str) -> Result<(ImageName, String), PublishError> 
         text.parse()
             .map_err(|e: oci_client::ParseError| PublishError::Reference {
                 reference: text.to_string(),
-                reason: e.to_string(),
+                reason: reference_problem(text, &e),
             })?;
     let name = ImageName {
         registry: reference.registry().to_string(),
@@ -88,6 +88,39 @@ pub fn parse_reference(text: &str) -> Result<(ImageName, String), PublishError> 
         .unwrap_or("latest")
         .to_string();
     Ok((name, at))
+}
+
+/// Why `text` is not a reference, in words a user can act on: the parser's own
+/// message ("invalid reference format") says neither what nor where.
+fn reference_problem(text: &str, error: &oci_client::ParseError) -> String {
+    // The first component names a registry when it looks like a host.
+    let path = match text.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first != first.to_lowercase() =>
+        {
+            rest
+        }
+        _ => text,
+    };
+    let path = path.split(['@', ':']).next().unwrap_or(path);
+    if text.is_empty() {
+        "the reference is empty".into()
+    } else if text.chars().any(char::is_whitespace) {
+        "it contains whitespace".into()
+    } else if path.chars().any(|c| c.is_ascii_uppercase()) {
+        format!(
+            "repository names must be lowercase ({path:?}); use {:?}",
+            path.to_lowercase()
+        )
+    } else if path.split('/').any(str::is_empty) {
+        "a path component is empty (`//`, or a leading or trailing `/`)".into()
+    } else {
+        format!(
+            "{error}: expected [REGISTRY/]REPOSITORY[:TAG|@sha256:DIGEST], the repository in lowercase letters, digits and the separators . _ - /"
+        )
+    }
 }
 
 /// How to reach registries: which hosts speak plain HTTP, and the network policy.
@@ -215,6 +248,25 @@ impl Registry {
             });
         }
         Ok(Some((bytes, digest)))
+    }
+
+    /// Checks, without writing, that `name` answers and that this run may push to it:
+    /// a HEAD of `tag` sent with push access, so a Basic registry checks the
+    /// credentials and a Bearer one grants (or refuses) the push scope. Run beside the
+    /// builds, it turns a wrong host or login into an error in seconds.
+    pub async fn check_push_access(&self, name: &ImageName, tag: &str) -> Result<(), PublishError> {
+        self.call(
+            name,
+            v2(name, Method::HEAD, format!("manifests/{tag}")).pushing(true),
+            || Body::Empty,
+            |r| async move {
+                match r.status {
+                    s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+                    _ => Err(unexpected(name, "checking access", r).await),
+                }
+            },
+        )
+        .await
     }
 
     /// The digest a tag or digest names (HEAD), or None when there is none.

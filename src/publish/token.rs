@@ -173,6 +173,29 @@ impl Transport {
             .or(json["access_token"].as_str())
             .unwrap_or_default()
             .to_string();
+        // A token service that says what it granted (a JWT `access` claim) tells a
+        // push that would be refused now, before any build has run.
+        if let Some(granted) = granted_access(&value) {
+            for (repo, actions) in &scopes {
+                if actions.contains("push")
+                    && !granted.get(repo).is_some_and(|a| a.contains("push"))
+                {
+                    let got = granted
+                        .get(repo)
+                        .map(|a| a.iter().cloned().collect::<Vec<_>>().join(","));
+                    return Err(Failure::Fatal(refusal(
+                        host,
+                        repo,
+                        credentials,
+                        format!(
+                            "its token service grants {} there, not push",
+                            got.filter(|g| !g.is_empty())
+                                .unwrap_or_else(|| "nothing".into())
+                        ),
+                    )));
+                }
+            }
+        }
         let lifetime = json["expires_in"].as_u64().unwrap_or(60).max(60);
         Ok(Token {
             value,
@@ -181,6 +204,33 @@ impl Transport {
             expires: Instant::now() + Duration::from_secs(lifetime - lifetime / 10),
         })
     }
+}
+
+/// The actions a JWT token grants per repository (its `access` claim), or None when
+/// the token is opaque or does not say.
+fn granted_access(token: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Access {
+        #[serde(rename = "type")]
+        kind: String,
+        name: String,
+        actions: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        access: Vec<Access>,
+    }
+    let claims = token.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    let claims: Claims = serde_json::from_slice(&claims).ok()?;
+    let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in claims.access.into_iter().filter(|a| a.kind == "repository") {
+        granted.entry(a.name).or_default().extend(a.actions);
+    }
+    Some(granted)
 }
 
 /// The registry said no: who asked, with which credentials, and where they came from.
@@ -194,7 +244,7 @@ pub(super) fn refusal(
         registry: host.name.clone(),
         repository: repository.to_string(),
         detail,
-        used: credentials.map_or("none (anonymous)".into(), |c| c.source.clone()),
+        used: credentials.map(|c| c.source.clone()),
         searched: auth::searched_locations(&host.name),
     }
 }
@@ -327,6 +377,19 @@ fn split_params(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwt_access_claims_are_read_and_opaque_tokens_say_nothing() {
+        use base64::Engine as _;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            r#"{"access":[{"type":"repository","name":"acme/app","actions":["pull"]},{"type":"registry","name":"catalog","actions":["*"]}]}"#,
+        );
+        let granted = granted_access(&format!("e30.{claims}.sig")).unwrap();
+        assert_eq!(granted.len(), 1);
+        assert!(granted["acme/app"].contains("pull") && !granted["acme/app"].contains("push"));
+        assert!(granted_access("opaque-token").is_none());
+        assert!(granted_access("a.bm90IGpzb24.c").is_none());
+    }
 
     #[test]
     fn challenges() {

@@ -32,7 +32,7 @@ use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::token::{self, Auth};
-use super::PublishError;
+use super::{ConnectFailure, PublishError};
 use crate::auth::Credentials;
 use crate::retry::{self, RetryPolicy};
 
@@ -341,6 +341,7 @@ impl Transport {
             Some(Err(e)) if e.is_connect() && !host.answered.load(Ordering::Relaxed) => {
                 return Err(Failure::Fatal(PublishError::Unreachable {
                     registry: host.name.clone(),
+                    cause: connect_failure(&e),
                     detail: retry::describe(&e),
                 }))
             }
@@ -487,6 +488,27 @@ impl Progress {
             }
         }
     }
+}
+
+/// What kind of connection failure `error` is, from its chain of causes.
+fn connect_failure(error: &reqwest::Error) -> ConnectFailure {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return ConnectFailure::Tls;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return ConnectFailure::Refused;
+            }
+        }
+        let text = e.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return ConnectFailure::NoSuchHost;
+        }
+        source = e.source();
+    }
+    ConnectFailure::Other
 }
 
 /// True for hosts reached over plain HTTP without asking: loopback only.

@@ -52,6 +52,28 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// Whether `pem` holds a whole cosign key file, so that a failure to decrypt it
+/// can only be the password (or a deliberate edit), never a cut-off copy.
+fn check_key_file(pem: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Encrypted {
+        kdf: serde_json::Value,
+        cipher: serde_json::Value,
+        ciphertext: String,
+    }
+    let block = pem::parse(pem).map_err(|e| format!("its PEM block does not decode ({e})"))?;
+    let encrypted: Encrypted = serde_json::from_slice(block.contents())
+        .map_err(|e| format!("its contents are not cosign's encrypted key ({e})"))?;
+    let ciphertext = base64::engine::general_purpose::STANDARD
+        .decode(&encrypted.ciphertext)
+        .map_err(|_| "its ciphertext is not base64".to_string())?;
+    // A P-256 PKCS#8 key is over 100 bytes, plus the 16-byte authenticator.
+    if ciphertext.len() < 100 || !encrypted.kdf.is_object() || !encrypted.cipher.is_object() {
+        return Err("its encrypted key is incomplete".into());
+    }
+    Ok(())
+}
+
 impl SigningKey {
     /// Reads a cosign private key file.
     pub fn load(path: &Path, password: &Secret) -> Result<Self, SignError> {
@@ -68,12 +90,15 @@ impl SigningKey {
                 detail: "not a cosign private key (expected a PEM block `ENCRYPTED SIGSTORE PRIVATE KEY`, as `cosign generate-key-pair` or `gantry keygen` write)".into(),
             });
         }
-        let pair = SigStoreKeyPair::from_encrypted_pem(&pem, password.bytes()).map_err(|_| {
-            SignError::Key {
+        if let Err(detail) = check_key_file(&pem) {
+            return Err(SignError::Key {
                 path: path.to_path_buf(),
-                detail:
-                    "cannot decrypt it: wrong password? (set COSIGN_PASSWORD to the key's password)"
-                        .into(),
+                detail: format!("corrupt or truncated: {detail}; use the file `cosign generate-key-pair` or `gantry keygen` wrote"),
+            });
+        }
+        let pair = SigStoreKeyPair::from_encrypted_pem(&pem, password.bytes()).map_err(|_| {
+            SignError::KeyPassword {
+                path: path.to_path_buf(),
             }
         })?;
         Self::from_pair(&pair).map_err(|detail| SignError::Key {

@@ -53,6 +53,8 @@ const KEY_ANNOTATION: &str = "dev.gantry.signer.key";
 pub enum SignError {
     #[error("signing key {path}: {detail}")]
     Key { path: PathBuf, detail: String },
+    #[error("signing key {path}: cannot decrypt it: wrong password, or the key file was altered (COSIGN_PASSWORD must hold the password it was written with)")]
+    KeyPassword { path: PathBuf },
     #[error("signing failed: {0}")]
     Crypto(String),
     #[error(transparent)]

@@ -31,6 +31,9 @@ impl PublicKey {
     }
 
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        if String::from_utf8_lossy(pem).contains("PRIVATE KEY-----") {
+            return Err("this is a private key; verifying needs its public half (cosign.pub beside cosign.key), which is safe to share".into());
+        }
         CosignVerificationKey::from_pem(pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
             .map(PublicKey)
             .map_err(|e| format!("not a PEM public key ({e})"))

@@ -76,12 +76,20 @@ impl TestRegistry {
     /// With Bearer token auth, as ghcr.io and Docker Hub have it: a token service
     /// (tests/token-server) that gives `user`/`password` whatever scope they ask for.
     pub fn start_with_token_auth(user: &str, password: &str) -> Self {
+        Self::start_with_token_service(user, password, &[])
+    }
+
+    /// Like `start_with_token_auth`, but the token service grants only pull on the
+    /// repositories in `pull_only` (its JWT says so, and the registry refuses pushes).
+    pub fn start_with_token_service(user: &str, password: &str, pull_only: &[&str]) -> Self {
         use std::io::BufRead;
         let mut server = None;
         let mut registry = Self::start_with(|dir| {
             let cert = dir.join("token-signer.pem");
             let mut child = Command::new(tool("token-server"))
-                .args(["-user", user, "-password", password, "-cert"])
+                .args(["-user", user, "-password", password, "-pull-only"])
+                .arg(pull_only.join(","))
+                .arg("-cert")
                 .arg(&cert)
                 .stdout(Stdio::piped())
                 .spawn()
@@ -154,6 +162,38 @@ impl TestRegistry {
             _dir: dir,
             token_server: None,
         }
+    }
+
+    /// The repositories docker-registry holds anything for (blobs, manifests or
+    /// uploads), read from its storage, so that registries with auth show too.
+    pub fn repositories(&self) -> Vec<String> {
+        fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('_') {
+                    if !out.iter().any(|r| r == rel) {
+                        out.push(rel.to_string());
+                    }
+                } else if entry.path().is_dir() {
+                    let rel = if rel.is_empty() {
+                        name
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    walk(&entry.path(), &rel, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let root = self
+            ._dir
+            .path()
+            .join("data/docker/registry/v2/repositories");
+        walk(&root, "", &mut out);
+        out
     }
 
     /// Status and body of GET `path` on this registry.
@@ -802,6 +842,7 @@ pub fn gantry_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("GITHUB_TOKEN")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("COSIGN_KEY")
+        .env_remove("COSIGN_PASSWORD")
         .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
         .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
         .env_remove("SIGSTORE_ID_TOKEN")
@@ -867,7 +908,12 @@ pub fn fails(out: &Output) -> String {
         "a failed run printed a result: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked at") && out.status.code() != Some(101),
+        "gantry panicked: {stderr}"
+    );
+    stderr
 }
 
 pub fn skopeo(args: &[&str]) -> Output {

@@ -50,6 +50,7 @@ func main() {
 	issuer := flag.String("issuer", "gantry-test-issuer", "the iss claim")
 	user := flag.String("user", "", "the one user allowed")
 	password := flag.String("password", "", "its password")
+	pullOnly := flag.String("pull-only", "", "comma-separated repositories on which only pull is granted")
 	flag.Parse()
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -101,7 +102,13 @@ func main() {
 			if len(parts) != 3 {
 				continue
 			}
-			granted = append(granted, access{parts[0], parts[1], strings.Split(parts[2], ",")})
+			actions := strings.Split(parts[2], ",")
+			for _, repo := range strings.Split(*pullOnly, ",") {
+				if repo != "" && repo == parts[1] {
+					actions = []string{"pull"}
+				}
+			}
+			granted = append(granted, access{parts[0], parts[1], actions})
 		}
 		now := time.Now()
 		header, _ := json.Marshal(map[string]any{"alg": "ES256", "typ": "JWT", "x5c": []string{base64.StdEncoding.EncodeToString(der)}})

@@ -810,3 +810,46 @@ fn a_registry_that_refuses_the_referrer_manifest_fails_clearly_and_leaves_nothin
         "a fallback index was written for a referrer the registry refused"
     );
 }
+
+#[test]
+fn verify_fails_when_a_kind_of_attestation_has_none_by_this_key() {
+    let registry = TestRegistry::start();
+    let ours = Keys::from_cosign();
+    let theirs = Keys::from_cosign();
+    // Our key signs the image only; another key signs it and attests its SBOMs.
+    let report = build_signed(
+        &registry,
+        "mixed",
+        &ours,
+        &["--sbom", "none", "--no-provenance"],
+    );
+    let (index, _) = digests(&report);
+    let image = format!("{}/mixed@{index}", registry.host);
+    let their_key = theirs.key();
+    ok(&gantry_env(
+        Path::new("."),
+        &[
+            "sign",
+            &image,
+            "--key",
+            their_key.to_str().unwrap(),
+            "--sbom",
+            "spdx",
+            "--no-provenance",
+        ],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    ));
+    // Theirs verifies whole; ours verifies the signature, but no SPDX attestation.
+    ok(&gantry(
+        Path::new("."),
+        &["verify", "--key", theirs.public().to_str().unwrap(), &image],
+    ));
+    let err = fails(&gantry(
+        Path::new("."),
+        &["verify", "--key", ours.public().to_str().unwrap(), &image],
+    ));
+    assert!(
+        err.contains("its signature verifies, but no attestation of type https://spdx.dev/Document verifies with this key"),
+        "{err}"
+    );
+}

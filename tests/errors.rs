@@ -717,3 +717,110 @@ fn a_closed_stdout_ends_gantry_quietly() {
         out.status
     );
 }
+
+/// Every file under `dir`, gzip blobs unpacked: what a layout or work dir holds.
+fn contents_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(contents_under(&path));
+        } else {
+            let mut bytes = std::fs::read(&path).unwrap();
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut unpacked = Vec::new();
+                if std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&bytes[..]),
+                    &mut unpacked,
+                )
+                .is_ok()
+                {
+                    bytes = unpacked;
+                }
+            }
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+#[test]
+fn kodata_links_out_of_it_and_special_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("hello");
+    copy_dir(&example("hello"), &pkg);
+    let work = tmp.path().join("tmp");
+    std::fs::create_dir(&work).unwrap();
+    let layout = tmp.path().join("layout");
+    let args = build_args(&["--platform", "linux/amd64", "--oci-layout"]);
+    let args: Vec<&str> = args
+        .into_iter()
+        .chain(std::iter::once(layout.to_str().unwrap()))
+        .collect();
+
+    let marker = "gantry-kodata-secret-4f1c";
+    let secret = tmp.path().join("secret.json");
+    std::fs::write(&secret, format!("{{\"auth\": \"{marker}\"}}")).unwrap();
+    let link = pkg.join("kodata/c.json");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let err = fails(&gantry_env(
+        &pkg,
+        &args,
+        &[("TMPDIR", work.to_str().unwrap())],
+    ));
+    assert!(
+        err.contains(&format!(
+            "{} is a symlink to {}, outside kodata/",
+            link.display(),
+            std::fs::canonicalize(&secret).unwrap().display()
+        )),
+        "{err}"
+    );
+    for dir in [&layout, &work, &pkg.join("oci-layout")] {
+        for (path, bytes) in contents_under(dir) {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "the secret reached {}",
+                path.display()
+            );
+        }
+    }
+
+    // A FIFO nobody writes to: opening it to read would wait forever.
+    std::fs::remove_file(&link).unwrap();
+    let fifo = pkg.join("kodata/pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(&args)
+        .current_dir(&pkg)
+        .env_remove("GANTRY_REPO")
+        .env_remove("KO_DOCKER_REPO")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("gantry hung on a FIFO in kodata/");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let err = fails(&child.wait_with_output().unwrap());
+    assert!(
+        err.contains(&format!(
+            "{} is a FIFO: kodata may hold only regular files",
+            fifo.display()
+        )),
+        "{err}"
+    );
+}

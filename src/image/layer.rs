@@ -2,8 +2,9 @@
 //! hashed (diff_id) on their way into gzip, and the gzip bytes are hashed (digest) on
 //! their way to disk. Memory use does not grow with the binary's size.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use flate2::{Compression, GzBuilder};
@@ -58,6 +59,77 @@ impl<W> Hashing<W> {
     }
 }
 
+/// A regular file's bytes, exactly as many as its size when opened: the tar header
+/// announces that size, so a file that shrinks or grows meanwhile (or a /proc file,
+/// whose size says 0) must fail the layer rather than corrupt it.
+struct Exact<'a> {
+    file: File,
+    path: &'a Path,
+    size: u64,
+    left: u64,
+}
+
+impl<'a> Exact<'a> {
+    fn open(path: &'a Path) -> io::Result<Self> {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        // Non-blocking, so that opening a FIFO cannot wait for a writer.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(named)?;
+        let meta = file.metadata().map_err(named)?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        Ok(Exact {
+            file,
+            path,
+            size: meta.len(),
+            left: meta.len(),
+        })
+    }
+}
+
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let n = self.file.read(&mut [0u8])?;
+            if n != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} grew while being read: it has more than the {} bytes its size announced",
+                        self.path.display(),
+                        self.size
+                    ),
+                ));
+            }
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 && want > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} shrank while being read: expected {} bytes, got {}",
+                    self.path.display(),
+                    self.size,
+                    self.size - self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes `entries` as a gzipped tar to a new file in `dir` and returns the layer blob
 /// and its diff_id. Owner 0:0, mtime `mtime`, no user or group names: the bytes depend
 /// only on the entries' contents, so equal inputs give equal digests anywhere.
@@ -93,10 +165,10 @@ pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result
                 )?;
             }
             LayerEntry::File { path, mode, source } => {
-                let src = File::open(source)?;
+                let src = Exact::open(source)?;
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(*mode);
-                header.set_size(src.metadata()?.len());
+                header.set_size(src.size);
                 tar.append_data(&mut header, path, src)?;
             }
         }
@@ -182,5 +254,57 @@ mod tests {
                 ("ko-app/app".to_string(), 0o555, 0)
             ]
         );
+    }
+
+    fn file(source: PathBuf) -> Vec<LayerEntry> {
+        vec![LayerEntry::File {
+            path: "f".into(),
+            mode: 0o444,
+            source,
+        }]
+    }
+
+    #[test]
+    fn a_file_whose_size_is_not_its_length_fails_the_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_layer(dir.path(), &file("/proc/self/status".into()), 0).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/proc/self/status grew while being read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_fails_the_layer_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = write_layer(dir.path(), &file(fifo.clone()), 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{} is not a regular file", fifo.display())
+        );
+    }
+
+    #[test]
+    fn a_file_that_changes_after_its_size_was_taken_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        let mut src = Exact::open(&path).unwrap();
+        std::fs::write(&path, b"123").unwrap();
+        let err = io::copy(&mut src, &mut io::sink()).unwrap_err();
+        let shrank = format!(
+            "{} shrank while being read: expected 5 bytes, got 3",
+            path.display()
+        );
+        assert_eq!(err.to_string(), shrank);
+
+        let mut src = Exact::open(&path).unwrap();
+        std::fs::write(&path, b"12345").unwrap();
+        let err = io::copy(&mut src, &mut io::sink()).unwrap_err();
+        assert!(err.to_string().contains("grew while being read"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! on nothing), its index, and the CNCF Wasm artifact when asked for.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use super::{io, BuildError, BuildOptions, PackagePlan};
@@ -104,42 +105,112 @@ async fn layer(
         .map_err(io("writing a layer"))
 }
 
-/// `kodata/` as ko ships it: under /var/run/ko, sorted, symlinks followed.
+/// `kodata/` as ko ships it: under /var/run/ko, sorted. A symlink is followed only
+/// when it resolves inside kodata/, so that no link can ship a file from elsewhere on
+/// the build machine (a credential, say) into an image; special files are refused
+/// before anything opens them.
 fn kodata_entries(dir: &Path) -> Result<Vec<LayerEntry>, BuildError> {
-    fn walk(dir: &Path, rel: &str, out: &mut Vec<LayerEntry>) -> Result<(), BuildError> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .map_err(io(format!("reading {}", dir.display())))?
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for name in names {
-            let path = dir.join(&name);
-            let rel = format!("{rel}/{}", name.to_string_lossy());
-            let meta =
-                std::fs::metadata(&path).map_err(io(format!("reading {}", path.display())))?;
-            if meta.is_dir() {
-                out.push(LayerEntry::Dir {
-                    path: rel.clone(),
-                    mode: 0o755,
-                });
-                walk(&path, &rel, out)?;
-            } else {
-                out.push(LayerEntry::File {
-                    path: rel,
-                    mode: 0o555,
-                    source: path,
-                });
-            }
-        }
-        Ok(())
-    }
+    let root = std::fs::canonicalize(dir).map_err(io(format!("reading {}", dir.display())))?;
     let mut out = vec![LayerEntry::Dir {
         path: "var/run/ko".into(),
         mode: 0o755,
     }];
-    walk(dir, "var/run/ko", &mut out)?;
+    let mut walking = vec![root.clone()];
+    walk_kodata(&root, dir, "var/run/ko", &mut walking, &mut out)?;
     Ok(out)
+}
+
+/// One directory of kodata, named `shown` for messages; `walking` holds the resolved
+/// directories from the root down to it, so that a link back up is caught.
+fn walk_kodata(
+    root: &Path,
+    shown: &Path,
+    rel: &str,
+    walking: &mut Vec<PathBuf>,
+    out: &mut Vec<LayerEntry>,
+) -> Result<(), BuildError> {
+    let real = walking.last().expect("the root is walked").clone();
+    let mut names = std::fs::read_dir(&real)
+        .and_then(|entries| {
+            entries
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(io(format!("reading {}", shown.display())))?;
+    names.sort();
+    for name in names {
+        let shown = shown.join(&name);
+        let rel = format!("{rel}/{}", name.to_string_lossy());
+        let refuse = |problem: String| BuildError::Kodata {
+            path: shown.clone(),
+            problem,
+        };
+        let reading = || io(format!("reading {}", shown.display()));
+        let here = real.join(&name);
+        let meta = std::fs::symlink_metadata(&here).map_err(reading())?;
+        let (source, meta, is) = if meta.file_type().is_symlink() {
+            let target = std::fs::canonicalize(&here).map_err(|e| {
+                let to = std::fs::read_link(&here).unwrap_or_default();
+                refuse(format!(
+                    "is a symlink to {} that does not resolve: {e}",
+                    to.display()
+                ))
+            })?;
+            if !target.starts_with(root) {
+                return Err(refuse(format!(
+                    "is a symlink to {}, outside kodata/: only links within kodata/ are followed",
+                    target.display()
+                )));
+            }
+            let meta = std::fs::metadata(&target).map_err(reading())?;
+            let is = format!("is a symlink to {},", target.display());
+            (target, meta, is)
+        } else {
+            (here, meta, "is".to_string())
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            if walking.contains(&source) {
+                return Err(refuse(format!(
+                    "{is} a directory that holds the link: a link cycle"
+                )));
+            }
+            out.push(LayerEntry::Dir {
+                path: rel.clone(),
+                mode: 0o755,
+            });
+            walking.push(source);
+            walk_kodata(root, &shown, &rel, walking, out)?;
+            walking.pop();
+        } else if kind.is_file() {
+            out.push(LayerEntry::File {
+                path: rel,
+                mode: 0o555,
+                source,
+            });
+        } else {
+            return Err(refuse(format!(
+                "{is} {}: kodata may hold only regular files, directories and links within it",
+                special_kind(kind)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What a file that is neither a regular file nor a directory is, for messages.
+fn special_kind(kind: std::fs::FileType) -> &'static str {
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    }
 }
 
 /// The CNCF Wasm OCI artifact of a package's module: the raw `.wasm` as one layer.
@@ -164,4 +235,136 @@ pub(super) async fn wasm_artifact(
         annotations: opts.annotations.clone(),
     };
     Ok(Artifact::Image(assemble_wasm_artifact(&spec, blob)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A package dir with `kodata/` holding `a.txt` and `sub/b.txt`.
+    fn kodata() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("kodata");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a.txt"), "a").unwrap();
+        std::fs::write(dir.join("sub/b.txt"), "b").unwrap();
+        (tmp, dir)
+    }
+
+    fn message(dir: &Path) -> String {
+        kodata_entries(dir).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn links_within_kodata_are_followed() {
+        let (_tmp, dir) = kodata();
+        symlink("sub/b.txt", dir.join("c.txt")).unwrap();
+        symlink("sub", dir.join("linked")).unwrap();
+        let real = std::fs::canonicalize(&dir).unwrap();
+        let entries: Vec<(String, Option<PathBuf>)> = kodata_entries(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|e| match e {
+                LayerEntry::Dir { path, .. } => (path, None),
+                LayerEntry::File { path, source, .. } => (path, Some(source)),
+            })
+            .collect();
+        let file = |p: &str| Some(real.join(p));
+        assert_eq!(
+            entries,
+            vec![
+                ("var/run/ko".into(), None),
+                ("var/run/ko/a.txt".into(), file("a.txt")),
+                ("var/run/ko/c.txt".into(), file("sub/b.txt")),
+                ("var/run/ko/linked".into(), None),
+                ("var/run/ko/linked/b.txt".into(), file("sub/b.txt")),
+                ("var/run/ko/sub".into(), None),
+                ("var/run/ko/sub/b.txt".into(), file("sub/b.txt")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_link_out_of_kodata_is_refused_naming_both_ends() {
+        let (tmp, dir) = kodata();
+        let secret = tmp.path().join("secret.json");
+        std::fs::write(&secret, "{}").unwrap();
+        symlink("../../secret.json", dir.join("sub/c.json")).unwrap();
+        assert_eq!(
+            message(&dir),
+            format!(
+                "{} is a symlink to {}, outside kodata/: only links within kodata/ are followed",
+                dir.join("sub/c.json").display(),
+                std::fs::canonicalize(&secret).unwrap().display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_link_to_a_device_is_refused() {
+        let (_tmp, dir) = kodata();
+        symlink("/dev/null", dir.join("null")).unwrap();
+        assert!(
+            message(&dir).ends_with(
+                "null is a symlink to /dev/null, outside kodata/: only links within kodata/ are followed"
+            ),
+            "{}",
+            message(&dir)
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let (_tmp, dir) = kodata();
+        let fifo = dir.join("sub/pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert_eq!(
+            message(&dir),
+            format!(
+                "{} is a FIFO: kodata may hold only regular files, directories and links within it",
+                fifo.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_link_cycle_is_refused() {
+        let (_tmp, dir) = kodata();
+        symlink("..", dir.join("sub/up")).unwrap();
+        assert_eq!(
+            message(&dir),
+            format!(
+                "{} is a symlink to {}, a directory that holds the link: a link cycle",
+                dir.join("sub/up").display(),
+                std::fs::canonicalize(&dir).unwrap().display()
+            )
+        );
+    }
+
+    #[test]
+    fn broken_and_looping_links_are_refused() {
+        let (_tmp, dir) = kodata();
+        symlink("missing.txt", dir.join("gone")).unwrap();
+        let err = message(&dir);
+        assert!(
+            err.starts_with(&format!(
+                "{} is a symlink to missing.txt that does not resolve:",
+                dir.join("gone").display()
+            )),
+            "{err}"
+        );
+        std::fs::remove_file(dir.join("gone")).unwrap();
+        symlink("loop2", dir.join("loop1")).unwrap();
+        symlink("loop1", dir.join("loop2")).unwrap();
+        let err = message(&dir);
+        assert!(
+            err.starts_with(&format!(
+                "{} is a symlink to loop2 that does not resolve:",
+                dir.join("loop1").display()
+            )),
+            "{err}"
+        );
+    }
 }

@@ -66,6 +66,9 @@ pub enum BuildError {
         context: String,
         cause: std::io::Error,
     },
+    /// An entry of `kodata/` that must not reach the image.
+    #[error("{} {problem}", path.display())]
+    Kodata { path: PathBuf, problem: String },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {

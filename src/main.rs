@@ -349,14 +349,16 @@ fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> 
         .collect()
 }
 
+/// SOURCE_DATE_EPOCH: unset or blank is None; otherwise seconds from 0 to
+/// 253402300799 (9999-12-31T23:59:59Z), anything else an error.
 fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map(Some)
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a Unix time in seconds")),
-        _ => Ok(None),
+        Ok(v) => Ok(gantry::image::parse_source_date_epoch(&v)?),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => bail!(
+            "SOURCE_DATE_EPOCH={v:?} is not a Unix time: use a whole number of seconds from 0 \
+             to 253402300799 (9999-12-31T23:59:59Z)"
+        ),
     }
 }
 

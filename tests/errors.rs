@@ -824,3 +824,49 @@ fn kodata_links_out_of_it_and_special_files_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_source_date_epoch_past_year_9999_is_refused() {
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &build_args(&["--platform", "linux/amd64"]),
+        &[("SOURCE_DATE_EPOCH", "253402300800")],
+    ));
+    assert!(
+        err.contains("SOURCE_DATE_EPOCH=\"253402300800\" is out of range")
+            && err.contains("253402300799"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_config_whose_aliases_expand_to_a_gigabyte_is_refused_quickly() {
+    // A 1 MB .ko.yaml with one string aliased 1,000 times (a gigabyte once expanded).
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&example("hello"), dir.path());
+    let config = dir.path().join(".ko.yaml");
+    let aliases = vec!["*a"; 1000].join(", ");
+    std::fs::write(
+        &config,
+        format!(
+            "defaultBaseImage: &a {}\ndefaultFlags: [{aliases}]\n",
+            "x".repeat(1_000_000)
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = fails(&gantry(
+        dir.path(),
+        &build_args(&["--platform", "linux/amd64"]),
+    ));
+    assert!(
+        err.contains(&config.display().to_string())
+            && err.contains("write the values out or use fewer aliases"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -41,7 +41,7 @@ pub mod annotation {
     pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
     pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
     pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-    /// crun's wasm handler looks for it; `-smart` also needs args[0] ending in `.wasm`.
+    /// crun's wasm handler looks for it; `-smart` also needs `args[0]` ending in `.wasm`.
     pub const WASM_VARIANT: &str = "module.wasm.image/variant";
 }
 
@@ -233,6 +233,43 @@ pub fn rfc3339(epoch: i64) -> String {
     )
 }
 
+/// The latest `SOURCE_DATE_EPOCH` accepted: 9999-12-31T23:59:59Z, the last second
+/// an RFC 3339 date (four-digit year) can express.
+pub const MAX_SOURCE_DATE_EPOCH: i64 = 253_402_300_799;
+
+/// A `SOURCE_DATE_EPOCH` that is not a Unix time gantry can write.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceDateEpochError {
+    #[error(
+        "SOURCE_DATE_EPOCH={0:?} is out of range: use a Unix time in seconds from 0 to \
+         253402300799 (9999-12-31T23:59:59Z)"
+    )]
+    OutOfRange(String),
+    #[error(
+        "SOURCE_DATE_EPOCH={0:?} is not a Unix time: use a whole number of seconds from 0 \
+         to 253402300799 (9999-12-31T23:59:59Z)"
+    )]
+    NotANumber(String),
+}
+
+/// Parses a `SOURCE_DATE_EPOCH` value: blank is `None`; otherwise a whole number of
+/// seconds from 0 to [`MAX_SOURCE_DATE_EPOCH`], surrounding whitespace ignored.
+pub fn parse_source_date_epoch(value: &str) -> Result<Option<i64>, SourceDateEpochError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SourceDateEpochError::NotANumber(value.to_string()));
+    }
+    match trimmed.parse::<i64>() {
+        Ok(epoch) if (0..=MAX_SOURCE_DATE_EPOCH).contains(&epoch) => Ok(Some(epoch)),
+        // Digits that overflow i64 are out of range too.
+        _ => Err(SourceDateEpochError::OutOfRange(value.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +288,40 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(MAX_SOURCE_DATE_EPOCH), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn source_date_epoch_accepts_0_to_year_9999() {
+        assert_eq!(parse_source_date_epoch("").unwrap(), None);
+        assert_eq!(parse_source_date_epoch("  ").unwrap(), None);
+        assert_eq!(parse_source_date_epoch("0").unwrap(), Some(0));
+        assert_eq!(
+            parse_source_date_epoch(" 1700000000\n").unwrap(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            parse_source_date_epoch("253402300799").unwrap(),
+            Some(253_402_300_799)
+        );
+        for bad in ["253402300800", "-1", "99999999999999999999999"] {
+            let err = parse_source_date_epoch(bad).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "SOURCE_DATE_EPOCH=\"{bad}\" is out of range: use a Unix time in seconds \
+                     from 0 to 253402300799 (9999-12-31T23:59:59Z)"
+                )
+            );
+        }
+        for bad in ["abc", "1.5", "1e9", "-", "12 34", "0x10"] {
+            let err = parse_source_date_epoch(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("SOURCE_DATE_EPOCH={bad:?} is not a Unix time"))
+                    && err.contains("0 to 253402300799"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

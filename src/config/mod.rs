@@ -2,6 +2,7 @@
 //! without changing a line. Unknown keys are errors naming file, line and key.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -9,8 +10,14 @@ use serde::Deserialize;
 
 use crate::image::rfc3339;
 
+mod budget;
+
 /// File names looked for, in order.
 const CONFIG_NAMES: &[&str] = &["gantry.yaml", "gantry.yml", ".ko.yaml", ".ko.yml"];
+
+/// The largest config file read. Real configs are a few kilobytes; this keeps a stray
+/// or hostile file from being read, parsed and held whole.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -19,6 +26,20 @@ pub enum ConfigError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error(
+        "{path} is {size} bytes, over the {limit}-byte (1 MiB) limit for a config file; \
+         a gantry or ko config is a few kilobytes"
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error(
+        "{path}: aliases expand past {limit_mib} MiB (each *alias repeats its &anchor's \
+         whole value); write the values out or use fewer aliases"
+    )]
+    AliasExpansion { path: PathBuf, limit_mib: usize },
     #[error("{path}:{line}:{column}: {detail}")]
     Parse {
         path: PathBuf,
@@ -70,6 +91,41 @@ pub struct BuildConfig {
     pub ldflags: Vec<String>,
 }
 
+/// The text of `path`, refusing files over [`MAX_CONFIG_BYTES`]: by the size of the
+/// open file, and by reading at most one byte more than the limit, so a file that
+/// grows after the check is still refused.
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |cause| ConfigError::Read {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let too_large = |size| ConfigError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: MAX_CONFIG_BYTES,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        let grown = file.metadata().map_or(0, |m| m.len());
+        return Err(too_large(grown.max(bytes.len() as u64)));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {e}"),
+        ))
+    })
+}
+
 /// A config and the file it came from (paths in it are relative to that file).
 #[derive(Debug)]
 pub struct LoadedConfig {
@@ -98,15 +154,23 @@ impl Config {
             .transpose()
     }
 
+    /// Reads and parses `path`: at most [`MAX_CONFIG_BYTES`], and aliases may not
+    /// expand the values past the alias budget (see `budget.rs`).
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let text = read_bounded(path)?;
         let config = if text.trim().is_empty() {
             Config::default()
         } else {
-            yaml_serde::from_str(&text).map_err(|e| {
+            budget::deserialize(&text).map_err(|failure| {
+                let e = match failure {
+                    budget::Failure::Expansion => {
+                        return ConfigError::AliasExpansion {
+                            path: path.to_path_buf(),
+                            limit_mib: budget::EXPANSION_BUDGET >> 20,
+                        }
+                    }
+                    budget::Failure::Yaml(e) => e,
+                };
                 let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
                 ConfigError::Parse {
                     path: path.to_path_buf(),
@@ -434,6 +498,139 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"NOEQUALS\" is not KEY=VALUE"), "{err}");
+    }
+
+    /// `defaultBaseImage: &a <len bytes>` and `defaultFlags: [*a, …]` with `aliases`
+    /// aliases: one string repeated by reference.
+    fn alias_attack(scalar: &str, aliases: usize) -> String {
+        let flags = vec!["*a"; aliases].join(", ");
+        format!("defaultBaseImage: &a {scalar}\ndefaultFlags: [{flags}]\n")
+    }
+
+    fn assert_alias_error(p: &Path) {
+        let started = std::time::Instant::now();
+        let err = Config::load(p).unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(matches!(err, ConfigError::AliasExpansion { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(
+            err.contains(&p.display().to_string())
+                && err.contains("aliases expand past 8 MiB")
+                && err.contains("write the values out or use fewer aliases"),
+            "{err}"
+        );
+        assert!(elapsed.as_secs() < 5, "took {elapsed:?}");
+    }
+
+    #[test]
+    fn one_big_string_aliased_a_thousand_times_fails_fast() {
+        let d = tempfile::tempdir().unwrap();
+        let text = alias_attack(&"x".repeat(1_000_000), 1000);
+        assert!(text.len() as u64 <= MAX_CONFIG_BYTES, "{}", text.len());
+        let p = write(d.path(), ".ko.yaml", &text);
+        assert_alias_error(&p);
+        // A number-looking scalar reaches a `String` field as all of its text.
+        let text = alias_attack(&format!("0x{}1", "0".repeat(1_000_000)), 1000);
+        let p = write(d.path(), ".ko.yaml", &text);
+        assert_alias_error(&p);
+    }
+
+    #[test]
+    fn nested_aliases_fail_fast() {
+        let d = tempfile::tempdir().unwrap();
+        // Billion laughs: nine lists of nine of the list before.
+        let mut text =
+            String::from("defaultEnv: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        text.push_str("builds:\n");
+        for i in 1..=9 {
+            let prev = format!("*l{}", i - 1);
+            text.push_str(&format!("  - &l{i} [{}]\n", [prev.as_str(); 9].join(", ")));
+        }
+        let p = write(d.path(), "gantry.yaml", &text);
+        let started = std::time::Instant::now();
+        let err = Config::load(&p).unwrap_err().to_string();
+        assert!(err.contains("gantry.yaml"), "{err}");
+        assert!(started.elapsed().as_secs() < 5);
+        // The same in the shape of a config: builds of flags of one string.
+        let flags = vec!["*s"; 100].join(", ");
+        let mut text = format!(
+            "defaultLdflags: [&s {}]\nbuilds:\n  - &b {{id: x, flags: [{flags}]}}\n",
+            "x".repeat(100)
+        );
+        text.push_str(&"  - *b\n".repeat(1000));
+        let p = write(d.path(), "gantry.yaml", &text);
+        assert_alias_error(&p);
+        // Many short values: the parser's own limit on alias jumps trips first.
+        let flags = vec!["*s"; 1000].join(", ");
+        let mut text = format!("defaultLdflags: [&s x]\nbuilds:\n  - &b {{flags: [{flags}]}}\n");
+        text.push_str(&"  - *b\n".repeat(1000));
+        let p = write(d.path(), "gantry.yaml", &text);
+        assert_alias_error(&p);
+    }
+
+    #[test]
+    fn a_config_over_1_mib_is_refused_unread() {
+        let d = tempfile::tempdir().unwrap();
+        let mut text = String::from("defaultBaseImage: x\n");
+        text.push_str(&"#".repeat(MAX_CONFIG_BYTES as usize + 10 - text.len() - 1));
+        text.push('\n');
+        let p = write(d.path(), "gantry.yaml", &text);
+        let err = Config::load(&p).unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(
+            err.contains(&p.display().to_string())
+                && err.contains("1048586 bytes")
+                && err.contains("1048576-byte (1 MiB) limit"),
+            "{err}"
+        );
+        // Exactly at the limit is read.
+        text.truncate(MAX_CONFIG_BYTES as usize - 1);
+        text.push('\n');
+        let p = write(d.path(), "gantry.yaml", &text);
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.config.default_base_image.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_config_with_a_few_aliases_loads() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("cmd/a")).unwrap();
+        let p = write(
+            d.path(),
+            ".ko.yaml",
+            concat!(
+                "defaultBaseImage: &base cgr.dev/chainguard/static\n",
+                "baseImageOverrides:\n",
+                "  example.com/app/cmd/a: *base\n",
+                "defaultEnv: &env [CGO_ENABLED=0, GOFLAGS=-mod=vendor]\n",
+                "defaultFlags: &flags [-trimpath, -tags=netgo]\n",
+                "builds:\n",
+                "  - &a\n",
+                "    id: a\n",
+                "    main: ./cmd/a\n",
+                "    env: *env\n",
+                "    flags: *flags\n",
+                "    ldflags: [&v \"-X main.version={{.Env.VERSION}}\", *v]\n",
+                "  - *a\n",
+            ),
+        );
+        let c = Config::load(&p).unwrap();
+        assert_eq!(
+            c.config.base_image_for("example.com/app/cmd/a"),
+            Some("cgr.dev/chainguard/static")
+        );
+        assert_eq!(c.config.builds.len(), 2);
+        let s = c.settings_for(&d.path().join("cmd/a")).unwrap();
+        assert_eq!(
+            s.env,
+            vec![
+                ("CGO_ENABLED".into(), "0".into()),
+                ("GOFLAGS".into(), "-mod=vendor".into())
+            ]
+        );
+        assert_eq!(s.flags, vec!["-trimpath", "-tags=netgo"]);
+        assert_eq!(s.ldflags.len(), 2);
     }
 
     #[test]

@@ -525,6 +525,11 @@ fn a_registry_that_cannot_be_pushed_to_fails_while_the_builds_run() {
         !err.contains("s3cret-pass") && !err.contains(&auth),
         "{err}"
     );
+    assert!(
+        tokens.repositories().is_empty(),
+        "{:?}",
+        tokens.repositories()
+    );
 }
 
 #[test]

@@ -3,8 +3,11 @@
 //!
 //! Stages, one module each: [`config`] (gantry.yaml / .ko.yaml), [`platform`],
 //! [`gobuild`], [`image`] (layers, configs, manifests, indexes; no I/O beyond local
-//! files), [`base`] (base images), [`publish`] (registry and OCI layout), and
-//! [`pipeline`], which runs them in order for `gantry build`.
+//! files), [`base`] (base images), [`publish`] (registry and OCI layout), [`sign`] and
+//! [`attest`] (signatures, SBOMs, provenance), and [`pipeline`], which runs them in
+//! order for `gantry build`. What a build reports is plain data in [`report`]; [`github`]
+//! turns it into step outputs and a job summary; [`workflow`] (escaping, masking) sits
+//! below everything.
 
 pub mod attest;
 pub mod auth;
@@ -17,6 +20,8 @@ pub mod image;
 pub mod pipeline;
 pub mod platform;
 pub mod publish;
+pub mod report;
 pub mod retry;
 pub mod sign;
 pub mod tags;
+pub mod workflow;

@@ -45,7 +45,7 @@ const LINUX_ARCHES: &[&str] = &[
     "386", "amd64", "arm", "arm64", "ppc64le", "s390x", "riscv64", "loong64", "mips64le",
 ];
 
-/// Spellings of the wasm OS that runtimes key on (see DESIGN.md §4).
+/// Spellings of the wasm OS that runtimes key on: `wasi` (most runtimes) and `wasip1` (Go's GOOS).
 const WASM_OSES: &[&str] = &["wasi", "wasip1"];
 
 impl Platform {
@@ -181,7 +181,7 @@ pub enum PlatformRequest {
     All { wasm: Vec<Platform> },
 }
 
-/// Which OS string the wasm image's config carries (DESIGN.md §4: runtimes disagree).
+/// Which OS string the wasm image's config carries: runtimes disagree on the spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WasmOs {
     /// `wasi/wasm`: Podman/crun, Docker Desktop, runwasi.

@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use gantry::{cleanup, tags};
 
-use crate::{BuildArgs, Cli, Command};
+use super::build::BuildArgs;
+use super::{Cli, Command};
 
 /// An action input (`with: { base-image: … }` arrives as INPUT_BASE-IMAGE).
 fn input(name: &str) -> Option<String> {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use octocrab::Octocrab;
 use serde_json::{json, Value};
 
-use crate::pipeline::BuildReport;
+use crate::report::BuildReport;
 
 /// A repository on a GitHub instance, and a client for its API.
 pub struct Repository {

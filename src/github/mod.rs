@@ -9,8 +9,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::pipeline::BuildReport;
+use crate::report::BuildReport;
 use crate::sign::SignerIdentity;
+pub use crate::workflow::{escape_data, escape_property, in_actions, mask, mask_commands};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
@@ -18,45 +19,6 @@ pub enum GithubError {
     Injection { key: String },
     #[error("writing {path}: {cause}")]
     Io { path: String, cause: std::io::Error },
-}
-
-/// True when running as a GitHub Actions step.
-pub fn in_actions() -> bool {
-    std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true")
-}
-
-/// Escapes a workflow command's message: `%`, CR, LF.
-pub fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escapes a workflow command's property value: also `:` and `,`.
-pub fn escape_property(text: &str) -> String {
-    escape_data(text).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// `::add-mask::` lines for every secret the environment holds, so the runner hides
-/// them from logs.
-pub fn mask_commands() -> Vec<String> {
-    [
-        "GITHUB_TOKEN",
-        "COSIGN_PASSWORD",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "INPUT_GITHUB-TOKEN",
-    ]
-    .iter()
-    .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-    .map(|v| format!("::add-mask::{}", escape_data(&v)))
-    .collect()
-}
-
-/// Hides a secret learnt at run time (an OIDC token) from the job's log.
-pub fn mask(secret: &str) {
-    if in_actions() && !secret.is_empty() {
-        eprintln!("::add-mask::{}", escape_data(secret));
-    }
 }
 
 /// `::error file=…,line=…,col=…::` for each `file.go:L:C: message` line Go printed.

@@ -112,7 +112,7 @@ pub fn assemble_linux_image(
     )
 }
 
-/// The runnable wasm image (DESIGN.md §4): one layer with `/<name>.wasm`, config
+/// The runnable wasm image, as containerd/runwasi shims and crun run it: one layer with `/<name>.wasm`, config
 /// `architecture: wasm`, entrypoint the module, crun's `compat-smart` annotation.
 pub fn assemble_wasm_image(spec: &ImageSpec, platform: &Platform, layer: (Blob, String)) -> Image {
     let created = rfc3339(spec.created);

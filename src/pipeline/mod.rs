@@ -27,12 +27,12 @@ mod report;
 
 use assemble::{assemble_package, wasm_artifact};
 
-use deliver::{add, requests_for, Delivery};
-use report::{check_writable, report, sbom_report, write_report, write_sboms};
-pub use report::{
+pub use crate::report::{
     BaseReport, BuildReport, LayerReport, PackageReport, PlatformReport, SbomReport,
     WasmArtifactReport,
 };
+use deliver::{add, requests_for, Delivery};
+use report::{check_writable, report, sbom_report, write_report, write_sboms};
 
 /// The base ko uses, and gantry with it.
 pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";

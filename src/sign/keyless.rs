@@ -68,7 +68,7 @@ impl TokenSource {
                 Secret::new(value.to_string())
             }
         };
-        crate::github::mask(jwt.expose());
+        crate::workflow::mask(jwt.expose());
         IdentityToken::parse(jwt)
     }
 }

@@ -1,0 +1,230 @@
+//! Flags shared by several commands: how to reach registries, whom to trust, how to
+//! sign, and what to attest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gantry::attest::sbom::SbomFormat;
+use gantry::publish::{NetworkSettings, RegistryOptions};
+use gantry::sign::keyless::{self, TokenSource};
+use gantry::sign::keys::{Secret, SigningKey};
+use gantry::sign::trust::{Authorities, IdentityMatch, IdentityPolicy, PublicKey, Trust};
+use gantry::sign::{rekor, Keyless, SignError, Signer, Signing};
+
+use super::Settings;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignMode {
+    /// A key when one is given, else GitHub OIDC keyless when available, else none.
+    Auto,
+    Keyless,
+    Key,
+    None,
+}
+
+/// How registries are reached: shared by every command that talks to one.
+#[derive(Args, Clone)]
+pub struct NetworkArgs {
+    /// Registry host to reach over plain HTTP (repeatable; loopback hosts always are).
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Tries per registry request before giving up (408, 429, 5xx and broken
+    /// connections are retried with backoff).
+    #[arg(long, env = "GANTRY_REGISTRY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub registry_attempts: u32,
+    /// Seconds without a byte moving either way after which a registry request fails.
+    #[arg(long, env = "GANTRY_STALL_TIMEOUT", default_value_t = 60.0)]
+    pub stall_timeout: f64,
+}
+
+impl NetworkArgs {
+    pub fn options(&self) -> Result<RegistryOptions> {
+        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
+            bail!(
+                "--stall-timeout {} is not a positive number of seconds",
+                self.stall_timeout
+            );
+        }
+        let mut network = NetworkSettings::default();
+        network.retry.attempts = self.registry_attempts;
+        network.stall_timeout = std::time::Duration::from_secs_f64(self.stall_timeout);
+        Ok(RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            network,
+        })
+    }
+}
+
+/// Whom to trust: shared by `verify` and `sbom`.
+#[derive(Args)]
+pub struct TrustArgs {
+    /// Public key (cosign.pub) the signatures must verify with.
+    #[arg(long, conflicts_with_all = ["certificate_identity", "certificate_identity_regexp"])]
+    pub key: Option<PathBuf>,
+    /// Keyless: the identity the certificate must name; for GitHub Actions
+    /// https://github.com/OWNER/REPO/.github/workflows/FILE@REF.
+    #[arg(long, requires = "certificate_oidc_issuer")]
+    pub certificate_identity: Option<String>,
+    /// Keyless: a regular expression the identity must match.
+    #[arg(
+        long,
+        conflicts_with = "certificate_identity",
+        requires = "certificate_oidc_issuer"
+    )]
+    pub certificate_identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer; for GitHub Actions https://token.actions.githubusercontent.com.
+    #[arg(long)]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Sigstore trusted root (trusted_root.json) holding the Fulcio CAs; default: the
+    /// trust bundle --fulcio-url serves.
+    #[arg(long)]
+    pub trusted_root: Option<PathBuf>,
+    #[arg(long, env = "SIGSTORE_FULCIO_URL", default_value = keyless::PUBLIC_FULCIO)]
+    pub fulcio_url: String,
+}
+
+impl TrustArgs {
+    /// The trust these flags describe; None when none was asked for.
+    pub async fn trust(&self) -> Result<Option<Trust>> {
+        if let Some(key) = &self.key {
+            return Ok(Some(Trust::Key(PublicKey::load(key)?)));
+        }
+        let identity = match (
+            &self.certificate_identity,
+            &self.certificate_identity_regexp,
+        ) {
+            (Some(exact), _) => IdentityMatch::Exact(exact.clone()),
+            (None, Some(re)) => IdentityMatch::Regex(
+                regex::Regex::new(re)
+                    .with_context(|| format!("--certificate-identity-regexp {re:?}"))?,
+            ),
+            (None, None) => {
+                if self.certificate_oidc_issuer.is_some() {
+                    bail!("--certificate-oidc-issuer needs --certificate-identity (or --certificate-identity-regexp)");
+                }
+                return Ok(None);
+            }
+        };
+        let authorities = match &self.trusted_root {
+            Some(path) => Authorities::from_trusted_root(path)?,
+            None => Authorities::from_fulcio(&self.fulcio_url).await?,
+        };
+        Ok(Some(Trust::Identity(IdentityPolicy {
+            identity,
+            issuer: self.certificate_oidc_issuer.clone().unwrap_or_default(),
+            authorities,
+        })))
+    }
+}
+
+/// What to attest besides signatures: shared by `build` and `sign`.
+#[derive(Args)]
+pub struct AttestArgs {
+    /// SBOM formats, comma-separated, or "none".
+    #[arg(long, default_value = "spdx,cyclonedx", value_parser = parse_sbom_formats)]
+    pub sbom: SbomFormats,
+    /// Attach SLSA provenance (default on; needs signing).
+    #[arg(long, overrides_with = "no_provenance")]
+    pub provenance: bool,
+    /// Do not attach SLSA provenance.
+    #[arg(long)]
+    pub no_provenance: bool,
+    /// Also store attestations under the legacy cosign `.att` tag.
+    #[arg(long)]
+    pub legacy_attestations: bool,
+}
+
+/// How to sign: shared by `build` and `sign`.
+#[derive(Args)]
+pub struct SigningArgs {
+    /// How to sign the images and their attestations.
+    #[arg(long, value_enum, default_value_t = SignMode::Auto)]
+    pub sign: SignMode,
+    /// cosign private key (password from COSIGN_PASSWORD).
+    #[arg(long, env = "COSIGN_KEY")]
+    pub key: Option<PathBuf>,
+    /// Fulcio, which certifies keyless signing keys.
+    #[arg(long, env = "SIGSTORE_FULCIO_URL", default_value = keyless::PUBLIC_FULCIO)]
+    pub fulcio_url: String,
+    /// Rekor, the transparency log that records keyless signatures.
+    #[arg(long, env = "SIGSTORE_REKOR_URL", default_value = rekor::PUBLIC_REKOR)]
+    pub rekor_url: String,
+    /// Do not record keyless signatures in the (public) transparency log.
+    #[arg(long)]
+    pub no_tlog_upload: bool,
+}
+
+impl SigningArgs {
+    /// Picks what the mode asks for, or says why there is nothing to sign with.
+    pub fn signing(&self, settings: &Settings) -> Result<Option<Signing>> {
+        let keyless = || {
+            TokenSource::from_env().map(|token| {
+                Signing::Keyless(Keyless {
+                    token,
+                    fulcio_url: self.fulcio_url.clone(),
+                    rekor_url: (!self.no_tlog_upload).then(|| self.rekor_url.clone()),
+                })
+            })
+        };
+        let with_key = |path: &PathBuf| -> Result<Signing> {
+            let password = settings.cosign_password.clone();
+            match SigningKey::load(path, password.as_ref().unwrap_or(&Secret::default())) {
+                Ok(key) => Ok(Signing::Key(Signer::with_key(key))),
+                Err(SignError::KeyPassword { .. }) if password.is_none() => bail!(
+                    "signing key {}: it is encrypted and COSIGN_PASSWORD is not set; set COSIGN_PASSWORD to its password",
+                    path.display()
+                ),
+                Err(e) => Err(e.into()),
+            }
+        };
+        match (self.sign, &self.key) {
+            (SignMode::None, _) => Ok(None),
+            (SignMode::Key | SignMode::Auto, Some(path)) => with_key(path).map(Some),
+            (SignMode::Key, None) => bail!(
+                "--sign key needs --key PATH (or COSIGN_KEY); create one with `gantry keygen`"
+            ),
+            (SignMode::Keyless, _) => match keyless() {
+                Some(k) => Ok(Some(k)),
+                None => bail!("{}", TokenSource::MISSING),
+            },
+            (SignMode::Auto, None) => {
+                let found = keyless();
+                if found.is_none() {
+                    eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no OIDC token for keyless signing (in GitHub Actions: `permissions: id-token: write`)");
+                }
+                Ok(found)
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SbomFormats(pub Vec<SbomFormat>);
+
+pub fn parse_sbom_formats(text: &str) -> Result<SbomFormats, String> {
+    if text == "none" {
+        return Ok(SbomFormats(Vec::new()));
+    }
+    text.split(',')
+        .map(|f| match f.trim() {
+            "spdx" => Ok(SbomFormat::Spdx),
+            "cyclonedx" => Ok(SbomFormat::Cyclonedx),
+            other => Err(format!(
+                "unknown SBOM format {other:?}: use spdx, cyclonedx, or none"
+            )),
+        })
+        .collect::<Result<_, _>>()
+        .map(SbomFormats)
+}
+
+pub fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{flag} {kv:?} is not of the form KEY=VALUE"),
+        })
+        .collect()
+}

@@ -1,0 +1,133 @@
+//! `gantry build` (and the Action, which is a build with its inputs as arguments):
+//! the pipeline, with progress on stderr and the result on stdout.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use gantry::github;
+use gantry::pipeline::{self, BuildOptions};
+use gantry::platform::WasmOs;
+
+use super::args::{key_values, AttestArgs, NetworkArgs, SigningArgs};
+use super::output::{print_result, report_attachments};
+use super::progress::Progress;
+use super::Settings;
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Import paths or directories of main packages.
+    #[arg(default_value = ".")]
+    pub packages: Vec<String>,
+    /// Repository to push to (e.g. ghcr.io/acme/app); also GANTRY_REPO, then KO_DOCKER_REPO.
+    #[arg(long, env = "GANTRY_REPO")]
+    pub repo: Option<String>,
+    /// Platforms, comma-separated: linux/amd64,linux/arm64,linux/arm/v7,wasi/wasm, or "all".
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Base image for Linux platforms ("scratch" for none).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Tag to apply (repeatable); default "latest".
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Write an OCI image layout here (the default destination when there is no --repo: ./oci-layout).
+    #[arg(long)]
+    pub oci_layout: Option<PathBuf>,
+    /// Write the machine-readable result here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Parallel go builds (default: CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Image config label K=V (repeatable).
+    #[arg(long = "image-label")]
+    pub image_labels: Vec<String>,
+    /// Manifest annotation K=V (repeatable).
+    #[arg(long = "image-annotation")]
+    pub image_annotations: Vec<String>,
+    /// OS string of wasm images: wasi (Podman, Docker, runwasi), wasip1 (image-spec GOOS), or both.
+    #[arg(long, value_enum, default_value_t = WasmOs::Wasi)]
+    pub wasm_os: WasmOs,
+    /// Also publish the CNCF Wasm OCI artifact, tagged <tag>-wasm.
+    #[arg(long)]
+    pub wasm_artifact: bool,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Config file (default: gantry.yaml, else .ko.yaml, in the working directory).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Also write every SBOM into this directory.
+    #[arg(long)]
+    pub sbom_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
+    pub attest: AttestArgs,
+}
+
+pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
+    let repo = args.repo.or_else(|| settings.ko_docker_repo.clone());
+    let opts = BuildOptions {
+        packages: args.packages,
+        workdir: std::env::current_dir().context("reading the current directory")?,
+        repo,
+        platforms: args.platform,
+        base: args.base,
+        tags: args.tags,
+        oci_layout: args.oci_layout,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        labels: key_values("--image-label", &args.image_labels)?,
+        annotations: key_values("--image-annotation", &args.image_annotations)?,
+        wasm_os: args.wasm_os,
+        wasm_artifact: args.wasm_artifact,
+        registries: args.network.options()?,
+        config: args.config,
+        source_date_epoch: settings.source_date_epoch()?,
+        sbom: args.attest.sbom.0,
+        sbom_dir: args.sbom_dir,
+        report_file: args.json.clone(),
+        signing: args.signing.signing(settings)?,
+        provenance: !args.attest.no_provenance,
+        legacy_attestations: args.attest.legacy_attestations,
+    };
+    let progress = Progress::new(settings.in_actions);
+    let result = pipeline::build(&opts, &|phase, line| progress.step(phase, line)).await;
+    progress.finish();
+    let report = result?;
+    eprintln!(
+        "gantry: published: {} blobs uploaded, {} already present, {} mounted, {} manifests, {} tags",
+        report.publish.blobs_uploaded,
+        report.publish.blobs_existing,
+        report.publish.blobs_mounted,
+        report.publish.manifests,
+        report.publish.tags
+    );
+    for image in &report.images {
+        report_attachments(&image.attachments);
+    }
+    if settings.in_actions {
+        github::report_to_actions(&report)?;
+        // Attestations to GitHub's store, and release assets on a release.
+        if let (Some(token), Some(_)) = (&settings.github_token, &opts.repo) {
+            let published =
+                github::api::publish(&report, token.expose(), args.json.as_deref()).await;
+            if !published.attestations.is_empty() {
+                eprintln!(
+                    "gantry: stored {} attestations in GitHub's attestation store",
+                    published.attestations.len()
+                );
+            }
+            for name in &published.release_assets {
+                eprintln!("gantry: attached {name} to the release");
+            }
+            for warning in &published.warnings {
+                eprintln!("::warning::{}", github::escape_data(warning));
+            }
+        }
+    }
+    let lines: Vec<&str> = report.images.iter().map(|i| i.reference.as_str()).collect();
+    print_result(&lines.join("\n"))
+}

@@ -1,0 +1,126 @@
+//! The command line: one file per command over the library, the flags they share,
+//! the environment read once (settings), and the Action's inputs as a build.
+
+mod action;
+mod args;
+mod build;
+mod keygen;
+mod output;
+mod progress;
+mod settings;
+mod sign;
+mod verify;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use gantry::attest::sbom::SbomFormat;
+use gantry::github;
+use gantry::gobuild::GoError;
+use gantry::pipeline::BuildError;
+
+use args::{AttestArgs, NetworkArgs, SigningArgs, TrustArgs};
+pub use output::StdoutClosed;
+pub use settings::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "gantry",
+    version,
+    about = "Build Go programs into multi-platform OCI images, Linux and WebAssembly"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build Go main packages into one image (index) per package and publish it.
+    Build(Box<build::BuildArgs>),
+    /// Check an image's signatures and attestations (registry or oci:DIR[:tag]): by public
+    /// key, or by the keyless signer's certificate identity.
+    Verify {
+        reference: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        network: NetworkArgs,
+    },
+    /// Sign an image already published (its index and every manifest), without rebuilding.
+    Sign {
+        reference: String,
+        #[command(flatten)]
+        signing: SigningArgs,
+        #[command(flatten)]
+        attest: AttestArgs,
+        #[command(flatten)]
+        network: NetworkArgs,
+    },
+    /// Print the SBOM attested for an image (registry or oci:DIR[:tag]), once its
+    /// attestation verifies by key or identity.
+    Sbom {
+        reference: String,
+        #[arg(long, value_enum, default_value_t = SbomFormat::Spdx)]
+        format: SbomFormat,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Print the SBOM without checking who signed it (a warning says so).
+        #[arg(long, conflicts_with_all = ["key", "certificate_identity", "certificate_identity_regexp"])]
+        unverified: bool,
+        #[command(flatten)]
+        network: NetworkArgs,
+    },
+    /// Run as the GitHub Action: read the action's inputs from INPUT_* variables.
+    Action,
+    /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD
+    /// or, when that is unset, a password asked for on the terminal; and <prefix>.pub).
+    Keygen {
+        #[arg(long, default_value = "cosign")]
+        output_prefix: PathBuf,
+    },
+}
+
+/// Runs the command the arguments name.
+pub async fn run(command: Command, settings: &Settings) -> Result<()> {
+    match command {
+        Command::Build(args) => build::build(*args, settings).await,
+        Command::Keygen { output_prefix } => keygen::keygen(&output_prefix, settings),
+        Command::Action => build::build(action::build_args()?, settings).await,
+        Command::Verify {
+            reference,
+            trust,
+            network,
+        } => verify::verify(&reference, &trust, &network).await,
+        Command::Sign {
+            reference,
+            signing,
+            attest,
+            network,
+        } => sign::sign(settings, &reference, &signing, &attest, &network).await,
+        Command::Sbom {
+            reference,
+            format,
+            trust,
+            unverified,
+            network,
+        } => verify::sbom(&reference, format, &trust, unverified, &network).await,
+    }
+}
+
+/// Go compile errors become annotations on the lines they are about.
+pub fn annotate(error: &anyhow::Error, settings: &Settings) {
+    if let Some(BuildError::Go(GoError::Compile { dir, stderr, .. })) =
+        error.downcast_ref::<BuildError>()
+    {
+        let workspace = settings
+            .workspace
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        for line in github::compile_error_annotations(stderr, dir, &workspace) {
+            eprintln!("{line}");
+        }
+    }
+}

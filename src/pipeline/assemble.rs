@@ -1,84 +1,53 @@
 //! From binaries to images: each package's platform images (Linux on its base, wasm
 //! on nothing), its index, and the CNCF Wasm artifact when asked for.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::{io, BuildError, BuildOptions, PackagePlan};
+use super::{io, BuildError, BuildOptions, Compiled, PackagePlan};
 use crate::image::{
     self, assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image,
     media_type, Artifact, Blob, BlobSource, Descriptor, ImageSpec, LayerEntry,
 };
 use crate::platform::Platform;
 
-/// Layers (in parallel, off the async threads) and images for one package.
+/// The images of one package, from its platforms' builds (whose layers are written):
+/// Linux images on the base with kodata under the binary, wasm images on nothing.
 pub(super) async fn assemble_package(
     opts: &BuildOptions,
     plan: &PackagePlan,
-    binaries: &[(Platform, PathBuf)],
+    compiled: &[Compiled],
     work: &Path,
 ) -> Result<Artifact, BuildError> {
-    let mtime = opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-    let name = plan.package.name.clone();
     let spec = ImageSpec {
-        name: name.clone(),
+        name: plan.package.name.clone(),
         created: opts.source_date_epoch.unwrap_or(0),
         labels: opts.labels.clone(),
         annotations: opts.annotations.clone(),
     };
-
     let kodata = match (
         &plan.package.kodata,
-        binaries.iter().any(|(p, _)| !p.is_wasm()),
+        compiled.iter().any(|c| !c.platform.is_wasm()),
     ) {
-        (Some(dir), true) => Some(layer(work, kodata_entries(dir)?, mtime).await?),
+        (Some(dir), true) => Some(layer(work, kodata_entries(dir)?, file_time(opts)).await?),
         _ => None,
     };
-    // One layer per distinct binary: wasi/wasm and wasip1/wasm share one blob.
-    let mut layers: HashMap<PathBuf, (Blob, String)> = HashMap::new();
     let mut images = Vec::new();
-    for (platform, binary) in binaries {
-        let app = match layers.get(binary) {
-            Some(l) => l.clone(),
-            None => {
-                let entries = if platform.is_wasm() {
-                    vec![LayerEntry::File {
-                        path: format!("{name}.wasm"),
-                        mode: 0o755,
-                        source: binary.clone(),
-                    }]
-                } else {
-                    vec![
-                        LayerEntry::Dir {
-                            path: "ko-app".into(),
-                            mode: 0o755,
-                        },
-                        LayerEntry::File {
-                            path: format!("ko-app/{name}"),
-                            mode: 0o555,
-                            source: binary.clone(),
-                        },
-                    ]
-                };
-                let l = layer(work, entries, mtime).await?;
-                layers.insert(binary.clone(), l.clone());
-                l
-            }
-        };
-        let image = if platform.is_wasm() {
-            assemble_wasm_image(&spec, platform, app)
+    for c in compiled {
+        let image = if c.platform.is_wasm() {
+            assemble_wasm_image(&spec, &c.platform, c.layer.clone())
         } else {
             let base = match &plan.base {
                 Some((_, resolved)) => {
-                    Some(resolved.for_platform(platform).ok_or_else(|| {
-                        BuildError::Usage(format!("base image has no {platform}"))
+                    Some(resolved.for_platform(&c.platform).ok_or_else(|| {
+                        BuildError::Usage(format!("base image has no {}", c.platform))
                     })?)
                 }
                 None => None,
             };
-            let ours = kodata.iter().cloned().chain(std::iter::once(app)).collect();
-            assemble_linux_image(&spec, platform, base, ours)
+            let ours = kodata.iter().cloned().chain([c.layer.clone()]).collect();
+            assemble_linux_image(&spec, &c.platform, base, ours)
         };
         images.push(image);
     }
@@ -91,6 +60,35 @@ pub(super) async fn assemble_package(
         );
     }
     Ok(assemble_index(images, index_annotations))
+}
+
+/// File times in layers: SOURCE_DATE_EPOCH, else 0.
+pub(super) fn file_time(opts: &BuildOptions) -> u64 {
+    opts.source_date_epoch.unwrap_or(0).max(0) as u64
+}
+
+/// The layer that holds a program: `/<name>.wasm` for wasm (runtimes look for the
+/// module there), `/ko-app/<name>` for Linux, as ko lays it out.
+pub(super) fn app_layer_entries(name: &str, platform: &Platform, binary: &Path) -> Vec<LayerEntry> {
+    if platform.is_wasm() {
+        vec![LayerEntry::File {
+            path: format!("{name}.wasm"),
+            mode: 0o755,
+            source: binary.to_path_buf(),
+        }]
+    } else {
+        vec![
+            LayerEntry::Dir {
+                path: "ko-app".into(),
+                mode: 0o755,
+            },
+            LayerEntry::File {
+                path: format!("ko-app/{name}"),
+                mode: 0o555,
+                source: binary.to_path_buf(),
+            },
+        ]
+    }
 }
 
 async fn layer(

@@ -3,13 +3,12 @@
 //! later, by the caller, once everything else is stored.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
-use super::{BuildError, PackagePlan, Phase, Progress};
+use super::{Assembled, BuildError, PackagePlan, Phase, Progress};
 use crate::attest::SbomDocument;
 use crate::image::{Artifact, Descriptor};
 use crate::publish::{self, PublishRequest, PublishStats, Publisher};
-use crate::sign::{self, Attachment, SignError, Signer, SignerIdentity, Signing};
+use crate::sign::{self, Attachment, SignError, SignedSubject, Signer, SignerIdentity, Signing};
 
 /// What one destination got.
 pub(super) struct Delivered {
@@ -21,16 +20,37 @@ pub(super) struct Delivered {
     pub(super) new: HashSet<String>,
 }
 
+/// Which of the two destinations a package is delivered to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Destination {
+    Registry,
+    Layout,
+}
+
+impl Destination {
+    /// The package's repository there, as its plan names it.
+    fn repository(self, plan: &PackagePlan) -> String {
+        match self {
+            Destination::Registry => plan
+                .registry_repo
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            Destination::Layout => plan.layout_repo.clone(),
+        }
+    }
+}
+
 /// Everything one destination receives: images first, then what refers to them.
 pub(super) struct Delivery<'a> {
-    pub(super) plans: &'a [PackagePlan],
-    pub(super) artifacts: &'a [(Artifact, Option<Artifact>)],
-    pub(super) sboms: &'a [Vec<(SbomDocument, Option<PathBuf>)>],
+    pub(super) packages: &'a [Assembled],
     pub(super) tags: &'a [String],
     pub(super) wasm_tags: &'a [String],
     pub(super) signing: Option<&'a Signing>,
     /// Made at the first signature, then shared by every destination.
     pub(super) keyless_signer: tokio::sync::OnceCell<Signer>,
+    /// Per package, its claims signed: made for the first destination, stored in all.
+    pub(super) signed: tokio::sync::OnceCell<Vec<Vec<SignedSubject>>>,
     pub(super) provenance: Option<&'a serde_json::Value>,
     pub(super) legacy_attestations: bool,
     pub(super) created: i64,
@@ -42,6 +62,47 @@ impl Delivery<'_> {
             Signing::Key(signer) => Some(signer.identity()),
             Signing::Keyless(_) => self.keyless_signer.get().map(Signer::identity),
         }
+    }
+
+    /// Every package's claims, signed once: the first destination signs, the others
+    /// store the same signatures. The claims name the package's registry repository
+    /// when it is pushed, else its place in the layout.
+    async fn signed(
+        &self,
+        signer: &Signer,
+        progress: &Progress<'_>,
+    ) -> Result<&[Vec<SignedSubject>], SignError> {
+        self.signed
+            .get_or_try_init(|| async {
+                let mut all = Vec::new();
+                for package in self.packages {
+                    let plan = &package.plan;
+                    let repository = plan
+                        .registry_repo
+                        .as_ref()
+                        .map_or_else(|| plan.layout_repo.clone(), ToString::to_string);
+                    let artifact = &package.artifact;
+                    let mut subjects: Vec<Descriptor> = Vec::new();
+                    if let Artifact::Index { descriptor, .. } = artifact {
+                        subjects.push(descriptor.clone());
+                    }
+                    subjects.extend(artifact.images().iter().map(|i| i.descriptor.clone()));
+                    let sboms: Vec<&SbomDocument> =
+                        package.sboms.iter().map(|(doc, _)| doc).collect();
+                    let claims = sign::claims_for(&repository, &subjects, &sboms, self.provenance);
+                    progress(
+                        Phase::Sign,
+                        &format!(
+                            "signing and attesting {repository} ({} items)",
+                            claims.len()
+                        ),
+                    );
+                    all.push(sign::sign_claims(signer, &claims).await?);
+                }
+                Ok(all)
+            })
+            .await
+            .map(Vec::as_slice)
     }
 
     /// The signer, if signing: a keyless one gets its certificate now, after the
@@ -70,10 +131,10 @@ impl Delivery<'_> {
     pub(super) async fn deliver(
         &self,
         publisher: &dyn Publisher,
-        repos: &[String],
+        destination: Destination,
         progress: &Progress<'_>,
     ) -> Result<Delivered, BuildError> {
-        let requests = requests_for(self.plans, self.artifacts, self.tags, self.wasm_tags, repos);
+        let requests = requests_for(self.packages, self.tags, self.wasm_tags, destination);
         let (stats, new) = publish::publish(publisher, &requests).await?;
         let pushed = || {
             requests
@@ -86,32 +147,22 @@ impl Delivery<'_> {
             pushed: pushed(),
             source: Box::new(source),
         };
+        let Some(signer) = self.signer(progress).await.map_err(failed)? else {
+            return Ok(Delivered {
+                stats,
+                attachments: vec![Vec::new(); self.packages.len()],
+                new,
+            });
+        };
+        let signed = self.signed(signer, progress).await.map_err(failed)?;
         let mut attachments = Vec::new();
-        for (i, (artifact, _)) in self.artifacts.iter().enumerate() {
-            let Some(signer) = self.signer(progress).await.map_err(failed)? else {
-                attachments.push(Vec::new());
-                continue;
-            };
-            let mut subjects: Vec<Descriptor> = Vec::new();
-            if let Artifact::Index { descriptor, .. } = artifact {
-                subjects.push(descriptor.clone());
-            }
-            subjects.extend(artifact.images().iter().map(|i| i.descriptor.clone()));
-            let sboms: Vec<&SbomDocument> = self.sboms[i].iter().map(|(doc, _)| doc).collect();
-            let claims = sign::claims_for(&repos[i], &subjects, &sboms, self.provenance);
-            progress(
-                Phase::Sign,
-                &format!(
-                    "signing and attesting {} ({} items)",
-                    repos[i],
-                    claims.len()
-                ),
-            );
+        for (package, signed) in self.packages.iter().zip(signed) {
             attachments.push(
-                sign::attach(
+                sign::store_signed(
                     publisher,
+                    &destination.repository(&package.plan),
                     signer,
-                    &claims,
+                    signed,
                     self.legacy_attestations,
                     self.created,
                 )
@@ -136,23 +187,25 @@ pub(super) fn add(total: &mut PublishStats, s: PublishStats) {
     total.tags += s.tags;
 }
 
+/// What `destination` stores for each package: its artifact under the tags, and the
+/// CNCF Wasm artifact under the `-wasm` tags.
 pub(super) fn requests_for<'a>(
-    plans: &[PackagePlan],
-    artifacts: &'a [(Artifact, Option<Artifact>)],
+    packages: &'a [Assembled],
     tags: &[String],
     wasm_tags: &[String],
-    repos: &[String],
+    destination: Destination,
 ) -> Vec<PublishRequest<'a>> {
     let mut requests = Vec::new();
-    for ((_, (artifact, wasm)), repo) in plans.iter().zip(artifacts).zip(repos) {
+    for package in packages {
+        let repository = destination.repository(&package.plan);
         requests.push(PublishRequest {
-            repository: repo.clone(),
-            artifact,
+            repository: repository.clone(),
+            artifact: &package.artifact,
             tags: tags.to_vec(),
         });
-        if let Some(wasm) = wasm {
+        if let Some(wasm) = &package.wasm {
             requests.push(PublishRequest {
-                repository: repo.clone(),
+                repository,
                 artifact: wasm,
                 tags: wasm_tags.to_vec(),
             });

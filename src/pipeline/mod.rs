@@ -1,19 +1,19 @@
-//! `gantry build` as a library call: resolve packages, platforms and bases; run the
-//! Go builds in parallel; assemble images and indexes; publish; report.
+//! `gantry build` as a library call, in stages that one value per package flows
+//! through: plan (packages, settings, platforms, bases, repositories), compile (the Go
+//! builds, each platform's layer written as its build ends), assemble (images, index,
+//! SBOMs), deliver (publish, then sign and attest), report; tags move last.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
-use crate::attest;
 use crate::attest::provenance::{self, BuildFacts};
 use crate::attest::sbom::SbomFormat;
-use crate::base::{self, BaseError, ResolvedBase};
-use crate::config::{BuildSettings, Config, ConfigError, LoadedConfig, TemplateData};
+use crate::attest::{self, SbomDocument};
+use crate::base::{BaseError, ResolvedBase};
+use crate::config::{BuildSettings, Config, ConfigError, TemplateData};
 use crate::gobuild::buildinfo::{BuildInfo, BuildInfoError};
-use crate::gobuild::{BuildJob, GoError, GoToolchain, Package};
+use crate::gobuild::{GoError, GoToolchain, Package};
 use crate::image::{self, Artifact};
 use crate::platform::{Platform, PlatformError, PlatformRequest, WasmOs};
 use crate::publish::{
@@ -22,17 +22,21 @@ use crate::publish::{
 use crate::sign::{Attachment, SignError, Signing};
 
 mod assemble;
+mod compile;
 mod deliver;
+mod plan;
 mod report;
 
-use assemble::{assemble_package, wasm_artifact};
+use assemble::{assemble_package, file_time, wasm_artifact};
+use compile::{compile, CompileOptions};
+use plan::{base_ref, check_destinations, plan_bases, settings_for, split_request};
 
 pub use crate::report::{
     BaseReport, BuildReport, LayerReport, PackageReport, PlatformReport, SbomReport,
     WasmArtifactReport,
 };
-use deliver::{add, requests_for, Delivery};
-use report::{check_writable, report, sbom_report, write_report, write_sboms};
+use deliver::{add, requests_for, Delivery, Destination};
+use report::{check_writable, report, write_report, write_sboms};
 
 /// The base ko uses, and gantry with it.
 pub const DEFAULT_BASE: &str = "cgr.dev/chainguard/static:latest";
@@ -141,23 +145,38 @@ pub struct BuildOptions {
     pub legacy_attestations: bool,
 }
 
-/// One package's plan: what to build it for and on what.
+/// One package's plan: what to build it for, on what, and where it goes (the one
+/// place repositories are named).
 #[derive(Clone)]
 struct PackagePlan {
     package: Package,
     settings: BuildSettings,
     platforms: Vec<Platform>,
     base: Option<(String, Arc<ResolvedBase>)>,
+    /// In the registry, when pushing: REPO, or REPO/<name> when there are several
+    /// packages.
+    registry_repo: Option<ImageName>,
+    /// In the OCI layout: the layout itself, or `<name>` when there are several.
+    layout_repo: String,
 }
 
-/// Asks every destination repository, without writing, whether this run may push.
-async fn check_destinations(
-    registry: &Registry,
-    repos: &[ImageName],
-    tag: &str,
-) -> Result<(), BuildError> {
-    futures::future::try_join_all(repos.iter().map(|r| registry.check_push_access(r, tag))).await?;
-    Ok(())
+/// One platform of a package once built: its binary, the layer holding it, and its
+/// Go build info (when SBOMs are made).
+#[derive(Clone)]
+struct Compiled {
+    platform: Platform,
+    binary: PathBuf,
+    layer: (image::Blob, String),
+    build_info: Option<BuildInfo>,
+}
+
+/// A package once assembled: its plan, its images, and the SBOMs describing them.
+struct Assembled {
+    plan: PackagePlan,
+    artifact: Artifact,
+    /// The CNCF Wasm artifact, when asked for.
+    wasm: Option<Artifact>,
+    sboms: Vec<(SbomDocument, Option<PathBuf>)>,
 }
 
 /// Runs the whole build. `progress` receives one line per step, for stderr.
@@ -212,14 +231,11 @@ pub async fn build(
     };
     // Gathered (three git calls) only when some setting has a template.
     let mut template_data: Option<TemplateData> = None;
-    let mut resolved = Vec::new();
+    let mut resolved: Vec<(Package, BuildSettings)> = Vec::new();
     for arg in &packages {
         let package = go.resolve(arg, &opts.workdir).await?;
         // `./cmd/app` and `example.com/cmd/app` are one package: built and pushed once.
-        if resolved
-            .iter()
-            .any(|(p, _): &(Package, _)| p.dir == package.dir)
-        {
+        if resolved.iter().any(|(p, _)| p.dir == package.dir) {
             continue;
         }
         let settings = settings_for(config.as_ref(), &package)?;
@@ -232,10 +248,32 @@ pub async fn build(
         };
         resolved.push((package, settings));
     }
+    let multi = resolved.len() > 1;
+    let mut plans: Vec<PackagePlan> = resolved
+        .into_iter()
+        .map(|(package, settings)| PackagePlan {
+            registry_repo: destination.as_ref().map(|dest| {
+                if multi {
+                    dest.join(&package.name)
+                } else {
+                    dest.clone()
+                }
+            }),
+            layout_repo: if multi {
+                package.name.clone()
+            } else {
+                String::new()
+            },
+            package,
+            settings,
+            platforms: Vec::new(),
+            base: None,
+        })
+        .collect();
 
-    let base_refs: Vec<String> = resolved
+    let base_refs: Vec<String> = plans
         .iter()
-        .map(|(p, _)| base_ref(opts, config.as_ref(), &p.import_path))
+        .map(|p| base_ref(opts, config.as_ref(), &p.package.import_path))
         .collect();
     // Every repository this run reads or writes, so that one token per registry
     // covers them all.
@@ -243,15 +281,10 @@ pub async fn build(
     for b in base_refs.iter().filter(|b| *b != "scratch") {
         registry.declare(&publish::parse_reference(b)?.0, false);
     }
-    // Where each package goes: REPO, or REPO/<name> when there are several.
-    let registry_repos: Vec<ImageName> = match &destination {
-        Some(dest) if resolved.len() > 1 => resolved
-            .iter()
-            .map(|(package, _)| dest.join(&package.name))
-            .collect(),
-        Some(dest) => vec![dest.clone()],
-        None => Vec::new(),
-    };
+    let registry_repos: Vec<ImageName> = plans
+        .iter()
+        .filter_map(|p| p.registry_repo.clone())
+        .collect();
     for repo in &registry_repos {
         registry.declare(repo, true);
     }
@@ -261,25 +294,23 @@ pub async fn build(
         .tempdir()
         .map_err(io("creating a work directory"))?;
     let _remove_on_signal = crate::cleanup::Removal::new(work.path());
-    let mut plans: Vec<PackagePlan> = resolved
-        .into_iter()
-        .map(|(package, settings)| PackagePlan {
-            package,
-            settings,
-            platforms: Vec::new(),
-            base: None,
-        })
-        .collect();
+    let compiling = CompileOptions {
+        go: &go,
+        work: work.path(),
+        jobs: opts.jobs,
+        mtime: file_time(opts),
+        build_info: !opts.sbom.is_empty(),
+    };
     // While the first go build runs, the destination is asked whether this run may push.
     let access = check_destinations(&registry, &registry_repos, &tags[0]);
-    let binaries = match &request {
+    let compiled = match &request {
         // The platforms come from the bases: resolve them, then build.
         PlatformRequest::All { .. } => {
             futures::try_join!(
                 plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress),
                 access,
             )?;
-            run_builds(&go, &plans, work.path(), opts.jobs, progress).await?
+            compile(&compiling, &plans, progress).await?
         }
         // The platforms are the listed ones: build while the bases resolve.
         PlatformRequest::List(_) => {
@@ -288,94 +319,39 @@ pub async fn build(
                 plan.platforms = linux.iter().chain(&wasm).cloned().collect();
             }
             let building = plans.clone();
-            let (binaries, (), ()) = futures::try_join!(
-                run_builds(&go, &building, work.path(), opts.jobs, progress),
+            let (compiled, (), ()) = futures::try_join!(
+                compile(&compiling, &building, progress),
                 plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress),
                 access,
             )?;
-            binaries
+            compiled
         }
     };
-    let build_infos = if opts.sbom.is_empty() {
-        Vec::new()
-    } else {
-        read_build_infos(&binaries, &go.version_string).await?
-    };
+
+    let mut assembled = Vec::new();
+    for (plan, compiled) in plans.into_iter().zip(compiled) {
+        assembled.push(assemble(opts, plan, &compiled, work.path()).await?);
+    }
 
     let layout_dir = match (&opts.oci_layout, &destination) {
         (Some(dir), _) => Some(dir.clone()),
         (None, None) => Some(PathBuf::from("oci-layout")),
         (None, Some(_)) => None,
     };
-    let mut artifacts = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let artifact = assemble_package(opts, plan, &binaries[i], work.path()).await?;
-        let wasm = match (
-            opts.wasm_artifact,
-            binaries[i].iter().find(|(p, _)| p.is_wasm()),
-        ) {
-            (true, Some((_, module))) => Some(wasm_artifact(opts, plan, module).await?),
-            _ => None,
-        };
-        artifacts.push((artifact, wasm));
-    }
-
-    let multi = plans.len() > 1;
-    let repos_in_registry: Vec<String> = registry_repos.iter().map(|r| r.to_string()).collect();
-    let sbom_names: Vec<String> = plans
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            repos_in_registry
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| p.package.name.clone())
-        })
-        .collect();
-    let mut sboms = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let docs = match build_infos.get(i) {
-            Some(infos) => attest::sboms(
-                &sbom_names[i],
-                match &artifacts[i].0 {
-                    Artifact::Index { descriptor, .. } => Some(descriptor.digest.as_str()),
-                    Artifact::Image(_) => None,
-                },
-                &artifacts[i]
-                    .0
-                    .images()
-                    .iter()
-                    .zip(infos)
-                    .map(|(image, info)| attest::ImageFacts {
-                        digest: &image.descriptor.digest,
-                        platform: &image.platform,
-                        base_digest: image.base_digest.as_deref(),
-                        build_info: info,
-                    })
-                    .collect::<Vec<_>>(),
-                plan.base
-                    .as_ref()
-                    .map(|(n, r)| (n.as_str(), r.digest.as_str())),
-                opts.source_date_epoch.unwrap_or(0),
-                &opts.sbom,
-            ),
-            None => Vec::new(),
-        };
-        sboms.push(write_sboms(
-            opts.sbom_dir.as_deref(),
-            &plan.package.name,
-            docs,
-        )?);
-    }
     let wasm_tags: Vec<String> = tags.iter().map(|t| format!("{t}-wasm")).collect();
     let provenance = (opts.provenance && opts.signing.is_some()).then(|| {
-        let platforms: Vec<String> = plans
+        let platforms: Vec<String> = assembled
             .iter()
-            .flat_map(|p| p.platforms.iter().map(Platform::to_string))
+            .flat_map(|a| a.plan.platforms.iter().map(Platform::to_string))
             .collect();
-        let bases: Vec<(String, String)> = plans
+        let bases: Vec<(String, String)> = assembled
             .iter()
-            .filter_map(|p| p.base.as_ref().map(|(n, r)| (n.clone(), r.digest.clone())))
+            .filter_map(|a| {
+                a.plan
+                    .base
+                    .as_ref()
+                    .map(|(n, r)| (n.clone(), r.digest.clone()))
+            })
             .collect();
         provenance::predicate(&BuildFacts {
             packages: &packages,
@@ -387,40 +363,29 @@ pub async fn build(
         })
     });
     let delivery = Delivery {
-        plans: &plans,
-        artifacts: &artifacts,
-        sboms: &sboms,
+        packages: &assembled,
         tags: &tags,
         wasm_tags: &wasm_tags,
         signing: opts.signing.as_ref(),
         keyless_signer: tokio::sync::OnceCell::new(),
+        signed: tokio::sync::OnceCell::new(),
         provenance: provenance.as_ref(),
         legacy_attestations: opts.legacy_attestations,
         created: opts.source_date_epoch.unwrap_or(0),
     };
-    let repos_in_layout: Vec<String> = plans
-        .iter()
-        .map(|p| {
-            if multi {
-                p.package.name.clone()
-            } else {
-                String::new()
-            }
-        })
-        .collect();
     let layout_publisher = layout_dir
         .as_deref()
         .map(|dir| LayoutPublisher::create(dir, Some(&registry)))
         .transpose()?;
 
     let mut stats = PublishStats::default();
-    let mut attachments: Vec<Vec<Attachment>> = vec![Vec::new(); plans.len()];
+    let mut attachments: Vec<Vec<Attachment>> = vec![Vec::new(); assembled.len()];
     let mut new_in_registry = HashSet::new();
     let mut new_in_layout = HashSet::new();
     if let Some(dest) = &destination {
         progress(Phase::Publish, &format!("pushing to {dest}"));
         let delivered = delivery
-            .deliver(&registry, &repos_in_registry, progress)
+            .deliver(&registry, Destination::Registry, progress)
             .await?;
         add(&mut stats, delivered.stats);
         attachments = delivered.attachments;
@@ -431,7 +396,9 @@ pub async fn build(
             Phase::Publish,
             &format!("writing OCI layout {}", dir.display()),
         );
-        let delivered = delivery.deliver(layout, &repos_in_layout, progress).await?;
+        let delivered = delivery
+            .deliver(layout, Destination::Layout, progress)
+            .await?;
         add(&mut stats, delivered.stats);
         if destination.is_none() {
             attachments = delivered.attachments;
@@ -441,30 +408,24 @@ pub async fn build(
 
     let signer = delivery.signer_identity();
     drop(delivery);
-    let mut reports = Vec::new();
-    for (i, (((plan, (artifact, wasm)), sboms), attached)) in plans
+    let images = assembled
         .iter()
-        .zip(&artifacts)
-        .zip(sboms)
         .zip(attachments)
-        .enumerate()
-    {
-        let repository = repos_in_registry.get(i).cloned().unwrap_or_else(|| {
-            format!(
-                "oci:{}",
-                layout_dir.as_deref().unwrap_or(Path::new(".")).display()
-            )
-        });
-        let mut report = report(plan, artifact, wasm.as_ref(), repository, &tags, &wasm_tags);
-        report.sboms = sboms
-            .into_iter()
-            .map(|(doc, file)| sbom_report(&doc, file))
-            .collect();
-        report.attachments = attached;
-        reports.push(report);
-    }
+        .map(|(package, attached)| {
+            let repository = match &package.plan.registry_repo {
+                Some(repo) => repo.to_string(),
+                None => format!(
+                    "oci:{}",
+                    layout_dir.as_deref().unwrap_or(Path::new(".")).display()
+                ),
+            };
+            let mut report = report(package, repository, &tags, &wasm_tags);
+            report.attachments = attached;
+            report
+        })
+        .collect();
     let mut report = BuildReport {
-        images: reports,
+        images,
         publish: stats,
         go_version: go.version_string.clone(),
         signer,
@@ -475,10 +436,10 @@ pub async fn build(
     // stored does any tag move.
     let registry_requests = destination
         .is_some()
-        .then(|| requests_for(&plans, &artifacts, &tags, &wasm_tags, &repos_in_registry));
+        .then(|| requests_for(&assembled, &tags, &wasm_tags, Destination::Registry));
     let layout_requests = layout_publisher
         .is_some()
-        .then(|| requests_for(&plans, &artifacts, &tags, &wasm_tags, &repos_in_layout));
+        .then(|| requests_for(&assembled, &tags, &wasm_tags, Destination::Layout));
     report.publish.tags = registry_requests
         .iter()
         .chain(&layout_requests)
@@ -495,6 +456,64 @@ pub async fn build(
         publish::apply_tags(layout, requests, &new_in_layout).await?;
     }
     Ok(report)
+}
+
+/// The assemble stage for one package: its images and index, the CNCF Wasm artifact
+/// when asked for, and its SBOMs (also written to --sbom-dir).
+async fn assemble(
+    opts: &BuildOptions,
+    plan: PackagePlan,
+    compiled: &[Compiled],
+    work: &Path,
+) -> Result<Assembled, BuildError> {
+    let artifact = assemble_package(opts, &plan, compiled, work).await?;
+    let wasm = match (
+        opts.wasm_artifact,
+        compiled.iter().find(|c| c.platform.is_wasm()),
+    ) {
+        (true, Some(c)) => Some(wasm_artifact(opts, &plan, &c.binary).await?),
+        _ => None,
+    };
+    let infos: Option<Vec<&BuildInfo>> = compiled.iter().map(|c| c.build_info.as_ref()).collect();
+    let docs = match infos {
+        Some(infos) if !opts.sbom.is_empty() => {
+            let name = plan
+                .registry_repo
+                .as_ref()
+                .map_or_else(|| plan.package.name.clone(), ImageName::to_string);
+            attest::sboms(
+                &name,
+                match &artifact {
+                    Artifact::Index { descriptor, .. } => Some(descriptor.digest.as_str()),
+                    Artifact::Image(_) => None,
+                },
+                &artifact
+                    .images()
+                    .iter()
+                    .zip(infos)
+                    .map(|(image, info)| attest::ImageFacts {
+                        digest: &image.descriptor.digest,
+                        platform: &image.platform,
+                        base_digest: image.base_digest.as_deref(),
+                        build_info: info,
+                    })
+                    .collect::<Vec<_>>(),
+                plan.base
+                    .as_ref()
+                    .map(|(n, r)| (n.as_str(), r.digest.as_str())),
+                opts.source_date_epoch.unwrap_or(0),
+                &opts.sbom,
+            )
+        }
+        _ => Vec::new(),
+    };
+    let sboms = write_sboms(opts.sbom_dir.as_deref(), &plan.package.name, docs)?;
+    Ok(Assembled {
+        plan,
+        artifact,
+        wasm,
+        sboms,
+    })
 }
 
 /// OCI tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
@@ -515,236 +534,6 @@ pub fn check_tag(tag: &str) -> Result<(), BuildError> {
             "tag {tag:?} is not a valid OCI tag: use up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'"
         )))
     }
-}
-
-fn settings_for(
-    config: Option<&LoadedConfig>,
-    package: &Package,
-) -> Result<BuildSettings, BuildError> {
-    Ok(match config {
-        Some(c) => c.settings_for(&package.dir)?,
-        None => BuildSettings::default(),
-    })
-}
-
-fn base_ref(opts: &BuildOptions, config: Option<&LoadedConfig>, import_path: &str) -> String {
-    opts.base
-        .clone()
-        .or_else(|| {
-            config
-                .and_then(|c| c.config.base_image_for(import_path))
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| DEFAULT_BASE.to_string())
-}
-
-/// Fills each plan's platforms and base (its Linux images' base, resolved).
-async fn plan_bases(
-    registry: &Registry,
-    request: &PlatformRequest,
-    base_refs: &[String],
-    plans: &mut [PackagePlan],
-    go: &GoToolchain,
-    progress: &Progress<'_>,
-) -> Result<(), BuildError> {
-    let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
-    for (plan, base_ref) in plans.iter_mut().zip(base_refs) {
-        let (platforms, base) =
-            plan_platforms(registry, request, base_ref, &mut bases, progress).await?;
-        go.check_platforms(&platforms)?;
-        plan.platforms = platforms;
-        plan.base = base;
-    }
-    Ok(())
-}
-
-/// The Linux and the wasm platforms a request lists (`all` lists no Linux ones).
-fn split_request(request: &PlatformRequest) -> (Vec<Platform>, Vec<Platform>) {
-    match request {
-        PlatformRequest::List(list) => list.iter().cloned().partition(|p| !p.is_wasm()),
-        PlatformRequest::All { wasm } => (Vec::new(), wasm.clone()),
-    }
-}
-
-/// The platforms one package builds for, and its base resolved for the Linux ones.
-async fn plan_platforms(
-    registry: &Registry,
-    request: &PlatformRequest,
-    base_ref: &str,
-    cache: &mut HashMap<String, Arc<ResolvedBase>>,
-    progress: &Progress<'_>,
-) -> Result<(Vec<Platform>, Option<(String, Arc<ResolvedBase>)>), BuildError> {
-    let (linux, wasm) = split_request(request);
-    let wants_linux = matches!(request, PlatformRequest::All { .. }) || !linux.is_empty();
-    if !wants_linux {
-        return Ok((wasm, None));
-    }
-    if base_ref == "scratch" {
-        if matches!(request, PlatformRequest::All { .. }) {
-            return Err(BuildError::Usage(
-                "--platform all takes its platforms from the base image, but the base is scratch; list the platforms instead".into(),
-            ));
-        }
-        return Ok((linux.into_iter().chain(wasm).collect(), None));
-    }
-    let key = format!(
-        "{base_ref}|{}",
-        linux
-            .iter()
-            .map(Platform::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let resolved = match cache.get(&key) {
-        Some(r) => r.clone(),
-        None => {
-            progress(Phase::Resolve, &format!("resolving base image {base_ref}"));
-            let wanted = (!linux.is_empty()).then_some(linux.as_slice());
-            let r = Arc::new(base::resolve(registry, base_ref, wanted).await?);
-            cache.insert(key, r.clone());
-            r
-        }
-    };
-    let linux = if linux.is_empty() {
-        resolved.platforms()
-    } else {
-        linux
-    };
-    Ok((
-        linux.into_iter().chain(wasm).collect(),
-        Some((base_ref.to_string(), resolved)),
-    ))
-}
-
-/// Runs every `go build` (one per package and distinct GOOS/GOARCH/variant), `jobs` at
-/// a time. Returns, per package, each platform's binary.
-async fn run_builds(
-    go: &GoToolchain,
-    plans: &[PackagePlan],
-    work: &Path,
-    jobs: usize,
-    progress: &Progress<'_>,
-) -> Result<Vec<Vec<(Platform, PathBuf)>>, BuildError> {
-    let limit = Semaphore::new(jobs.max(1));
-    let mut tasks = Vec::new();
-    let mut outputs: Vec<Vec<(Platform, PathBuf)>> = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let mut per_platform = Vec::new();
-        let mut seen: HashMap<Vec<(&str, String)>, PathBuf> = HashMap::new();
-        for platform in &plan.platforms {
-            let env = platform.go_env();
-            let out = match seen.get(&env) {
-                Some(out) => out.clone(),
-                None => {
-                    let slug = env
-                        .iter()
-                        .map(|(_, v)| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join("-");
-                    let file = if platform.is_wasm() {
-                        format!("{}.wasm", plan.package.name)
-                    } else {
-                        plan.package.name.clone()
-                    };
-                    let dir =
-                        output_dir(work, &go.version_string, plan, &env, &format!("{i}-{slug}"));
-                    std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
-                    let out = dir.join(file);
-                    seen.insert(env, out.clone());
-                    tasks.push((plan, platform, out.clone()));
-                    out
-                }
-            };
-            per_platform.push((platform.clone(), out));
-        }
-        outputs.push(per_platform);
-    }
-    let builds = tasks.iter().map(|(plan, platform, out)| {
-        let limit = &limit;
-        async move {
-            let _permit = limit
-                .acquire()
-                .await
-                .map_err(|e| BuildError::Usage(e.to_string()))?;
-            progress(
-                Phase::Build,
-                &format!("building {} for {platform}", plan.package.import_path),
-            );
-            let dir = plan.settings.dir.as_deref().unwrap_or(&plan.package.dir);
-            go.build(&BuildJob {
-                package: &plan.package,
-                platform,
-                dir,
-                env: &plan.settings.env,
-                flags: &plan.settings.flags,
-                ldflags: &plan.settings.ldflags,
-                out,
-            })
-            .await
-            .map_err(BuildError::from)
-        }
-    });
-    futures::future::try_join_all(builds).await?;
-    Ok(outputs)
-}
-
-/// Where one build's binary goes: a directory in gantry's cache keyed by everything
-/// that shapes the binary, so a rebuild finds the previous output and Go skips the
-/// link when it is up to date. Without a cache directory, the run's work directory.
-fn output_dir(
-    work: &Path,
-    go_version: &str,
-    plan: &PackagePlan,
-    env: &[(&str, String)],
-    fallback: &str,
-) -> PathBuf {
-    let root = std::env::var_os("GANTRY_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("gantry")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gantry")));
-    let Some(root) = root else {
-        return work.join(fallback);
-    };
-    let key = format!(
-        "{go_version}\0{}\0{}\0{env:?}\0{:?}\0{:?}\0{:?}",
-        plan.package.import_path,
-        plan.package.dir.display(),
-        plan.settings.env,
-        plan.settings.flags,
-        plan.settings.ldflags
-    );
-    let hash = image::sha256_digest(key.as_bytes());
-    root.join("bin")
-        .join(&hash["sha256:".len().."sha256:".len() + 24])
-}
-
-/// Reads each built binary's Go build info (wasm has no Go version in it: the
-/// toolchain that built it supplies that).
-async fn read_build_infos(
-    binaries: &[Vec<(Platform, PathBuf)>],
-    go_version: &str,
-) -> Result<Vec<Vec<BuildInfo>>, BuildError> {
-    let binaries = binaries.to_vec();
-    let go_version = go_version.to_string();
-    tokio::task::spawn_blocking(move || {
-        binaries
-            .iter()
-            .map(|per_package| {
-                per_package
-                    .iter()
-                    .map(|(_, path)| {
-                        let mut info = BuildInfo::read(path)?;
-                        if info.go_version.is_empty() {
-                            info.go_version = go_version.clone();
-                        }
-                        Ok(info)
-                    })
-                    .collect()
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| BuildError::Usage(format!("reading build info stopped: {e}")))?
 }
 
 #[cfg(test)]

@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{io, BuildError, PackagePlan};
+use super::{io, Assembled, BuildError};
 use crate::attest::SbomDocument;
-use crate::image::Artifact;
 use crate::platform::Platform;
 use crate::report::{
     BaseReport, BuildReport, LayerReport, PackageReport, PlatformReport, SbomReport,
@@ -45,14 +44,14 @@ pub(super) fn check_writable(path: &Path, is_dir: bool) -> Result<(), BuildError
     probe.map_err(io(context()))
 }
 
+/// What the report says of one package (its attachments are added by the caller).
 pub(super) fn report(
-    plan: &PackagePlan,
-    artifact: &Artifact,
-    wasm: Option<&Artifact>,
+    package: &Assembled,
     repository: String,
     tags: &[String],
     wasm_tags: &[String],
 ) -> PackageReport {
+    let (plan, artifact) = (&package.plan, &package.artifact);
     let descriptor = artifact.descriptor();
     PackageReport {
         import_path: plan.package.import_path.clone(),
@@ -84,16 +83,20 @@ pub(super) fn report(
             name: name.clone(),
             digest: r.digest.clone(),
         }),
-        wasm_artifact: wasm.map(|w| WasmArtifactReport {
+        wasm_artifact: package.wasm.as_ref().map(|w| WasmArtifactReport {
             digest: w.descriptor().digest.clone(),
             tags: wasm_tags.to_vec(),
         }),
-        sboms: Vec::new(),
+        sboms: package
+            .sboms
+            .iter()
+            .map(|(doc, file)| sbom_report(doc, file.clone()))
+            .collect(),
         attachments: Vec::new(),
     }
 }
 
-pub(super) fn sbom_report(doc: &SbomDocument, file: Option<PathBuf>) -> SbomReport {
+fn sbom_report(doc: &SbomDocument, file: Option<PathBuf>) -> SbomReport {
     SbomReport {
         subject: doc.subject.clone(),
         platform: doc

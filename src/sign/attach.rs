@@ -18,10 +18,8 @@ use super::{
 use crate::image::{canonical_json, media_type, rfc3339, Blob, BlobSource, Descriptor};
 use crate::publish::Publisher;
 
-/// Signs and stores every claim through `publisher`, after the images themselves
-/// were published.
-/// Claims are grouped by subject, since those about one subject share the `.sig`,
-/// `.att` and fallback tags (one merge each); the subjects run concurrently.
+/// Signs and stores every claim through `publisher` (into each claim's repository),
+/// after the images themselves were published.
 pub async fn attach(
     publisher: &dyn Publisher,
     signer: &Signer,
@@ -29,6 +27,35 @@ pub async fn attach(
     legacy_attestations: bool,
     created: i64,
 ) -> Result<Vec<Attachment>, SignError> {
+    let signed = sign_claims(signer, claims).await?;
+    let Some(repository) = claims.first().map(|c| c.repository.clone()) else {
+        return Ok(Vec::new());
+    };
+    store_signed(
+        publisher,
+        &repository,
+        signer,
+        &signed,
+        legacy_attestations,
+        created,
+    )
+    .await
+}
+
+/// The claims about one subject, signed (and logged) once: what any number of
+/// destinations then store, so a build written to a registry and a layout makes one
+/// signature per claim, and one log entry.
+pub struct SignedSubject {
+    claims: Vec<(Claim, SignedClaim)>,
+}
+
+/// Signs every claim; the log round trips of all of them overlap. Claims are grouped
+/// by subject, since those about one subject share the `.sig`, `.att` and fallback
+/// tags (one merge each when stored).
+pub async fn sign_claims(
+    signer: &Signer,
+    claims: &[Claim],
+) -> Result<Vec<SignedSubject>, SignError> {
     let mut by_subject: Vec<Vec<&Claim>> = Vec::new();
     for claim in claims {
         match by_subject.iter_mut().find(|g| {
@@ -38,10 +65,37 @@ pub async fn attach(
             None => by_subject.push(vec![claim]),
         }
     }
-    let groups = by_subject
-        .into_iter()
-        .map(|group| attach_to_subject(publisher, signer, group, legacy_attestations, created));
-    let done = futures::future::try_join_all(groups).await?;
+    let groups = by_subject.into_iter().map(|group| async move {
+        let signed =
+            futures::future::try_join_all(group.iter().map(|c| sign_claim(signer, c))).await?;
+        Ok::<_, SignError>(SignedSubject {
+            claims: group.into_iter().cloned().zip(signed).collect(),
+        })
+    });
+    futures::future::try_join_all(groups).await
+}
+
+/// Stores what was signed into `repository` through `publisher`; the subjects run
+/// concurrently.
+pub async fn store_signed(
+    publisher: &dyn Publisher,
+    repository: &str,
+    signer: &Signer,
+    signed: &[SignedSubject],
+    legacy_attestations: bool,
+    created: i64,
+) -> Result<Vec<Attachment>, SignError> {
+    let subjects = signed.iter().map(|subject| {
+        store_subject(
+            publisher,
+            repository,
+            signer,
+            subject,
+            legacy_attestations,
+            created,
+        )
+    });
+    let done = futures::future::try_join_all(subjects).await?;
     Ok(done.into_iter().flatten().collect())
 }
 
@@ -77,24 +131,22 @@ async fn sign_claim(signer: &Signer, claim: &Claim) -> Result<SignedClaim, SignE
     }
 }
 
-/// Signs the claims about one subject concurrently (the log round trips overlap),
-/// then stores them: one merge each into the `.sig` and `.att` manifests, and beside
-/// them the bundle referrers followed by a merge into the fallback index (see
-/// [`store`]).
+/// Stores the signed claims about one subject: one merge each into the `.sig` and
+/// `.att` manifests, and beside them the bundle referrers followed by a merge into the
+/// fallback index (see [`store`]).
 /// Whatever this key already stored about the subject is not stored again.
-async fn attach_to_subject(
+async fn store_subject(
     publisher: &dyn Publisher,
+    repository: &str,
     signer: &Signer,
-    claims: Vec<&Claim>,
+    signed: &SignedSubject,
     legacy_attestations: bool,
     created: i64,
 ) -> Result<Vec<Attachment>, SignError> {
-    let Some(first) = claims.first() else {
+    let Some((first, _)) = signed.claims.first() else {
         return Ok(Vec::new());
     };
-    let (repository, subject) = (first.repository.as_str(), &first.subject);
-    let signed =
-        futures::future::try_join_all(claims.iter().map(|c| sign_claim(signer, c))).await?;
+    let subject = &first.subject;
 
     let mut out = Vec::new();
     let (mut sig_blobs, mut att_blobs) = (Vec::new(), Vec::new());
@@ -116,7 +168,7 @@ async fn attach_to_subject(
         rekor_log_index: entry.as_ref().map(|e| e.log_index),
         bundle: bundle.cloned(),
     };
-    for (claim, signed) in claims.into_iter().zip(signed) {
+    for (claim, signed) in &signed.claims {
         let (kind, predicate_type, statement) = match &claim.kind {
             ClaimKind::Signature => ("signature", COSIGN_SIGN_PREDICATE.to_string(), None),
             ClaimKind::Attestation {
@@ -160,15 +212,15 @@ async fn attach_to_subject(
                 entry,
                 ..
             } => {
-                let blob = Blob::from_bytes(SIMPLESIGNING, payload);
-                sig_layers.push(annotated(&blob, annotations));
+                let blob = Blob::from_bytes(SIMPLESIGNING, payload.clone());
+                sig_layers.push(annotated(&blob, annotations.clone()));
                 sig_blobs.push(blob);
                 out.push(attachment(
                     "signature",
                     None,
                     "sig-tag",
                     String::new(),
-                    &entry,
+                    entry,
                     None,
                 ));
             }

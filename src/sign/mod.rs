@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::attest::SbomDocument;
 use crate::image::{canonical_json, Descriptor};
 use crate::publish::PublishError;
-pub use attach::attach;
+pub use attach::{attach, sign_claims, store_signed, SignedSubject};
 use keys::SigningKey;
 use sha2::Digest as _;
 

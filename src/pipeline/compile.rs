@@ -1,0 +1,180 @@
+//! The compile stage: every `go build` (one per package and distinct GOOS/GOARCH/
+//! variant), `jobs` at a time. As soon as one ends, its layer is written and its Go
+//! build info read, off the async threads, while the other builds run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::Semaphore;
+
+use super::assemble::app_layer_entries;
+use super::{io, BuildError, Compiled, PackagePlan, Phase, Progress};
+use crate::gobuild::buildinfo::BuildInfo;
+use crate::gobuild::{BuildJob, GoToolchain};
+use crate::image;
+use crate::platform::Platform;
+
+/// What the compile stage needs besides the plans.
+pub(super) struct CompileOptions<'a> {
+    pub(super) go: &'a GoToolchain,
+    pub(super) work: &'a Path,
+    pub(super) jobs: usize,
+    /// File time in layers.
+    pub(super) mtime: u64,
+    /// Read each binary's build info (for SBOMs).
+    pub(super) build_info: bool,
+}
+
+/// Builds every plan's platforms; returns, per plan, each platform's build in the
+/// plan's order. Platforms that build the same binary (wasi/wasm and wasip1/wasm)
+/// share one build and one layer.
+pub(super) async fn compile(
+    options: &CompileOptions<'_>,
+    plans: &[PackagePlan],
+    progress: &Progress<'_>,
+) -> Result<Vec<Vec<Compiled>>, BuildError> {
+    let limit = Semaphore::new(options.jobs.max(1));
+    // One task per distinct binary; per plan, each platform's task.
+    let mut tasks: Vec<(&PackagePlan, &Platform, PathBuf)> = Vec::new();
+    let mut task_of: Vec<Vec<usize>> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let mut seen: HashMap<Vec<(&str, String)>, usize> = HashMap::new();
+        let mut per_platform = Vec::new();
+        for platform in &plan.platforms {
+            let env = platform.go_env();
+            let task = match seen.get(&env) {
+                Some(task) => *task,
+                None => {
+                    let slug = env
+                        .iter()
+                        .map(|(_, v)| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join("-");
+                    let file = if platform.is_wasm() {
+                        format!("{}.wasm", plan.package.name)
+                    } else {
+                        plan.package.name.clone()
+                    };
+                    let dir = output_dir(
+                        options.work,
+                        &options.go.version_string,
+                        plan,
+                        &env,
+                        &format!("{i}-{slug}"),
+                    );
+                    std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
+                    tasks.push((plan, platform, dir.join(file)));
+                    seen.insert(env, tasks.len() - 1);
+                    tasks.len() - 1
+                }
+            };
+            per_platform.push(task);
+        }
+        task_of.push(per_platform);
+    }
+    let builds = tasks
+        .iter()
+        .map(|(plan, platform, out)| build_one(options, &limit, plan, platform, out, progress));
+    let built = futures::future::try_join_all(builds).await?;
+    Ok(plans
+        .iter()
+        .zip(task_of)
+        .map(|(plan, per_platform)| {
+            plan.platforms
+                .iter()
+                .zip(per_platform)
+                .map(|(platform, task)| {
+                    let (layer, build_info) = built[task].clone();
+                    Compiled {
+                        platform: platform.clone(),
+                        binary: tasks[task].2.clone(),
+                        layer,
+                        build_info,
+                    }
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// One `go build`, then its layer and build info.
+async fn build_one(
+    options: &CompileOptions<'_>,
+    limit: &Semaphore,
+    plan: &PackagePlan,
+    platform: &Platform,
+    out: &Path,
+    progress: &Progress<'_>,
+) -> Result<((image::Blob, String), Option<BuildInfo>), BuildError> {
+    let _permit = limit
+        .acquire()
+        .await
+        .map_err(|e| BuildError::Usage(e.to_string()))?;
+    progress(
+        Phase::Build,
+        &format!("building {} for {platform}", plan.package.import_path),
+    );
+    let dir = plan.settings.dir.as_deref().unwrap_or(&plan.package.dir);
+    options
+        .go
+        .build(&BuildJob {
+            package: &plan.package,
+            platform,
+            dir,
+            env: &plan.settings.env,
+            flags: &plan.settings.flags,
+            ldflags: &plan.settings.ldflags,
+            out,
+        })
+        .await?;
+    let entries = app_layer_entries(&plan.package.name, platform, out);
+    let (work, out, mtime) = (options.work.to_path_buf(), out.to_path_buf(), options.mtime);
+    let (read_info, go_version) = (options.build_info, options.go.version_string.clone());
+    tokio::task::spawn_blocking(move || {
+        let layer = image::write_layer(&work, &entries, mtime).map_err(io("writing a layer"))?;
+        let info = read_info
+            .then(|| {
+                // wasm has no Go version in it: the toolchain that built it supplies it.
+                BuildInfo::read(&out).map(|mut info| {
+                    if info.go_version.is_empty() {
+                        info.go_version = go_version;
+                    }
+                    info
+                })
+            })
+            .transpose()?;
+        Ok((layer, info))
+    })
+    .await
+    .map_err(|e| BuildError::Usage(format!("layer writer stopped: {e}")))?
+}
+
+/// Where one build's binary goes: a directory in gantry's cache keyed by everything
+/// that shapes the binary, so a rebuild finds the previous output and Go skips the
+/// link when it is up to date. Without a cache directory, the run's work directory.
+fn output_dir(
+    work: &Path,
+    go_version: &str,
+    plan: &PackagePlan,
+    env: &[(&str, String)],
+    fallback: &str,
+) -> PathBuf {
+    let root = std::env::var_os("GANTRY_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("gantry")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gantry")));
+    let Some(root) = root else {
+        return work.join(fallback);
+    };
+    let key = format!(
+        "{go_version}\0{}\0{}\0{env:?}\0{:?}\0{:?}\0{:?}",
+        plan.package.import_path,
+        plan.package.dir.display(),
+        plan.settings.env,
+        plan.settings.flags,
+        plan.settings.ldflags
+    );
+    let hash = image::sha256_digest(key.as_bytes());
+    root.join("bin")
+        .join(&hash["sha256:".len().."sha256:".len() + 24])
+}

@@ -1,0 +1,125 @@
+//! The plan stage: each package's settings, platforms and base image, and the checks
+//! that run beside the first builds (the destination may be pushed to).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{BuildError, BuildOptions, PackagePlan, Phase, Progress, DEFAULT_BASE};
+use crate::base::{self, ResolvedBase};
+use crate::config::{BuildSettings, LoadedConfig};
+use crate::gobuild::{GoToolchain, Package};
+use crate::platform::{Platform, PlatformRequest};
+use crate::publish::{ImageName, Registry};
+
+/// Asks every destination repository, without writing, whether this run may push.
+pub(super) async fn check_destinations(
+    registry: &Registry,
+    repos: &[ImageName],
+    tag: &str,
+) -> Result<(), BuildError> {
+    futures::future::try_join_all(repos.iter().map(|r| registry.check_push_access(r, tag))).await?;
+    Ok(())
+}
+
+pub(super) fn settings_for(
+    config: Option<&LoadedConfig>,
+    package: &Package,
+) -> Result<BuildSettings, BuildError> {
+    Ok(match config {
+        Some(c) => c.settings_for(&package.dir)?,
+        None => BuildSettings::default(),
+    })
+}
+
+pub(super) fn base_ref(
+    opts: &BuildOptions,
+    config: Option<&LoadedConfig>,
+    import_path: &str,
+) -> String {
+    opts.base
+        .clone()
+        .or_else(|| {
+            config
+                .and_then(|c| c.config.base_image_for(import_path))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| DEFAULT_BASE.to_string())
+}
+
+/// Fills each plan's platforms and base (its Linux images' base, resolved).
+pub(super) async fn plan_bases(
+    registry: &Registry,
+    request: &PlatformRequest,
+    base_refs: &[String],
+    plans: &mut [PackagePlan],
+    go: &GoToolchain,
+    progress: &Progress<'_>,
+) -> Result<(), BuildError> {
+    let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
+    for (plan, base_ref) in plans.iter_mut().zip(base_refs) {
+        let (platforms, base) =
+            plan_platforms(registry, request, base_ref, &mut bases, progress).await?;
+        go.check_platforms(&platforms)?;
+        plan.platforms = platforms;
+        plan.base = base;
+    }
+    Ok(())
+}
+
+/// The Linux and the wasm platforms a request lists (`all` lists no Linux ones).
+pub(super) fn split_request(request: &PlatformRequest) -> (Vec<Platform>, Vec<Platform>) {
+    match request {
+        PlatformRequest::List(list) => list.iter().cloned().partition(|p| !p.is_wasm()),
+        PlatformRequest::All { wasm } => (Vec::new(), wasm.clone()),
+    }
+}
+
+/// The platforms one package builds for, and its base resolved for the Linux ones.
+async fn plan_platforms(
+    registry: &Registry,
+    request: &PlatformRequest,
+    base_ref: &str,
+    cache: &mut HashMap<String, Arc<ResolvedBase>>,
+    progress: &Progress<'_>,
+) -> Result<(Vec<Platform>, Option<(String, Arc<ResolvedBase>)>), BuildError> {
+    let (linux, wasm) = split_request(request);
+    let wants_linux = matches!(request, PlatformRequest::All { .. }) || !linux.is_empty();
+    if !wants_linux {
+        return Ok((wasm, None));
+    }
+    if base_ref == "scratch" {
+        if matches!(request, PlatformRequest::All { .. }) {
+            return Err(BuildError::Usage(
+                "--platform all takes its platforms from the base image, but the base is scratch; list the platforms instead".into(),
+            ));
+        }
+        return Ok((linux.into_iter().chain(wasm).collect(), None));
+    }
+    let key = format!(
+        "{base_ref}|{}",
+        linux
+            .iter()
+            .map(Platform::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let resolved = match cache.get(&key) {
+        Some(r) => r.clone(),
+        None => {
+            progress(Phase::Resolve, &format!("resolving base image {base_ref}"));
+            let wanted = (!linux.is_empty()).then_some(linux.as_slice());
+            let r = Arc::new(base::resolve(registry, base_ref, wanted).await?);
+            cache.insert(key, r.clone());
+            r
+        }
+    };
+    let linux = if linux.is_empty() {
+        resolved.platforms()
+    } else {
+        linux
+    };
+    Ok((
+        linux.into_iter().chain(wasm).collect(),
+        Some((base_ref.to_string(), resolved)),
+    ))
+}

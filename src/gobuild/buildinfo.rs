@@ -3,8 +3,9 @@
 //! The linker leaves a blob starting `\xff Go buildinf:` in the binary's data: a
 //! 32-byte header, then (for Go >= 1.18) the Go version and the module info as
 //! varint-length-prefixed strings. The module info is framed by 16-byte sentinels.
-//! `go version -m` only finds the blob through ELF/Mach-O/PE section tables, so it
-//! cannot read a `.wasm`; scanning the bytes works for every format.
+//! In an ELF binary the blob is the `.go.buildinfo` section, found through the section
+//! table without reading the rest of the file; a `.wasm` has no such table for it, so
+//! there the bytes are scanned (which works for every format, and is the fallback).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -62,6 +63,12 @@ impl BuildInfo {
             cause,
         };
         let mut file = File::open(path).map_err(io_err)?;
+        if let Some(info) = elf_section(&mut file, b".go.buildinfo")
+            .map_err(io_err)?
+            .and_then(|blob| parse_blob(&blob))
+        {
+            return Ok(info);
+        }
         if let Some(info) = scan(&mut file, MAGIC, parse_blob).map_err(io_err)? {
             return Ok(info);
         }
@@ -86,6 +93,83 @@ const SENTINEL_START: [u8; 16] = [
 const SENTINEL_END: [u8; 16] = [
     0xf9, 0x32, 0x43, 0x31, 0x86, 0x18, 0x20, 0x72, 0x00, 0x82, 0x42, 0x10, 0x41, 0x16, 0xd8, 0xf2,
 ];
+
+/// The first BLOB_LIMIT bytes of the ELF section called `name`, or None when the file
+/// is not ELF or has no such section (or its tables do not add up).
+fn elf_section(file: &mut File, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let mut ident = [0u8; 64];
+    file.seek(SeekFrom::Start(0))?;
+    if file.read(&mut ident)? < 52 || &ident[..4] != b"\x7fELF" {
+        return Ok(None);
+    }
+    let (wide, big) = (ident[4] == 2, ident[5] == 2);
+    let num = |bytes: &[u8]| -> u64 {
+        let fold = |acc: u64, b: &u8| (acc << 8) | u64::from(*b);
+        if big {
+            bytes.iter().fold(0, fold)
+        } else {
+            bytes.iter().rev().fold(0, fold)
+        }
+    };
+    // e_shoff, e_shentsize, e_shnum, e_shstrndx.
+    let (shoff, entsize, count, names) = if wide {
+        (
+            num(&ident[0x28..0x30]),
+            num(&ident[0x3a..0x3c]),
+            num(&ident[0x3c..0x3e]),
+            num(&ident[0x3e..0x40]),
+        )
+    } else {
+        (
+            num(&ident[0x20..0x24]),
+            num(&ident[0x2e..0x30]),
+            num(&ident[0x30..0x32]),
+            num(&ident[0x32..0x34]),
+        )
+    };
+    if shoff == 0
+        || count == 0
+        || count > 4096
+        || names >= count
+        || entsize < if wide { 64 } else { 40 }
+    {
+        return Ok(None);
+    }
+    let mut table = vec![0u8; (entsize * count) as usize];
+    file.seek(SeekFrom::Start(shoff))?;
+    if file.read_exact(&mut table).is_err() {
+        return Ok(None);
+    }
+    // (sh_name, sh_offset, sh_size) of section `i`.
+    let header = |i: u64| {
+        let h = &table[(i * entsize) as usize..];
+        if wide {
+            (num(&h[0..4]), num(&h[24..32]), num(&h[32..40]))
+        } else {
+            (num(&h[0..4]), num(&h[16..20]), num(&h[20..24]))
+        }
+    };
+    let read_at = |file: &mut File, offset: u64, size: u64| -> io::Result<Vec<u8>> {
+        let mut data = Vec::new();
+        file.seek(SeekFrom::Start(offset))?;
+        file.by_ref()
+            .take(size.min(BLOB_LIMIT as u64))
+            .read_to_end(&mut data)?;
+        Ok(data)
+    };
+    let (_, strings_at, strings_size) = header(names);
+    let strings = read_at(file, strings_at, strings_size)?;
+    for i in 0..count {
+        let (name_at, offset, size) = header(i);
+        let named = strings
+            .get(name_at as usize..)
+            .and_then(|s| s.split(|b| *b == 0).next());
+        if named == Some(name) {
+            return read_at(file, offset, size).map(Some);
+        }
+    }
+    Ok(None)
+}
 
 /// Finds each occurrence of `needle` in chunks and hands up to BLOB_LIMIT bytes from
 /// there to `parse`, until one parses.
@@ -307,5 +391,46 @@ build\t-trimpath=true\nbuild\t-ldflags=\"-s -w\"\nbuild\tGOOS=wasip1\n";
             BuildInfo::read(&path),
             Err(BuildInfoError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn an_elf_binary_is_read_from_its_go_buildinfo_section() {
+        // A decoy blob early in the file that a scan would find first, then the
+        // section the table names.
+        let decoy = blob("go1.0.0", "path\tdecoy\nmod\tdecoy\t(devel)\t\n");
+        let real = blob("go1.22.1", "path\treal\nmod\treal\t(devel)\t\n");
+        let names = b"\0.shstrtab\0.go.buildinfo\0";
+        let mut file = vec![0u8; 64];
+        file.extend_from_slice(&decoy);
+        let names_at = file.len() as u64;
+        file.extend_from_slice(names);
+        let real_at = file.len() as u64;
+        file.extend_from_slice(&real);
+        let table_at = file.len() as u64;
+        let section = |name: u32, offset: u64, size: u64| {
+            let mut h = vec![0u8; 64];
+            h[0..4].copy_from_slice(&name.to_le_bytes());
+            h[24..32].copy_from_slice(&offset.to_le_bytes());
+            h[32..40].copy_from_slice(&size.to_le_bytes());
+            h
+        };
+        file.extend(section(0, 0, 0));
+        file.extend(section(1, names_at, names.len() as u64));
+        file.extend(section(11, real_at, real.len() as u64));
+        file[..4].copy_from_slice(b"\x7fELF");
+        file[4] = 2; // 64-bit
+        file[5] = 1; // little-endian
+        file[0x28..0x30].copy_from_slice(&table_at.to_le_bytes());
+        file[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        file[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        file[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin");
+        std::fs::write(&path, &file).unwrap();
+        let info = BuildInfo::read(&path).unwrap();
+        assert_eq!(
+            (info.path.as_str(), info.go_version.as_str()),
+            ("real", "go1.22.1")
+        );
     }
 }

@@ -3,7 +3,10 @@
 
 For examples/hello and examples/with-deps, for linux/amd64,linux/arm64, with a warm Go
 cache and the same base image: the median wall time of `gantry build`, `ko build`, and
-the two `go build`s run in parallel, over RUNS runs each. Then gantry's peak memory when
+the two `go build`s run in parallel, over RUNS runs each. Then a real program, ko v0.18.0
+itself (hundreds of packages, a binary of tens of MB, from the Go module proxy), with one
+source file of its main package changed before every run (so Go compiles and links
+again), and with nothing changed. Then gantry's peak memory when
 it packages and pushes a 50 MB binary (with `go` replaced by a copy of a prebuilt binary,
 so the figure is gantry's own and not the Go linker's).
 
@@ -76,6 +79,74 @@ def go_builds_in_parallel(example, out):
         if p.wait() != 0:
             sys.exit(f"go build failed in {example}")
     return time.perf_counter() - start
+
+
+def real_program(tmp, host, base):
+    """ko v0.18.0 built by gantry, by ko, and by two parallel `go build`s: one file of
+    its main package changed before each run, then nothing changed."""
+    info = json.loads(subprocess.run(["go", "mod", "download", "-json", "github.com/google/ko@v0.18.0"],
+                                     check=True, capture_output=True, text=True).stdout)
+    module = os.path.join(tmp, "kosrc")
+    shutil.copytree(info["Dir"], module)
+    for root, dirs, files in os.walk(module):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+    src = os.path.join(tmp, "real")
+    os.makedirs(src)
+    for cmd in (["go", "mod", "init", "example.com/real"],
+                ["go", "mod", "edit", "-require", "github.com/google/ko@v0.18.0",
+                 "-replace", f"github.com/google/ko={module}"],
+                ["go", "mod", "tidy"]):
+        subprocess.run(cmd, cwd=src, check=True, capture_output=True)
+    with open(os.path.join(src, "tools.go"), "w") as f:
+        f.write('//go:build tools\n\npackage tools\n\nimport _ "github.com/google/ko"\n')
+    subprocess.run(["go", "mod", "tidy"], cwd=src, check=True, capture_output=True)
+    pkg = "github.com/google/ko"
+    packages = len(subprocess.run(["go", "list", "-deps", pkg], cwd=src, check=True,
+                                  capture_output=True, text=True).stdout.split())
+    edits = iter(range(1_000_000))
+
+    def change():
+        with open(os.path.join(module, "main.go"), "a") as f:
+            f.write(f"\nvar benchEdit{next(edits)} = 1\n")
+
+    gantry_cmd = [GANTRY, "build", "--repo", f"{host}/gantry-real", "--platform", PLATFORMS, "--base", base,
+                  "--sbom", "none", pkg]
+    ko_env = dict(os.environ, KO_DOCKER_REPO=f"{host}/ko-real", KO_DEFAULTBASEIMAGE=base)
+    ko_cmd = ["ko", "build", "--bare", "--insecure-registry", f"--platform={PLATFORMS}", "--sbom=none", pkg]
+
+    def go_fresh():
+        out = tempfile.mkdtemp(dir=tmp)
+        start = time.perf_counter()
+        procs = []
+        for platform in PLATFORMS.split(","):
+            goos, goarch = platform.split("/")
+            env = dict(os.environ, GOOS=goos, GOARCH=goarch, CGO_ENABLED="0")
+            procs.append(subprocess.Popen(["go", "build", "-trimpath", "-o", os.path.join(out, goarch), pkg],
+                                          cwd=src, env=env))
+        if any(p.wait() != 0 for p in procs):
+            sys.exit("go build of ko failed")
+        return time.perf_counter() - start
+
+    go_fresh()  # warms the Go cache for every tool
+    timed(gantry_cmd, src)
+    timed(ko_cmd, src, ko_env)
+
+    def changed(fn):
+        def run():
+            change()
+            return fn()
+        return median_of(run)
+
+    g = changed(lambda: timed(gantry_cmd, src))
+    k = changed(lambda: timed(ko_cmd, src, ko_env))
+    b = changed(go_fresh)
+    same_g = median_of(lambda: timed(gantry_cmd, src))
+    same_k = median_of(lambda: timed(ko_cmd, src, ko_env))
+    binary = os.path.join(tmp, "ko-amd64")
+    subprocess.run(["go", "build", "-trimpath", "-o", binary, pkg], cwd=src, check=True,
+                   env=dict(os.environ, GOOS="linux", GOARCH="amd64", CGO_ENABLED="0"))
+    return packages, os.path.getsize(binary), g, k, b, same_g, same_k
 
 
 def peak_memory(tmp, host):
@@ -151,9 +222,15 @@ def main():
             print(f"{'example':<10} {'gantry':>8} {'ko':>8} {'gantry/ko':>10} {'go (kept)':>10} {'overhead':>9} {'go (fresh)':>11} {'overhead':>9}")
             for example, g, k, b, f in rows:
                 print(f"{example:<10} {g:>7.2f}s {k:>7.2f}s {g / k:>10.2f} {b:>9.2f}s {100 * (g - b) / b:>8.1f}% {f:>10.2f}s {100 * (g - f) / f:>8.1f}%")
+            packages, real_size, g, k, b, same_g, same_k = real_program(tmp, host, base)
+            print(f"ko v0.18.0 ({packages} packages, {real_size / 1e6:.1f} MB for linux/amd64), {PLATFORMS}:")
+            print(f"  one file changed: gantry {g:.2f}s, ko {k:.2f}s, two go builds (fresh) {b:.2f}s; "
+                  f"gantry/go {g / b:.2f}, gantry/ko {g / k:.2f}")
+            print(f"  nothing changed:  gantry {same_g:.2f}s, ko {same_k:.2f}s; gantry/ko {same_g / same_k:.2f}")
             size, rss = peak_memory(tmp, host)
             print(f"peak RSS of gantry packaging and pushing a {size / 1e6:.1f} MB binary: {rss / 1024:.1f} MiB")
-            print(json.dumps({"rows": rows, "big_binary_bytes": size, "peak_rss_kib": rss}))
+            print(json.dumps({"rows": rows, "real": [packages, real_size, g, k, b, same_g, same_k],
+                              "big_binary_bytes": size, "peak_rss_kib": rss}))
         finally:
             proc.kill()
 

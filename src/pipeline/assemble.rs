@@ -6,6 +6,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use super::{io, BuildError, BuildOptions, Compiled, PackagePlan};
+use crate::base::BaseError;
 use crate::image::{
     self, assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image,
     media_type, Artifact, Blob, BlobSource, Descriptor, ImageSpec, LayerEntry,
@@ -39,9 +40,18 @@ pub(super) async fn assemble_package(
             assemble_wasm_image(&spec, &c.platform, c.layer.clone())
         } else {
             let base = match &plan.base {
-                Some((_, resolved)) => {
+                Some((name, resolved)) => {
                     Some(resolved.for_platform(&c.platform).ok_or_else(|| {
-                        BuildError::Usage(format!("base image has no {}", c.platform))
+                        BaseError::MissingPlatform {
+                            base: name.clone(),
+                            wanted: c.platform.to_string(),
+                            offers: resolved
+                                .platforms()
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        }
                     })?)
                 }
                 None => None,
@@ -99,7 +109,10 @@ async fn layer(
     let work = work.to_path_buf();
     tokio::task::spawn_blocking(move || image::write_layer(&work, &entries, mtime))
         .await
-        .map_err(|e| BuildError::Usage(format!("layer writer stopped: {e}")))?
+        .map_err(|source| BuildError::Stopped {
+            what: "writing a layer",
+            source,
+        })?
         .map_err(io("writing a layer"))
 }
 
@@ -220,7 +233,10 @@ pub(super) async fn wasm_artifact(
     let path = module.to_path_buf();
     let (digest, size) = tokio::task::spawn_blocking(move || image::file_digest(&path))
         .await
-        .map_err(|e| BuildError::Usage(format!("hashing stopped: {e}")))?
+        .map_err(|source| BuildError::Stopped {
+            what: "hashing the wasm module",
+            source,
+        })?
         .map_err(io(format!("reading {}", module.display())))?;
     let blob = Blob {
         descriptor: Descriptor::new(media_type::WASM_LAYER, digest, size),

@@ -106,10 +106,8 @@ async fn build_one(
     out: &Path,
     progress: &Progress<'_>,
 ) -> Result<((image::Blob, String), Option<BuildInfo>), BuildError> {
-    let _permit = limit
-        .acquire()
-        .await
-        .map_err(|e| BuildError::Usage(e.to_string()))?;
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _permit = limit.acquire().await.ok();
     progress(
         Phase::Build,
         &format!("building {} for {platform}", plan.package.import_path),
@@ -146,7 +144,10 @@ async fn build_one(
         Ok((layer, info))
     })
     .await
-    .map_err(|e| BuildError::Usage(format!("layer writer stopped: {e}")))?
+    .map_err(|source| BuildError::Stopped {
+        what: "writing a layer",
+        source,
+    })?
 }
 
 /// Where one build's binary goes: a directory in gantry's cache keyed by everything

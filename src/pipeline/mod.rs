@@ -65,6 +65,14 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Usage(String),
+    /// A task running off the async threads ended without finishing (it panicked or
+    /// was cancelled).
+    #[error("{what} stopped before it finished: {source}")]
+    Stopped {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("{context}: {cause}")]
     Io {
         context: String,

@@ -83,7 +83,7 @@ struct IdentityToken {
 
 impl IdentityToken {
     fn parse(jwt: Secret) -> Result<Self, SignError> {
-        let invalid = |why: &str| SignError::Crypto(format!("the OIDC identity token {why}"));
+        let invalid = SignError::IdentityToken;
         let payload = jwt
             .expose()
             .split('.')

@@ -57,6 +57,16 @@ pub enum SignError {
     KeyPassword { path: PathBuf },
     #[error("signing failed: {0}")]
     Crypto(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the OIDC identity token {0}")]
+    IdentityToken(&'static str),
+    #[error("cannot create an HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error("{0}")]

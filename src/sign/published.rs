@@ -59,7 +59,10 @@ pub async fn claims(
 
     let mut skipped = Vec::new();
     let mut read: Vec<(Descriptor, Platform, Option<String>, BuildInfo)> = Vec::new();
-    let scratch = tempfile::tempdir().map_err(|e| SignError::Crypto(e.to_string()))?;
+    let scratch = tempfile::tempdir().map_err(|source| SignError::Io {
+        context: "creating a work directory".into(),
+        source,
+    })?;
     for (descriptor, image) in &images {
         let config: Value = match image["config"]["digest"].as_str() {
             Some(digest) => {
@@ -195,8 +198,9 @@ async fn extract(
                 let mut entry = entry;
                 std::fs::File::create(into)
                     .and_then(|mut out| std::io::copy(&mut entry, &mut out))
-                    .map_err(|e| {
-                        SignError::Crypto(format!("extracting {path} from layer {digest}: {e}"))
+                    .map_err(|source| SignError::Io {
+                        context: format!("extracting {path} from layer {digest}"),
+                        source,
                     })?;
                 return Ok(true);
             }

@@ -24,7 +24,7 @@ pub fn client() -> Result<reqwest::Client, SignError> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| SignError::Crypto(format!("cannot create an HTTP client: {e}")))
+        .map_err(SignError::HttpClient)
 }
 
 /// A request to make, possibly several times.

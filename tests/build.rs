@@ -12,6 +12,42 @@ fn read_json(path: &std::path::Path) -> Value {
     json(&std::fs::read(path).expect("read json"))
 }
 
+/// The digest of the manifest or index at `src` (a skopeo reference), hashed by
+/// sha256sum from the bytes skopeo reads.
+fn digest_of(src: &str) -> String {
+    sha256sum(&skopeo_ok(&["inspect", "--raw", src]))
+}
+
+/// The `os/arch[/variant]` of each entry of an index.
+fn index_platforms(index: &Value) -> Vec<String> {
+    index["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            );
+            if let Some(v) = p["variant"].as_str() {
+                s = format!("{s}/{v}");
+            }
+            s
+        })
+        .collect()
+}
+
+/// Writes done through the proxy: what a registry was sent.
+fn writes(proxy: &FaultProxy) -> Vec<ProxyEntry> {
+    proxy
+        .log()
+        .into_iter()
+        .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+        .collect()
+}
+
 /// Checks every platform of the index at `src` (a skopeo reference) by running it.
 fn run_every_platform(src: &str) {
     let index = json(&skopeo_ok(&["inspect", "--raw", src]));
@@ -56,7 +92,8 @@ fn run_every_platform(src: &str) {
 #[test]
 fn pushes_index_that_runs_on_every_platform_and_repushes_nothing() {
     let registry = TestRegistry::start();
-    let repo = format!("{}/hello", registry.host);
+    let proxy = FaultProxy::start(&registry.host);
+    let repo = format!("{}/hello", proxy.host);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("result.json");
     let args = [
@@ -91,32 +128,35 @@ fn pushes_index_that_runs_on_every_platform_and_repushes_nothing() {
         registry.tag_digest("hello", "latest").as_deref(),
         Some(digest.as_str())
     );
-    assert!(result["publish"]["blobs_uploaded"].as_u64().unwrap() > 0);
-    assert_eq!(
-        result["images"][0]["platforms"].as_array().unwrap().len(),
-        3
-    );
+    // Every blob the registry holds was uploaded, once (the digest is in the query
+    // of the PUT that ends an upload).
+    let mut uploaded: Vec<String> = writes(&proxy)
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == 201)
+        .filter_map(|e| {
+            let q = e.query.replace("%3A", ":");
+            Some(
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("digest="))?
+                    .to_string(),
+            )
+        })
+        .collect();
+    uploaded.sort();
+    let stored = registry.blobs("hello");
+    assert!(stored.len() >= 6, "{stored:?}");
+    assert_eq!(uploaded, stored, "{:#?}", proxy.log());
 
-    run_every_platform(&format!("docker://{repo}:v1"));
+    run_every_platform(&format!("docker://{}/hello:v1", registry.host));
 
-    // Same source again: same digest, and nothing uploaded.
-    let again = dir.path().join("again.json");
-    let mut second = args.to_vec();
-    second.extend(["--json", again.to_str().unwrap()]);
-    ok(&gantry(&example("hello"), &second));
-    let again = read_json(&again);
-    assert_eq!(again["images"][0]["digest"], digest.as_str());
-    assert_eq!(
-        again["publish"]["blobs_uploaded"], 0,
-        "second push uploaded blobs: {}",
-        again["publish"]
-    );
-    // The registry already has the index, so nothing under it is sent (the proxy
-    // counts in tests/network.rs check the same from the outside).
-    assert_eq!(
-        again["publish"]["manifests_existing"], 1,
-        "{}",
-        again["publish"]
+    // Same source again: same digest, and the registry is sent nothing at all.
+    proxy.clear();
+    let stdout = ok(&gantry(&example("hello"), &args));
+    assert_eq!(stdout.trim(), format!("{repo}@{digest}"));
+    assert!(
+        writes(&proxy).is_empty(),
+        "the second push wrote: {:#?}",
+        proxy.log()
     );
 }
 
@@ -140,13 +180,11 @@ fn oci_layout_holds_the_same_index_and_copies_with_digests_kept() {
             report.to_str().unwrap(),
         ],
     ));
-    let digest = read_json(&report)["images"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(stdout.trim().ends_with(&digest));
-
     let src = format!("oci:{}:latest", layout.display());
+    let digest = digest_of(&src);
+    assert!(stdout.trim().ends_with(&digest));
+    assert_eq!(read_json(&report)["images"][0]["digest"], digest.as_str());
+
     run_every_platform(&src);
     let dest = format!("docker://{}/fromlayout:latest", registry.host);
     skopeo_ok(&["copy", "--all", "--preserve-digests", &src, &dest]);
@@ -180,7 +218,6 @@ fn reproducible_across_directories_and_honours_source_date_epoch() {
     for dir in [a.path(), b.path()] {
         let src = dir.join("src");
         copy_dir(&example("hello"), &src);
-        let report = dir.join("r.json");
         ok(&gantry_env(
             &src,
             &[
@@ -191,14 +228,11 @@ fn reproducible_across_directories_and_honours_source_date_epoch() {
                 "scratch",
                 "--oci-layout",
                 dir.join("out").to_str().unwrap(),
-                "--json",
-                report.to_str().unwrap(),
             ],
             &[("SOURCE_DATE_EPOCH", "1700000000")],
         ));
-        let r = read_json(&report);
-        digests.push(r["images"][0]["digest"].as_str().unwrap().to_string());
         let src = format!("oci:{}:latest", dir.join("out").display());
+        digests.push(digest_of(&src));
         let (_root, config) = pull_and_extract(&src, "linux", "amd64", None);
         assert_eq!(config["created"], "2023-11-14T22:13:20Z");
     }
@@ -211,8 +245,9 @@ fn reproducible_across_directories_and_honours_source_date_epoch() {
 #[test]
 fn base_image_with_platform_all_keeps_its_platforms_and_layers() {
     let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host);
     // The base: built by gantry itself from scratch, for three platforms.
-    let base = format!("{}/base", registry.host);
+    let base = format!("{}/base", proxy.host);
     let base_ref = format!("{base}:v1");
     ok(&gantry(
         &example("with-deps"),
@@ -228,16 +263,23 @@ fn base_image_with_platform_all_keeps_its_platforms_and_layers() {
             "v1",
         ],
     ));
+    // Read straight from the registry, not through the proxy.
+    let manifest_at = |repo: &str, digest: &str| {
+        json(&skopeo_ok(&[
+            "inspect",
+            "--raw",
+            &format!("docker://{}/{repo}@{digest}", registry.host),
+        ]))
+    };
     let base_index = json(&skopeo_ok(&[
         "inspect",
         "--raw",
-        &format!("docker://{base_ref}"),
+        &format!("docker://{}/base:v1", registry.host),
     ]));
 
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
-    let repo = format!("{}/app", registry.host);
-    ok(&gantry(
+    proxy.clear();
+    let repo = format!("{}/app", proxy.host);
+    let out = ok(&gantry(
         &example("hello"),
         &[
             "build",
@@ -247,40 +289,28 @@ fn base_image_with_platform_all_keeps_its_platforms_and_layers() {
             "all,wasi/wasm",
             "--base",
             &base_ref,
-            "--json",
-            report.to_str().unwrap(),
         ],
     ));
-    let r = read_json(&report);
-    let platforms: Vec<&str> = r["images"][0]["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["platform"].as_str().unwrap())
-        .collect();
+    let (_, digest) = out.trim().rsplit_once('@').unwrap();
+    let index = manifest_at("app", digest);
     assert_eq!(
-        platforms,
+        index_platforms(&index),
         ["linux/amd64", "linux/arm64", "linux/arm/v7", "wasi/wasm"]
     );
-    assert!(
-        r["publish"]["blobs_mounted"].as_u64().unwrap() >= 3,
-        "base layers were not mounted: {}",
-        r["publish"]
-    );
 
-    for (i, entry) in base_index["manifests"]
+    let mut base_layers = std::collections::BTreeSet::new();
+    for (entry, ours) in base_index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .enumerate()
+        .zip(index["manifests"].as_array().unwrap())
     {
-        let base_manifest = json(&skopeo_ok(&[
-            "inspect",
-            "--raw",
-            &format!("docker://{base}@{}", entry["digest"].as_str().unwrap()),
-        ]));
-        let ours = &r["images"][0]["platforms"][i];
-        assert_eq!(ours["base_digest"], entry["digest"]);
+        let base_manifest = manifest_at("base", entry["digest"].as_str().unwrap());
+        let manifest = manifest_at("app", ours["digest"].as_str().unwrap());
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.base.digest"],
+            entry["digest"]
+        );
         for (j, layer) in base_manifest["layers"]
             .as_array()
             .unwrap()
@@ -288,15 +318,32 @@ fn base_image_with_platform_all_keeps_its_platforms_and_layers() {
             .enumerate()
         {
             assert_eq!(
-                ours["layers"][j]["digest"], layer["digest"],
+                manifest["layers"][j]["digest"], layer["digest"],
                 "base layer {j} of {} not kept",
                 ours["platform"]
             );
+            base_layers.insert(layer["digest"].as_str().unwrap().to_string());
         }
+    }
+    // Each base layer was mounted from the base's repository (201 to a mount POST),
+    // never sent again.
+    let log = proxy.log();
+    for layer in &base_layers {
+        let about: Vec<&ProxyEntry> = log
+            .iter()
+            .filter(|e| e.method != "HEAD" && e.query.replace("%3A", ":").contains(layer.as_str()))
+            .collect();
+        assert!(
+            about.len() == 1
+                && about[0].method == "POST"
+                && about[0].status == 201
+                && about[0].query.contains("from=base"),
+            "base layer {layer} was not mounted once: {about:#?}"
+        );
     }
     // Runs on the base: arm/v7 under qemu, with the base's own files beside ours.
     let (root, config) = pull_and_extract(
-        &format!("docker://{repo}:latest"),
+        &format!("docker://{}/app:latest", registry.host),
         "linux",
         "arm",
         Some("v7"),
@@ -306,14 +353,7 @@ fn base_image_with_platform_all_keeps_its_platforms_and_layers() {
         "base layer missing"
     );
     assert!(run_entrypoint(&root.path().join("rootfs"), &config).contains("hello from linux/arm"));
-    let manifest = json(&skopeo_ok(&[
-        "inspect",
-        "--raw",
-        &format!(
-            "docker://{repo}@{}",
-            r["images"][0]["platforms"][0]["digest"].as_str().unwrap()
-        ),
-    ]));
+    let manifest = manifest_at("app", index["manifests"][0]["digest"].as_str().unwrap());
     assert_eq!(
         manifest["annotations"]["org.opencontainers.image.base.name"],
         base_ref.as_str()
@@ -324,8 +364,6 @@ fn base_image_with_platform_all_keeps_its_platforms_and_layers() {
 fn wasm_os_both_shares_one_layer_and_wasm_only_is_a_single_manifest() {
     let registry = TestRegistry::start();
     let repo = format!("{}/wasm", registry.host);
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
     ok(&gantry(
         &example("hello"),
         &[
@@ -338,20 +376,37 @@ fn wasm_os_both_shares_one_layer_and_wasm_only_is_a_single_manifest() {
             "both",
             "--base",
             "scratch",
-            "--json",
-            report.to_str().unwrap(),
         ],
     ));
-    let r = read_json(&report);
-    let p = r["images"][0]["platforms"].as_array().unwrap();
-    assert_eq!(p.len(), 3);
-    assert_eq!(p[1]["platform"], "wasi/wasm");
-    assert_eq!(p[2]["platform"], "wasip1/wasm");
+    // As the registry holds them.
+    let index = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{repo}:latest"),
+    ]));
     assert_eq!(
-        p[1]["layers"], p[2]["layers"],
+        index_platforms(&index),
+        ["linux/amd64", "wasi/wasm", "wasip1/wasm"]
+    );
+    let manifest = |i: usize| {
+        json(&skopeo_ok(&[
+            "inspect",
+            "--raw",
+            &format!(
+                "docker://{repo}@{}",
+                index["manifests"][i]["digest"].as_str().unwrap()
+            ),
+        ]))
+    };
+    let (wasi, wasip1) = (manifest(1), manifest(2));
+    assert_eq!(wasi["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        wasi["layers"], wasip1["layers"],
         "wasi and wasip1 entries must share the layer blob"
     );
-    assert_ne!(p[1]["config_digest"], p[2]["config_digest"]);
+    assert_ne!(wasi["config"]["digest"], wasip1["config"]["digest"]);
+    let shared = wasi["layers"][0]["digest"].as_str().unwrap();
+    assert!(registry.blobs("wasm").iter().any(|b| b == shared));
 
     // wasm only: a single manifest, crun's annotation on it, and the CNCF artifact beside it.
     let only = format!("{}/wasmonly", registry.host);
@@ -448,34 +503,132 @@ fn ko_yaml_sets_platforms_base_and_templated_ldflags() {
     )
     .unwrap();
     let layout = dir.path().join("out");
-    let report = dir.path().join("r.json");
     ok(&gantry_env(
         &src,
-        &[
-            "build",
-            "--oci-layout",
-            layout.to_str().unwrap(),
-            "--json",
-            report.to_str().unwrap(),
-        ],
+        &["build", "--oci-layout", layout.to_str().unwrap()],
         &[("APP_VERSION", "1.2.3")],
     ));
-    let r = read_json(&report);
-    let platforms: Vec<&str> = r["images"][0]["platforms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["platform"].as_str().unwrap())
-        .collect();
-    assert_eq!(platforms, ["linux/amd64", "wasi/wasm"]);
-    assert!(
-        r["images"][0].get("base_image").is_none(),
-        "defaultBaseImage: scratch was ignored"
+    let index = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("oci:{}:latest", layout.display()),
+    ]));
+    assert_eq!(index_platforms(&index), ["linux/amd64", "wasi/wasm"]);
+    let (_, config) = pull_and_extract(
+        &format!("oci:{}:latest", layout.display()),
+        "linux",
+        "amd64",
+        None,
+    );
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        1,
+        "defaultBaseImage: scratch was ignored (layers: {})",
+        config["rootfs"]
     );
     for (os, arch) in [("linux", "amd64"), ("wasi", "wasm")] {
         let (root, config) =
             pull_and_extract(&format!("oci:{}:latest", layout.display()), os, arch, None);
         let out = run_entrypoint(&root.path().join("rootfs"), &config);
         assert_eq!(out.trim(), "version 1.2.3", "{os}/{arch}");
+    }
+}
+
+/// Every entry of every layer of `os/arch` in `src` (a skopeo reference), listed by
+/// GNU tar as `(date time, name)` in UTC; the layers are copied out with skopeo and
+/// checked against their digests with sha256sum. Also returns the config.
+fn layer_entries(src: &str, os: &str, arch: &str) -> (Vec<(String, String)>, Value) {
+    require("tar", "apt-get install tar");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("dir:{}", dir.path().display());
+    skopeo_ok(&[
+        "copy",
+        "--override-os",
+        os,
+        "--override-arch",
+        arch,
+        src,
+        &dest,
+    ]);
+    let manifest = read_json(&dir.path().join("manifest.json"));
+    let blob = |digest: &str| {
+        let path = dir.path().join(digest.trim_start_matches("sha256:"));
+        assert_eq!(sha256sum(&std::fs::read(&path).unwrap()), digest);
+        path
+    };
+    let config = read_json(&blob(manifest["config"]["digest"].as_str().unwrap()));
+    let mut entries = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let out = std::process::Command::new("tar")
+            .args(["--full-time", "--numeric-owner", "-tvzf"])
+            .arg(blob(layer["digest"].as_str().unwrap()))
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tar: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            // mode owner size date time name
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert!(f.len() >= 6, "{line}");
+            entries.push((format!("{} {}", f[3], f[4]), f[5..].join(" ")));
+        }
+    }
+    (entries, config)
+}
+
+#[test]
+fn every_file_time_in_the_layers_is_source_date_epoch_or_zero() {
+    for (epoch, time, created) in [
+        (None, "1970-01-01 00:00:00", "1970-01-01T00:00:00Z"),
+        (
+            Some("1700000000"),
+            "2023-11-14 22:13:20",
+            "2023-11-14T22:13:20Z",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("out");
+        let env: Vec<(&str, &str)> = epoch
+            .map(|e| ("SOURCE_DATE_EPOCH", e))
+            .into_iter()
+            .collect();
+        ok(&gantry_env(
+            &example("hello"),
+            &[
+                "build",
+                "--platform",
+                "linux/amd64,wasi/wasm",
+                "--base",
+                "scratch",
+                "--oci-layout",
+                layout.to_str().unwrap(),
+            ],
+            &env,
+        ));
+        let src = format!("oci:{}:latest", layout.display());
+        for (os, arch, program) in [
+            ("linux", "amd64", "ko-app/hello"),
+            ("wasi", "wasm", "hello.wasm"),
+        ] {
+            let (entries, config) = layer_entries(&src, os, arch);
+            assert!(
+                entries.iter().any(|(_, name)| name.ends_with(program)),
+                "{os}/{arch}: {entries:?}"
+            );
+            if os == "linux" {
+                assert!(
+                    entries.iter().any(|(_, name)| name.contains("var/run/ko/")),
+                    "kodata missing: {entries:?}"
+                );
+            }
+            for (at, name) in &entries {
+                assert_eq!(at, time, "{os}/{arch} {name} (SOURCE_DATE_EPOCH={epoch:?})");
+            }
+            assert_eq!(config["created"], created, "{os}/{arch}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
 
 /// A Go module in a temp dir with one file.
@@ -23,45 +25,54 @@ fn build_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// Runs gantry with a `go` that records what it is asked, asserts that the run failed
+/// and that no `go build` ran; returns stderr.
+fn fails_before_building(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let go = RecordingGo::new();
+    let mut all = vec![go.env()];
+    all.extend(env);
+    let err = fails(&gantry_env(dir, args, &all));
+    assert!(
+        go.builds().is_empty(),
+        "gantry ran {:?} before failing with: {err}",
+        go.builds()
+    );
+    err
+}
+
 #[test]
 fn platforms_that_cannot_be_images_are_explained() {
     let hello = example("hello");
-    let err = fails(&gantry(&hello, &build_args(&["--platform", "js/wasm"])));
+    let refused =
+        |platform: &str| fails_before_building(&hello, &build_args(&["--platform", platform]), &[]);
+    let err = refused("js/wasm");
     assert!(
         err.contains("js/wasm cannot be a container image") && err.contains("wasi/wasm"),
         "{err}"
     );
-    let err = fails(&gantry(&hello, &build_args(&["--platform", "linux/sparc"])));
+    let err = refused("linux/sparc");
     assert!(err.contains("linux/sparc: unknown architecture"), "{err}");
-    let err = fails(&gantry(
-        &hello,
-        &build_args(&["--platform", "windows/amd64"]),
-    ));
+    let err = refused("windows/amd64");
     assert!(err.contains("Linux and WASI images only"), "{err}");
-    let err = fails(&gantry(
-        &hello,
-        &build_args(&["--platform", "linux/arm/v9"]),
-    ));
+    let err = refused("linux/arm/v9");
     assert!(err.contains("unknown variant \"v9\""), "{err}");
-    let err = fails(&gantry(&hello, &build_args(&["--platform", "linux"])));
+    let err = refused("linux");
     assert!(err.contains("os/arch[/variant]"), "{err}");
 }
 
 #[test]
 fn a_library_package_is_not_a_program() {
     let lib = module("lib", "package lib\n\nfunc X() int { return 1 }\n");
-    let err = fails(&gantry(
-        lib.path(),
-        &build_args(&["--platform", "linux/amd64"]),
-    ));
+    let err = fails_before_building(lib.path(), &build_args(&["--platform", "linux/amd64"]), &[]);
     assert!(
         err.contains("is `package lib`, not `package main`"),
         "{err}"
     );
-    let err = fails(&gantry(
+    let err = fails_before_building(
         lib.path(),
         &build_args(&["--platform", "linux/amd64", "./nope"]),
-    ));
+        &[],
+    );
     assert!(err.contains("cannot find Go package \"./nope\""), "{err}");
 }
 
@@ -80,7 +91,15 @@ fn missing_or_old_go_is_explained() {
 
     // A `go` that says it is 1.20: the version gate must refuse wasm before building.
     let fake = empty.path().join("go");
-    std::fs::write(&fake, "#!/bin/sh\necho go1.20.14\n").unwrap();
+    let calls = empty.path().join("calls");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\necho go1.20.14\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let err = fails(&gantry_env(
         &example("hello"),
@@ -90,6 +109,11 @@ fn missing_or_old_go_is_explained() {
     assert!(
         err.contains("wasi/wasm needs Go 1.21 or newer") && err.contains("is 1.20"),
         "{err}"
+    );
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(
+        !calls.is_empty() && !calls.lines().any(|c| c.starts_with("build")),
+        "the fake go was asked: {calls:?}"
     );
 }
 
@@ -108,10 +132,12 @@ fn compile_errors_reach_the_user_as_go_printed_them_and_no_tag_moves() {
         &build_args(&["--repo", &repo, "--platform", "linux/amd64"]),
     ));
     let before = registry.tag_digest("app", "latest").expect("tagged");
+    let stored = registry.contents();
     let parent = broken.path().parent().unwrap();
     let hello_copy = parent.join(format!("hello-{}", std::process::id()));
     copy_dir(&example("hello"), &hello_copy);
-    let err = fails(&gantry(
+    let go = RecordingGo::new();
+    let err = fails(&gantry_env(
         parent,
         &build_args(&[
             "--repo",
@@ -121,8 +147,18 @@ fn compile_errors_reach_the_user_as_go_printed_them_and_no_tag_moves() {
             hello_copy.to_str().unwrap(),
             broken.path().to_str().unwrap(),
         ]),
+        &[go.env()],
     ));
     std::fs::remove_dir_all(&hello_copy).unwrap();
+    // The recording go sees builds when there are some (the other tests' "no build"
+    // rests on that).
+    assert!(
+        go.builds()
+            .iter()
+            .any(|b| b.ends_with("example.com/broken")),
+        "{:?}",
+        go.calls()
+    );
     assert!(
         err.contains("go build of example.com/broken for linux/"),
         "{err}"
@@ -137,30 +173,38 @@ fn compile_errors_reach_the_user_as_go_printed_them_and_no_tag_moves() {
         "a failed build moved the tag"
     );
     assert!(registry.tag_digest("app/hello", "latest").is_none());
+    assert_eq!(
+        registry.contents(),
+        stored,
+        "a failed build stored something"
+    );
 }
 
 #[test]
 fn malformed_references_and_tags_are_refused_before_building() {
     let hello = example("hello");
-    let err = fails(&gantry(
+    let err = fails_before_building(
         &hello,
         &build_args(&["--repo", "localhost:5000/Not Valid"]),
-    ));
+        &[],
+    );
     assert!(
         err.contains("invalid image reference \"localhost:5000/Not Valid\""),
         "{err}"
     );
-    let err = fails(&gantry(
+    let err = fails_before_building(
         &hello,
         &build_args(&["--repo", "localhost:5000/app:v1"]),
-    ));
+        &[],
+    );
     assert!(err.contains("without a tag or digest"), "{err}");
-    let err = fails(&gantry(&hello, &build_args(&["--tag", "bad tag\nx"])));
+    let err = fails_before_building(&hello, &build_args(&["--tag", "bad tag\nx"]), &[]);
     assert!(err.contains("is not a valid OCI tag"), "{err}");
-    let err = fails(&gantry(
+    let err = fails_before_building(
         &hello,
         &["build", "--base", "not a ref!", "--platform", "linux/amd64"],
-    ));
+        &[],
+    );
     assert!(
         err.contains("invalid image reference \"not a ref!\""),
         "{err}"
@@ -175,6 +219,7 @@ fn base_without_the_platform_names_what_it_has() {
         &example("hello"),
         &build_args(&["--repo", &base, "--platform", "linux/amd64,linux/arm64"]),
     ));
+    let stored = registry.contents();
     let err = fails(&gantry(
         &example("hello"),
         &[
@@ -196,6 +241,12 @@ fn base_without_the_platform_names_what_it_has() {
         &example("hello"),
         &build_args(&["--repo", &single, "--platform", "linux/amd64"]),
     ));
+    let stored_single = registry.contents();
+    assert_eq!(
+        stored_single.iter().find(|r| r.repo == "base"),
+        stored.iter().find(|r| r.repo == "base"),
+        "the failed build changed the base's repository"
+    );
     let err = fails(&gantry(
         &example("hello"),
         &[
@@ -225,15 +276,16 @@ fn base_without_the_platform_names_what_it_has() {
         err.contains(&format!("base image {base}:nosuchtag")),
         "{err}"
     );
+    assert_eq!(
+        registry.contents(),
+        stored_single,
+        "a failed build changed the registry"
+    );
 }
 
 #[test]
 fn unreachable_registry_is_named() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let repo = format!("127.0.0.1:{port}/app");
     let err = fails(&gantry(
         &example("hello"),
@@ -315,7 +367,7 @@ fn malformed_config_names_file_line_and_key() {
         "defaultBaseImage: scratch\ndefaultPlatform: [linux/amd64]\n",
     )
     .unwrap();
-    let err = fails(&gantry(dir.path(), &["build"]));
+    let err = fails_before_building(dir.path(), &["build"], &[]);
     assert!(
         err.contains("gantry.yaml:2") && err.contains("defaultPlatform"),
         "{err}"
@@ -358,7 +410,7 @@ fn a_signal_stops_the_builds_and_removes_the_work_directory() {
             .collect()
     };
     let layout = dir.path().join("out");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let mut child = gantry_command(&example("hello"))
         .args([
             "build",
             "--platform",
@@ -368,7 +420,6 @@ fn a_signal_stops_the_builds_and_removes_the_work_directory() {
             "--oci-layout",
         ])
         .arg(&layout)
-        .current_dir(example("hello"))
         .env("GANTRY_GO", &shim)
         .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::null())
@@ -414,11 +465,7 @@ fn a_signal_stops_the_builds_and_removes_the_work_directory() {
 /// A `go` that is the real one except that its builds never finish: whatever gantry
 /// reports must come while the builds would still be running.
 fn go_that_never_finishes_building(dir: &std::path::Path) -> std::path::PathBuf {
-    let goroot = std::process::Command::new("go")
-        .args(["env", "GOROOT"])
-        .output()
-        .expect("go env GOROOT");
-    let real = format!("{}/bin/go", String::from_utf8_lossy(&goroot.stdout).trim());
+    let real = real_go().display().to_string();
     let path = dir.join("go");
     std::fs::write(
         &path,
@@ -551,10 +598,11 @@ fn an_unreachable_base_suggests_scratch_and_an_uppercase_repository_lowercase() 
     );
     assert!(!err.contains("--insecure-registry"), "{err}");
 
-    let err = fails(&gantry(
+    let err = fails_before_building(
         &example("hello"),
         &build_args(&["--repo", "localhost:5000/Acme/App"]),
-    ));
+        &[],
+    );
     assert!(
         err.contains("repository names must be lowercase (\"Acme/App\"); use \"acme/app\""),
         "{err}"
@@ -570,10 +618,9 @@ fn keygen_asks_for_the_password_on_a_terminal_and_refuses_without_one() {
     let gantry_bin = env!("CARGO_BIN_EXE_gantry");
 
     // No COSIGN_PASSWORD and no terminal (setsid: no controlling terminal).
-    let out = std::process::Command::new("setsid")
+    let out = seal(&mut std::process::Command::new("setsid"))
         .args(["-w", gantry_bin, "keygen", "--output-prefix"])
         .arg(&prefix)
-        .env_remove("COSIGN_PASSWORD")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -586,14 +633,13 @@ fn keygen_asks_for_the_password_on_a_terminal_and_refuses_without_one() {
 
     // On a terminal (script gives it one): asked twice, without echo.
     let on_terminal = |answers: &'static str| {
-        let mut child = std::process::Command::new("script")
+        let mut child = seal(&mut std::process::Command::new("script"))
             .args(["-qec"])
             .arg(format!(
                 "{gantry_bin} keygen --output-prefix {}",
                 prefix.display()
             ))
             .arg("/dev/null")
-            .env_remove("COSIGN_PASSWORD")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -657,11 +703,13 @@ fn verify_tells_unsigned_from_signed_by_someone_else() {
     ));
     let keys = tempfile::tempdir().unwrap();
     let (_, public) = cosign_key_pair(keys.path(), "pw");
+    let stored = registry.contents();
     let err = fails(&gantry(
         &example("hello"),
         &["verify", "--key", public.to_str().unwrap(), out.trim()],
     ));
     assert!(err.contains("has no signatures"), "{err}");
+    assert_eq!(registry.contents(), stored, "verify wrote to the registry");
 }
 
 #[test]
@@ -670,7 +718,8 @@ fn repeated_packages_and_tags_are_built_and_pushed_once() {
     let proxy = FaultProxy::start(&registry.host);
     let repo = format!("{}/once", proxy.host);
     let hello = example("hello");
-    let out = ok(&gantry(
+    let go = RecordingGo::new();
+    let out = ok(&gantry_env(
         &hello,
         &build_args(&[
             "--repo",
@@ -687,8 +736,15 @@ fn repeated_packages_and_tags_are_built_and_pushed_once() {
             "--tag",
             "v2",
         ]),
+        &[go.env()],
     ));
     assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(
+        go.builds().len(),
+        1,
+        "built more than once: {:?}",
+        go.builds()
+    );
     let log = proxy.log();
     for tag in ["v1", "v2"] {
         let puts = log
@@ -702,13 +758,10 @@ fn repeated_packages_and_tags_are_built_and_pushed_once() {
 #[test]
 fn a_closed_stdout_ends_gantry_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let mut child = gantry_command(&example("hello"))
         .args(["build", "--base", "scratch", "--platform", "linux/amd64"])
         .arg("--oci-layout")
         .arg(dir.path().join("layout"))
-        .current_dir(example("hello"))
-        .env_remove("GANTRY_REPO")
-        .env_remove("KO_DOCKER_REPO")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -802,11 +855,8 @@ fn kodata_links_out_of_it_and_special_files_are_refused() {
         .status()
         .unwrap()
         .success());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let mut child = gantry_command(&pkg)
         .args(&args)
-        .current_dir(&pkg)
-        .env_remove("GANTRY_REPO")
-        .env_remove("KO_DOCKER_REPO")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -832,11 +882,11 @@ fn kodata_links_out_of_it_and_special_files_are_refused() {
 
 #[test]
 fn a_source_date_epoch_past_year_9999_is_refused() {
-    let err = fails(&gantry_env(
+    let err = fails_before_building(
         &example("hello"),
         &build_args(&["--platform", "linux/amd64"]),
         &[("SOURCE_DATE_EPOCH", "253402300800")],
-    ));
+    );
     assert!(
         err.contains("SOURCE_DATE_EPOCH=\"253402300800\" is out of range")
             && err.contains("253402300799"),
@@ -860,10 +910,7 @@ fn a_config_whose_aliases_expand_to_a_gigabyte_is_refused_quickly() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let err = fails(&gantry(
-        dir.path(),
-        &build_args(&["--platform", "linux/amd64"]),
-    ));
+    let err = fails_before_building(dir.path(), &build_args(&["--platform", "linux/amd64"]), &[]);
     assert!(
         err.contains(&config.display().to_string())
             && err.contains("write the values out or use fewer aliases"),

@@ -26,7 +26,8 @@ fn cosign_verifies(version: &str, public: &Path, image: &str) -> bool {
     )
     .unwrap();
     let mut cmd = Command::new(tool(version));
-    cmd.args(["verify", "--key"])
+    seal(&mut cmd)
+        .args(["verify", "--key"])
         .arg(public)
         .args(["--insecure-ignore-tlog=true", "--allow-http-registry"]);
     if version == "cosign-v2" {
@@ -49,13 +50,24 @@ fn build_args<'a>(repo: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// The index and platform digests a `--json` report names.
-fn subjects(report: &Path) -> Vec<String> {
-    let r = json(&std::fs::read(report).unwrap());
-    let image = &r["images"][0];
-    let mut all = vec![image["digest"].as_str().unwrap().to_string()];
-    for p in image["platforms"].as_array().unwrap() {
-        all.push(p["digest"].as_str().unwrap().to_string());
+/// The digest in the `REPO@sha256:…` line gantry printed.
+fn printed_digest(stdout: &str) -> String {
+    let (_, digest) = stdout.trim().rsplit_once('@').expect("REPO@DIGEST");
+    digest.to_string()
+}
+
+/// The index at `index` and the manifests it lists, as the registry holds them (read
+/// straight from it with skopeo, which checks the digest it was asked for).
+fn subjects(registry: &TestRegistry, repo: &str, index: &str) -> Vec<String> {
+    let raw = skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{}/{repo}@{index}", registry.host),
+    ]);
+    assert_eq!(sha256sum(&raw), index);
+    let mut all = vec![index.to_string()];
+    for m in json(&raw)["manifests"].as_array().expect("an index") {
+        all.push(m["digest"].as_str().unwrap().to_string());
     }
     all
 }
@@ -99,7 +111,7 @@ fn every_kind_of_transient_failure_is_retried_and_the_signed_build_succeeds() {
             report.to_str().unwrap(),
         ],
     );
-    ok(&gantry_env(
+    let out = ok(&gantry_env(
         &example("hello"),
         &args,
         &[("COSIGN_PASSWORD", PASSWORD)],
@@ -142,26 +154,21 @@ fn every_kind_of_transient_failure_is_retried_and_the_signed_build_succeeds() {
             retried.status
         );
     }
-    // docker-registry has no referrers API: the report says the fallback tag lists them.
-    let result = json(&std::fs::read(&report).unwrap());
-    let referrers: Vec<&Value> = result["images"][0]["attachments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["storage"] == "referrer")
-        .collect();
-    assert!(
-        !referrers.is_empty() && referrers.iter().all(|a| a["listed_by"] == "fallback-tag"),
-        "{referrers:?}"
-    );
     // Read back with independent clients, straight from the registry.
-    let all = subjects(&report);
+    let all = subjects(&registry, "retry", &printed_digest(&out));
     let latest = registry.tag_digest("retry", "latest");
     assert_eq!(latest.as_deref(), Some(all[0].as_str()));
     for digest in &all {
         let image = format!("{}/retry@{digest}", registry.host);
         assert!(cosign_verifies("cosign-v3", &public, &image), "{image}");
         assert!(cosign_verifies("cosign-v2", &public, &image), "{image}");
+        // docker-registry has no referrers API: the fallback tag lists the bundles.
+        let fallback = raw(&registry, "retry", &digest.replacen(':', "-", 1))
+            .unwrap_or_else(|| panic!("no referrers fallback tag for {digest}"));
+        assert!(
+            !fallback["manifests"].as_array().unwrap().is_empty(),
+            "{fallback}"
+        );
     }
 }
 
@@ -222,26 +229,19 @@ fn two_signers_at_once_both_keep_their_signatures_and_signing_again_adds_nothing
     let (key1, pub1) = cosign_keys(dir.path(), "one");
     let (key2, pub2) = cosign_keys(dir.path(), "two");
     let repo = format!("{}/two", registry.host);
-    let report = dir.path().join("r.json");
-    ok(&gantry(
+    let out = ok(&gantry(
         &example("hello"),
-        &build_args(
-            &repo,
-            &["--sign", "none", "--json", report.to_str().unwrap()],
-        ),
+        &build_args(&repo, &["--sign", "none"]),
     ));
-    let all = subjects(&report);
+    let all = subjects(&registry, "two", &printed_digest(&out));
     let reference = format!("{repo}@{}", all[0]);
 
     let sign = |key: &Path| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        let mut cmd = gantry_command(Path::new("."));
         cmd.args(["sign", "--legacy-attestations", "--key"])
             .arg(key)
             .arg(&reference)
-            .env("COSIGN_PASSWORD", PASSWORD)
-            .env_remove("COSIGN_KEY")
-            .env_remove("SIGSTORE_ID_TOKEN")
-            .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL");
+            .env("COSIGN_PASSWORD", PASSWORD);
         cmd
     };
     let one = sign(&key1).output_async();
@@ -300,22 +300,13 @@ fn garbage_at_the_signature_tag_is_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let (key1, pub1) = cosign_keys(dir.path(), "one");
     let (key2, _) = cosign_keys(dir.path(), "two");
-    let report = dir.path().join("r.json");
     let repo = format!("{}/keep", registry.host);
-    ok(&gantry_env(
+    let out = ok(&gantry_env(
         &example("hello"),
-        &build_args(
-            &repo,
-            &[
-                "--key",
-                key1.to_str().unwrap(),
-                "--json",
-                report.to_str().unwrap(),
-            ],
-        ),
+        &build_args(&repo, &["--key", key1.to_str().unwrap()]),
         &[("COSIGN_PASSWORD", PASSWORD)],
     ));
-    let index = subjects(&report)[0].clone();
+    let index = subjects(&registry, "keep", &printed_digest(&out))[0].clone();
     let tag = sig_tag(&index);
     let before = raw(&registry, "keep", &tag).expect("the first .sig");
 
@@ -350,16 +341,29 @@ fn nothing_is_built_or_pushed_when_an_output_cannot_be_written() {
     let registry = TestRegistry::start();
     let proxy = FaultProxy::start(&registry.host);
     let repo = format!("{}/early", proxy.host);
-    let err = fails(&gantry(
-        &example("hello"),
-        &build_args(&repo, &["--json", "/nonexistent-dir/result.json"]),
-    ));
-    assert!(err.contains("/nonexistent-dir/result.json"), "{err}");
-    assert!(
-        proxy.log().is_empty(),
-        "the registry was contacted: {:?}",
-        proxy.log()
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let under_a_file = file.join("sbom");
+    for (flag, path) in [
+        ("--json", Path::new("/nonexistent-dir/result.json")),
+        ("--sbom-dir", under_a_file.as_path()),
+    ] {
+        let go = RecordingGo::new();
+        let err = fails(&gantry_env(
+            &example("hello"),
+            &build_args(&repo, &[flag, path.to_str().unwrap()]),
+            &[go.env()],
+        ));
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        assert!(go.builds().is_empty(), "{flag}: built {:?}", go.builds());
+        assert!(
+            proxy.log().is_empty(),
+            "{flag}: the registry was contacted: {:?}",
+            proxy.log()
+        );
+    }
+    assert!(registry.repositories().is_empty());
 }
 
 #[test]
@@ -536,4 +540,219 @@ fn a_token_registry_gets_one_token_request_per_run() {
         !err.contains("wrong-pass"),
         "the password reached the error"
     );
+}
+
+/// A blob upload request: the session's POST, a PATCH, or the PUT that ends it.
+fn is_upload(e: &ProxyEntry) -> bool {
+    e.path.contains("/blobs/uploads/") && matches!(e.method.as_str(), "POST" | "PATCH" | "PUT")
+}
+
+/// The digest a finished upload stored (the `digest=` of its 201 PUT, or of a
+/// monolithic POST); a mount is not an upload.
+fn uploaded_digest(e: &ProxyEntry) -> Option<String> {
+    if !is_upload(e) || e.status != 201 || e.query.contains("mount=") {
+        return None;
+    }
+    e.query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("digest="))
+        .map(|d| d.replace("%3A", ":").replace("%3a", ":"))
+}
+
+/// The configs and layers of the image manifests `images` of `repo`, read straight
+/// from the registry with skopeo.
+fn blobs_of(registry: &TestRegistry, repo: &str, images: &[String]) -> Vec<String> {
+    let mut blobs = std::collections::BTreeSet::new();
+    for digest in images {
+        let m = json(&skopeo_ok(&[
+            "inspect",
+            "--raw",
+            &format!("docker://{}/{repo}@{digest}", registry.host),
+        ]));
+        blobs.insert(m["config"]["digest"].as_str().unwrap().to_string());
+        for layer in m["layers"].as_array().unwrap() {
+            blobs.insert(layer["digest"].as_str().unwrap().to_string());
+        }
+    }
+    blobs.into_iter().collect()
+}
+
+const THREE_PLATFORMS: &str = "linux/amd64,linux/arm64,wasi/wasm";
+
+#[test]
+fn blobs_then_image_manifests_then_the_index_then_the_tags_as_the_proxy_saw_them() {
+    let registry = TestRegistry::start();
+    // A little latency, so that requests that overlap in time show it.
+    let proxy = FaultProxy::start_with_latency(&registry.host, "2ms");
+    let repo = format!("{}/order", proxy.host);
+    let out = ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            THREE_PLATFORMS,
+            "--base",
+            "scratch",
+            "--tag",
+            "v1",
+            "--tag",
+            "latest",
+        ],
+    ));
+    let log = proxy.log();
+    let all = subjects(&registry, "order", &printed_digest(&out));
+    let (index, images) = all.split_first().unwrap();
+    assert_eq!(images.len(), 3, "{all:?}");
+    let blobs = blobs_of(&registry, "order", images);
+
+    // Every write the registry got, by kind, as positions in the log.
+    let (mut uploads, mut image_puts, mut index_puts, mut tag_puts) =
+        (vec![], vec![], vec![], vec![]);
+    for (i, e) in log.iter().enumerate() {
+        if matches!(e.method.as_str(), "GET" | "HEAD") {
+            continue;
+        }
+        let at = e.path.strip_prefix("/v2/order/manifests/");
+        match at {
+            _ if is_upload(e) => uploads.push(i),
+            Some(at) if e.method == "PUT" && at == index => index_puts.push(i),
+            Some(at) if e.method == "PUT" && images.iter().any(|d| d == at) => image_puts.push(i),
+            Some("v1" | "latest") if e.method == "PUT" => tag_puts.push(i),
+            _ => panic!("an unexpected write: {e:?}\n{log:#?}"),
+        }
+    }
+    let mut uploaded: Vec<String> = log.iter().filter_map(uploaded_digest).collect();
+    uploaded.sort();
+    assert_eq!(uploaded, blobs, "each blob uploaded once: {log:#?}");
+    for (what, puts, n) in [
+        ("image manifest", &image_puts, 3),
+        ("index", &index_puts, 1),
+        ("tag", &tag_puts, 2),
+    ] {
+        assert_eq!(puts.len(), n, "{what} PUTs: {log:#?}");
+        assert!(puts.iter().all(|&i| log[i].status == 201), "{log:#?}");
+    }
+    // `first` all answered before any of `then` arrived (and so are logged before).
+    let before = |first: &[usize], then: &[usize], what: &str| {
+        for &a in first {
+            for &b in then {
+                assert!(
+                    a < b && log[a].end_ms <= log[b].start_ms,
+                    "{what}: {:?} was not done when {:?} began",
+                    log[a],
+                    log[b]
+                );
+            }
+        }
+    };
+    before(&uploads, &image_puts, "blobs, then image manifests");
+    before(&image_puts, &index_puts, "image manifests, then the index");
+    let rest: Vec<usize> = [&uploads[..], &image_puts, &index_puts].concat();
+    before(&rest, &tag_puts, "tags last");
+}
+
+#[test]
+fn a_rerun_after_a_failed_push_uploads_only_the_blobs_that_are_missing() {
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host);
+    let dir = tempfile::tempdir().unwrap();
+    // The same build into a layout first: the blobs the push will send, by digest.
+    let layout = dir.path().join("layout");
+    ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--platform",
+            THREE_PLATFORMS,
+            "--base",
+            "scratch",
+            "--oci-layout",
+            layout.to_str().unwrap(),
+        ],
+    ));
+    let blob = |digest: &str| {
+        let bytes = std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+        assert_eq!(sha256sum(&bytes), digest);
+        json(&bytes)
+    };
+    let layout_index = json(&std::fs::read(layout.join("index.json")).unwrap())["manifests"][0]
+        ["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The largest layer (a Linux binary): the registry will not take it this time.
+    let mut layers: Vec<(u64, String)> = Vec::new();
+    for m in blob(&layout_index)["manifests"].as_array().unwrap() {
+        for l in blob(m["digest"].as_str().unwrap())["layers"]
+            .as_array()
+            .unwrap()
+        {
+            layers.push((
+                l["size"].as_u64().unwrap(),
+                l["digest"].as_str().unwrap().into(),
+            ));
+        }
+    }
+    let refused = layers.iter().max().unwrap().1.clone();
+    proxy.inject(json!([
+        {"method": "HEAD", "path": format!("/blobs/{refused}$"), "action": "status", "status": 503, "times": 100},
+    ]));
+    let repo = format!("{}/rerun", proxy.host);
+    let args = [
+        "build",
+        "--repo",
+        &repo,
+        "--platform",
+        THREE_PLATFORMS,
+        "--base",
+        "scratch",
+    ];
+    let err = fails(&gantry(&example("hello"), &args));
+    assert!(err.contains(&proxy.host), "{err}");
+    let first = proxy.log();
+    let stored = registry.blobs("rerun");
+    assert!(
+        !stored.is_empty() && !stored.contains(&refused),
+        "the failed run should leave some blobs, not {refused}: {stored:?}\n{first:#?}"
+    );
+    assert!(registry.manifests("rerun").is_empty() && registry.tags("rerun").is_empty());
+
+    proxy.clear();
+    let out = ok(&gantry(&example("hello"), &args));
+    let second = proxy.log();
+    let all = subjects(&registry, "rerun", &printed_digest(&out));
+    assert_eq!(all[0], layout_index, "the push is not the layout's index");
+    let needed = blobs_of(&registry, "rerun", &all[1..]);
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|d| !stored.contains(d))
+        .cloned()
+        .collect();
+    assert!(missing.contains(&refused), "{missing:?}");
+    let mut uploaded: Vec<String> = second.iter().filter_map(uploaded_digest).collect();
+    uploaded.sort();
+    assert_eq!(
+        uploaded, missing,
+        "the rerun uploads exactly what was missing: {second:#?}"
+    );
+    // What was stored is only asked about (HEAD), never sent or mounted again.
+    for digest in &stored {
+        let touching: Vec<&ProxyEntry> = second
+            .iter()
+            .filter(|e| {
+                e.path.contains(digest.as_str())
+                    || e.query.replace("%3A", ":").contains(digest.as_str())
+            })
+            .collect();
+        assert!(
+            !touching.is_empty()
+                && touching
+                    .iter()
+                    .all(|e| e.method == "HEAD" && e.status == 200),
+            "{digest} was already stored: {touching:#?}"
+        );
+    }
+    assert_eq!(registry.blobs("rerun"), needed);
 }

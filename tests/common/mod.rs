@@ -216,6 +216,8 @@ impl TestRegistry {
             );
             std::fs::write(&cfg, config).expect("write registry config");
             Command::new("docker-registry")
+                // It reads REGISTRY_* variables as configuration: none from outside.
+                .env_clear()
                 .arg("serve")
                 .arg(&cfg)
                 .stdout(Stdio::null())
@@ -232,10 +234,103 @@ impl TestRegistry {
             "--raw",
             &format!("docker://{}/{repo}:{tag}", self.host),
         ]);
-        out.status
-            .success()
-            .then(|| gantry::image::sha256_digest(&out.stdout))
+        out.status.success().then(|| sha256sum(&out.stdout))
     }
+
+    /// docker-registry's storage for `repo` (`repositories/<repo>`).
+    fn storage(&self, repo: &str) -> PathBuf {
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/repositories")
+            .join(repo)
+    }
+
+    /// The digests under `dir/sha256/` that have a `link`, sorted.
+    fn linked(dir: &Path) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(dir.join("sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("link").is_file())
+            .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The blobs (layers and configs) `repo` holds, read from docker-registry's storage.
+    pub fn blobs(&self, repo: &str) -> Vec<String> {
+        Self::linked(&self.storage(repo).join("_layers"))
+    }
+
+    /// The manifests (images, indexes, anything) `repo` holds, from the storage.
+    pub fn manifests(&self, repo: &str) -> Vec<String> {
+        Self::linked(&self.storage(repo).join("_manifests/revisions"))
+    }
+
+    /// `repo`'s tags and the digests they point at, from the storage.
+    pub fn tags(&self, repo: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> =
+            std::fs::read_dir(self.storage(repo).join("_manifests/tags"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let link = std::fs::read_to_string(e.path().join("current/link")).ok()?;
+                    Some((e.file_name().to_string_lossy().into_owned(), link))
+                })
+                .collect();
+        out.sort();
+        out
+    }
+
+    /// Everything stored, repository by repository: (repo, blobs, manifests, tags).
+    pub fn contents(&self) -> Vec<StoredRepo> {
+        let mut repos = self.repositories();
+        repos.sort();
+        repos
+            .into_iter()
+            .map(|r| StoredRepo {
+                blobs: self.blobs(&r),
+                manifests: self.manifests(&r),
+                tags: self.tags(&r),
+                repo: r,
+            })
+            .collect()
+    }
+}
+
+/// What one repository of a [`TestRegistry`] holds, read from its storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRepo {
+    pub repo: String,
+    pub blobs: Vec<String>,
+    pub manifests: Vec<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// `sha256:<hex>` of `bytes`, computed by coreutils' sha256sum (not by gantry).
+pub fn sha256sum(bytes: &[u8]) -> String {
+    require("sha256sum", "apt-get install coreutils");
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("feed sha256sum");
+    let out = child.wait_with_output().expect("sha256sum");
+    assert!(out.status.success(), "sha256sum failed");
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum printed a sum")
+        .to_string();
+    format!("sha256:{hex}")
 }
 
 impl Drop for TestRegistry {
@@ -429,23 +524,60 @@ fn start_server(
     children: &mut Vec<Child>,
     spawn: impl Fn(&str) -> Child,
 ) -> (String, Vec<u8>) {
+    let mut failures = Vec::new();
     for _ in 0..3 {
-        let host = format!("127.0.0.1:{}", free_port());
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
         let mut child = spawn(&host);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some((_, body)) = http_get(&host, path).filter(|(s, _)| up(*s)) {
+                // The answer may come from another test's server that took the port
+                // first (ours then fails to bind): keep only a server that holds it.
+                if listens_on(child.id(), port) == Some(false) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    failures.push(format!("another process answered on {host}"));
+                    break;
+                }
                 children.push(child);
                 return (host, body);
             }
-            if child.try_wait().ok().flatten().is_some() {
-                break; // exited: try another port
+            if let Some(status) = child.try_wait().ok().flatten() {
+                // Its port was taken meanwhile, most likely: try another.
+                failures.push(format!("it exited ({status}) on {host}"));
+                break;
             }
             assert!(Instant::now() < deadline, "{what} did not start on {host}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    panic!("{what} exited three times on start-up");
+    panic!("{what} did not start three times: {}", failures.join("; "));
+}
+
+/// Whether process `pid` holds the socket listening on loopback `port`, read from
+/// /proc (None when /proc cannot say).
+fn listens_on(pid: u32, port: u16) -> Option<bool> {
+    let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.path()).ok()?;
+            let inode = target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?;
+            Some(inode.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    let port = format!(":{port:04X}");
+    Some(table.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // local address, state (0A = LISTEN), inode
+        f.len() > 9 && f[1].ends_with(&port) && f[3] == "0A" && sockets.iter().any(|s| s == f[9])
+    }))
 }
 
 /// Fulcio's config: trust the local issuer as a GitHub Actions one, with the
@@ -713,6 +845,12 @@ pub struct ProxyEntry {
     pub status: u16,
     #[serde(default)]
     pub fault: String,
+    /// When the request arrived and when its answer was done, in ms since the proxy
+    /// started.
+    #[serde(default)]
+    pub start_ms: u64,
+    #[serde(default)]
+    pub end_ms: u64,
 }
 
 impl FaultProxy {
@@ -826,39 +964,175 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Runs gantry with `args` in `dir`, with a clean registry-auth environment.
+/// Runs gantry with `args` in `dir`, in a sealed environment (see [`seal`]).
 pub fn gantry(dir: &Path, args: &[&str]) -> Output {
     gantry_env(dir, args, &[])
 }
 
+/// Runs gantry with `args` in `dir`, in a sealed environment plus `env` (applied last).
 pub fn gantry_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gantry"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("GANTRY_REPO")
-        .env_remove("KO_DOCKER_REPO")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("COSIGN_KEY")
-        .env_remove("COSIGN_PASSWORD")
-        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
-        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-        .env_remove("SIGSTORE_ID_TOKEN")
-        .env_remove("SIGSTORE_FULCIO_URL")
-        .env_remove("SIGSTORE_REKOR_URL");
+    let mut cmd = gantry_command(dir);
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.output().expect("run gantry")
 }
 
+/// The gantry binary, to run in `dir` in a sealed environment (see [`seal`]), for a
+/// test that spawns it itself.
+pub fn gantry_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    cmd.current_dir(dir);
+    seal(&mut cmd);
+    cmd
+}
+
+/// Go's settings that a sealed run passes on, as `go env` reports them for the real
+/// user: the build and module caches stay shared and warm.
+const GO_SETTINGS: [&str; 11] = [
+    "GOCACHE",
+    "GOMODCACHE",
+    "GOPATH",
+    "GOPROXY",
+    "GOFLAGS",
+    "GONOSUMDB",
+    "GONOPROXY",
+    "GOSUMDB",
+    "GOPRIVATE",
+    "GOINSECURE",
+    "GOTOOLCHAIN",
+];
+
+/// `go env` of the real user, asked once per test binary: GO_SETTINGS and GOROOT.
+fn go_env() -> &'static serde_json::Map<String, Value> {
+    static GO_ENV: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
+    GO_ENV.get_or_init(|| {
+        let out = Command::new("go")
+            .args(["env", "-json", "GOROOT"])
+            .args(GO_SETTINGS)
+            .output()
+            .expect("run `go env`: the tests need Go (scripts/test checks for it)");
+        assert!(
+            out.status.success(),
+            "go env failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("go env -json")
+    })
+}
+
+/// The real `go` binary, `$(go env GOROOT)/bin/go`.
+pub fn real_go() -> PathBuf {
+    let goroot = go_env()["GOROOT"].as_str().expect("GOROOT");
+    Path::new(goroot).join("bin/go")
+}
+
+thread_local! {
+    /// This test's own HOME and caches. libtest runs each test on a thread of its
+    /// own, so the directory lives as long as the test and is removed after it.
+    static SEALED_ROOT: tempfile::TempDir = {
+        let dir = tempfile::Builder::new()
+            .prefix("gantry-test-env-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir(dir.path().join("home")).expect("mkdir home");
+        dir
+    };
+}
+
+/// Clears `cmd`'s environment and sets only what a run needs: PATH (and TMPDIR, when
+/// set); HOME, DOCKER_CONFIG, XDG_CACHE_HOME and GANTRY_CACHE_DIR in this test's own
+/// temporary directory; and Go's caches and settings as the real user has them.
+/// Anything else (credentials, tokens, GANTRY_REPO, SOURCE_DATE_EPOCH) a test sets
+/// itself.
+pub fn seal(cmd: &mut Command) -> &mut Command {
+    let root = SEALED_ROOT.with(|d| d.path().to_path_buf());
+    let home = root.join("home");
+    cmd.env_clear();
+    for inherited in ["PATH", "TMPDIR"] {
+        if let Some(value) = std::env::var_os(inherited) {
+            cmd.env(inherited, value);
+        }
+    }
+    cmd.env("HOME", &home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("XDG_CACHE_HOME", root.join("cache"))
+        .env("GANTRY_CACHE_DIR", root.join("cache/gantry"));
+    let go = go_env();
+    for key in GO_SETTINGS {
+        if let Some(value) = go
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            cmd.env(key, value);
+        }
+    }
+    cmd
+}
+
+/// A `go` for GANTRY_GO that appends each invocation's arguments to a log, one line
+/// each, then runs the real go: what gantry asked Go to do, seen from outside.
+pub struct RecordingGo {
+    pub go: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RecordingGo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let go = dir.path().join("go");
+        let log = dir.path().join("calls");
+        std::fs::write(
+            &go,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                real_go().display()
+            ),
+        )
+        .expect("write the recording go");
+        std::fs::set_permissions(&go, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        RecordingGo { go, log, _dir: dir }
+    }
+
+    /// GANTRY_GO for gantry_env.
+    pub fn env(&self) -> (&'static str, &str) {
+        ("GANTRY_GO", self.go.to_str().expect("utf-8 path"))
+    }
+
+    /// Every invocation so far, its arguments joined by spaces.
+    pub fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The `go build` invocations so far.
+    pub fn builds(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c == "build" || c.starts_with("build "))
+            .collect()
+    }
+}
+
+impl Default for RecordingGo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A key pair written by the real cosign: `dir/cosign.key` (encrypted with
 /// `password`) and `dir/cosign.pub`.
 pub fn cosign_key_pair(dir: &Path, password: &str) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
-    let out = Command::new(tool("cosign-v3"))
+    let out = seal(&mut Command::new(tool("cosign-v3")))
         .arg("generate-key-pair")
         .current_dir(dir)
         .env("COSIGN_PASSWORD", password)
@@ -929,7 +1203,8 @@ pub fn skopeo(args: &[&str]) -> Output {
         }
     }
     full.extend(&args[1..]);
-    Command::new("skopeo")
+    // Sealed too: skopeo reads REGISTRY_AUTH_FILE, DOCKER_CONFIG and HOME's configs.
+    seal(&mut Command::new("skopeo"))
         .args(&full)
         .output()
         .expect("run skopeo")

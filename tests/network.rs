@@ -756,3 +756,68 @@ fn a_rerun_after_a_failed_push_uploads_only_the_blobs_that_are_missing() {
     }
     assert_eq!(registry.blobs("rerun"), needed);
 }
+
+#[test]
+fn a_rerun_after_the_index_was_refused_sends_only_the_index() {
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host);
+    let dir = tempfile::tempdir().unwrap();
+    // The same build into a layout: the digests the push will have (builds are
+    // reproducible), read from its files.
+    let layout = dir.path().join("layout");
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "--platform", THREE_PLATFORMS, "--base", "scratch"];
+        args.extend(extra);
+        gantry(&example("hello"), &args)
+    };
+    ok(&build(&["--oci-layout", layout.to_str().unwrap()]));
+    let read = |digest: &str| {
+        let bytes = std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+        assert_eq!(sha256sum(&bytes), digest);
+        json(&bytes)
+    };
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap())["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let images: Vec<String> = read(&index)["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(images.len(), 3);
+
+    // The registry refuses the index once (a 400 is not retried): the images are stored.
+    proxy.inject(json!([
+        {"method": "PUT", "path": format!("/manifests/{index}$"), "action": "status", "status": 400, "times": 1},
+    ]));
+    let repo = format!("{}/indexonly", proxy.host);
+    fails(&build(&["--repo", &repo]));
+    assert_eq!(registry.manifests("indexonly"), {
+        let mut sorted = images.clone();
+        sorted.sort();
+        sorted
+    });
+    proxy.clear();
+
+    ok(&build(&["--repo", &repo]));
+    let log = proxy.log();
+    let writes: Vec<String> = log
+        .iter()
+        .filter(|e| e.method == "PUT" || e.method == "POST" || e.method == "PATCH")
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("PUT /v2/indexonly/manifests/{index}"),
+            "PUT /v2/indexonly/manifests/latest".to_string(),
+        ],
+        "only the index and the tag are written: {log:#?}"
+    );
+    assert!(
+        !log.iter().any(|e| e.path.contains("/blobs/")),
+        "blobs of stored images were checked again: {log:#?}"
+    );
+}

@@ -22,7 +22,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::image::{Artifact, Blob, Descriptor};
+use crate::image::{Artifact, Blob, Descriptor, Image};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -236,10 +236,43 @@ pub async fn publish(
         .collect();
     stats.manifests_existing = requests.len() - missing.len();
 
+    // Under an index that is missing, the images a failed run already stored are
+    // kept, blobs and all: only what is not there is sent.
+    let children: Vec<(&str, &Image)> = missing
+        .iter()
+        .filter(|req| matches!(req.artifact, Artifact::Index { .. }))
+        .flat_map(|req| {
+            req.artifact
+                .images()
+                .iter()
+                .map(move |image| (req.repository.as_str(), image))
+        })
+        .collect();
+    let stored: HashSet<(&str, &str)> = stream::iter(&children)
+        .map(|(repo, image)| async move {
+            let digest = image.descriptor.digest.as_str();
+            let found = publisher.has_manifest(repo, digest).await?.is_some();
+            Ok::<_, PublishError>(found.then_some((*repo, digest)))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    stats.manifests_existing += stored.len();
+    let to_send =
+        |repo: &str, image: &Image| !stored.contains(&(repo, image.descriptor.digest.as_str()));
+
     let mut seen = HashSet::new();
     let mut blobs: Vec<(&str, &Blob)> = Vec::new();
     for req in &missing {
-        for image in req.artifact.images() {
+        for image in req
+            .artifact
+            .images()
+            .iter()
+            .filter(|image| to_send(&req.repository, image))
+        {
             for blob in std::iter::once(&image.config).chain(&image.layers) {
                 if seen.insert((req.repository.as_str(), blob.descriptor.digest.as_str())) {
                     blobs.push((&req.repository, blob));
@@ -264,6 +297,7 @@ pub async fn publish(
         req.artifact
             .images()
             .iter()
+            .filter(|image| to_send(&req.repository, image))
             .map(move |image| (req.repository.as_str(), &image.descriptor, &image.manifest))
     });
     stats.manifests += push_all(publisher, manifests).await?;

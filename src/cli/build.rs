@@ -92,6 +92,8 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         signing: args.signing.signing(settings)?,
         provenance: !args.attest.no_provenance,
         legacy_attestations: args.attest.legacy_attestations,
+        go: settings.go.clone(),
+        cache_dir: settings.cache_dir.clone(),
     };
     let progress = Progress::new(settings.in_actions);
     let result = pipeline::build(&opts, &|phase, line| progress.step(phase, line)).await;

@@ -19,6 +19,11 @@ pub struct Settings {
     pub in_actions: bool,
     /// Where paths in annotations are relative to.
     pub workspace: Option<PathBuf>,
+    /// The `go` to run: GANTRY_GO, else `go` on PATH.
+    pub go: PathBuf,
+    /// gantry's cache: GANTRY_CACHE_DIR, else $XDG_CACHE_HOME/gantry, else
+    /// ~/.cache/gantry.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -31,6 +36,15 @@ impl Settings {
             github_token: set("GITHUB_TOKEN").map(Secret::new),
             in_actions: github::in_actions(),
             workspace: std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from),
+            go: std::env::var_os("GANTRY_GO").map_or_else(|| PathBuf::from("go"), PathBuf::from),
+            cache_dir: std::env::var_os("GANTRY_CACHE_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("gantry"))
+                })
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gantry"))
+                }),
         }
     }
 

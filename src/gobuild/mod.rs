@@ -80,11 +80,9 @@ pub struct GoToolchain {
 }
 
 impl GoToolchain {
-    /// Finds `go` ($GANTRY_GO, else PATH) and asks it its version.
-    pub async fn detect() -> Result<Self, GoError> {
-        let go = std::env::var_os("GANTRY_GO")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("go"));
+    /// Asks `go` (a path, or a name looked up on PATH) its version.
+    pub async fn detect(go: &Path) -> Result<Self, GoError> {
+        let go = go.to_path_buf();
         let out = Command::new(&go)
             .args(["env", "GOVERSION"])
             .stdin(Stdio::null())

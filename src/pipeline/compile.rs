@@ -17,6 +17,8 @@ use crate::platform::Platform;
 /// What the compile stage needs besides the plans.
 pub(super) struct CompileOptions<'a> {
     pub(super) go: &'a GoToolchain,
+    /// Where outputs are kept between runs (see `output_dir`).
+    pub(super) cache_dir: Option<&'a Path>,
     pub(super) work: &'a Path,
     pub(super) jobs: usize,
     /// File time in layers.
@@ -56,6 +58,7 @@ pub(super) async fn compile(
                         plan.package.name.clone()
                     };
                     let dir = output_dir(
+                        options.cache_dir,
                         options.work,
                         &options.go.version_string,
                         plan,
@@ -154,17 +157,14 @@ async fn build_one(
 /// that shapes the binary, so a rebuild finds the previous output and Go skips the
 /// link when it is up to date. Without a cache directory, the run's work directory.
 fn output_dir(
+    cache_dir: Option<&Path>,
     work: &Path,
     go_version: &str,
     plan: &PackagePlan,
     env: &[(&str, String)],
     fallback: &str,
 ) -> PathBuf {
-    let root = std::env::var_os("GANTRY_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("gantry")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gantry")));
-    let Some(root) = root else {
+    let Some(root) = cache_dir else {
         return work.join(fallback);
     };
     let key = format!(

@@ -28,8 +28,13 @@ pub struct BuildArgs {
     /// Base image for Linux platforms ("scratch" for none).
     #[arg(long)]
     pub base: Option<String>,
-    /// Tag to apply (repeatable); default "latest".
-    #[arg(long = "tag", short = 't')]
+    /// Tags to apply (repeatable, or comma-separated as ko takes them); default "latest".
+    #[arg(
+        long = "tag",
+        short = 't',
+        visible_alias = "tags",
+        value_delimiter = ','
+    )]
     pub tags: Vec<String>,
     /// Write an OCI image layout here (the default destination when there is no --repo: ./oci-layout).
     #[arg(long)]
@@ -74,6 +79,7 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         repo,
         platforms: args.platform,
         base: args.base,
+        default_base: settings.ko_default_base.clone(),
         tags: args.tags,
         oci_layout: args.oci_layout,
         jobs: args
@@ -84,7 +90,15 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         wasm_os: args.wasm_os,
         wasm_artifact: args.wasm_artifact,
         registries: args.network.options()?,
-        config: args.config,
+        config: args.config.or_else(|| {
+            settings.ko_config_path.as_ref().map(|p| {
+                if p.is_dir() {
+                    p.join(".ko.yaml")
+                } else {
+                    p.clone()
+                }
+            })
+        }),
         source_date_epoch: settings.source_date_epoch()?,
         sbom: args.attest.sbom.0,
         sbom_dir: args.sbom_dir,

@@ -19,6 +19,10 @@ pub struct Settings {
     pub in_actions: bool,
     /// Where paths in annotations are relative to.
     pub workspace: Option<PathBuf>,
+    /// ko's KO_DEFAULTBASEIMAGE.
+    pub ko_default_base: Option<String>,
+    /// ko's KO_CONFIG_PATH: a config file, or a directory holding `.ko.yaml`.
+    pub ko_config_path: Option<PathBuf>,
     /// The `go` to run: GANTRY_GO, else `go` on PATH.
     pub go: PathBuf,
     /// gantry's cache: GANTRY_CACHE_DIR, else $XDG_CACHE_HOME/gantry, else
@@ -33,6 +37,8 @@ impl Settings {
             source_date_epoch: std::env::var_os("SOURCE_DATE_EPOCH"),
             cosign_password: std::env::var("COSIGN_PASSWORD").ok().map(Secret::new),
             ko_docker_repo: set("KO_DOCKER_REPO"),
+            ko_default_base: set("KO_DEFAULTBASEIMAGE"),
+            ko_config_path: set("KO_CONFIG_PATH").map(PathBuf::from),
             github_token: set("GITHUB_TOKEN").map(Secret::new),
             in_actions: github::in_actions(),
             workspace: std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from),

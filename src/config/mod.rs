@@ -186,12 +186,18 @@ impl Config {
         })
     }
 
-    /// `baseImageOverrides[import_path]`, else `defaultBaseImage`.
-    pub fn base_image_for(&self, import_path: &str) -> Option<&str> {
+    /// `baseImageOverrides[import_path]`, else `default` (ko's KO_DEFAULTBASEIMAGE,
+    /// which beats the file's), else `defaultBaseImage`.
+    pub fn base_image_for<'a>(
+        &'a self,
+        import_path: &str,
+        default: Option<&'a str>,
+    ) -> Option<&'a str> {
         self.base_image_overrides
             .get(import_path)
-            .or(self.default_base_image.as_ref())
             .map(String::as_str)
+            .or(default)
+            .or(self.default_base_image.as_deref())
     }
 }
 
@@ -265,10 +271,13 @@ fn normalize(path: &Path) -> PathBuf {
     })
 }
 
-/// Values for ldflags templates.
+/// Values for ldflags templates, as ko defines them: `.Env` is the build's
+/// environment with `LDFLAGS` defined (empty) when unset, `.GoEnv` is `go env` with
+/// the build's environment over it; any other missing key is an error.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateData {
     pub env: BTreeMap<String, String>,
+    pub go_env: BTreeMap<String, String>,
     pub git_tag: String,
     pub git_short_commit: String,
     pub git_full_commit: String,
@@ -277,9 +286,10 @@ pub struct TemplateData {
 }
 
 impl TemplateData {
-    /// The process environment, git facts of `dir` (empty outside git), and the time
-    /// from SOURCE_DATE_EPOCH (so templated builds stay reproducible), else now.
-    pub fn gather(dir: &Path, source_date_epoch: Option<i64>) -> Self {
+    /// The process environment, `go env` (from `go`), git facts of `dir` (empty
+    /// outside git), and the time from SOURCE_DATE_EPOCH (so templated builds stay
+    /// reproducible), else now.
+    pub fn gather(dir: &Path, source_date_epoch: Option<i64>, go: &Path) -> Self {
         let git = |args: &[&str]| {
             Command::new("git")
                 .args(args)
@@ -295,14 +305,39 @@ impl TemplateData {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64)
         });
+        let mut env: BTreeMap<String, String> = std::env::vars().collect();
+        env.entry("LDFLAGS".into()).or_default();
+        let go_env = Command::new(go)
+            .args(["env", "-json"])
+            .current_dir(dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or_default();
         TemplateData {
-            env: std::env::vars().collect(),
+            env,
+            go_env,
             git_tag: git(&["describe", "--tags", "--abbrev=0"]),
             git_short_commit: git(&["rev-parse", "--short", "HEAD"]),
             git_full_commit: git(&["rev-parse", "HEAD"]),
             date: rfc3339(epoch),
             timestamp: epoch.to_string(),
         }
+    }
+
+    /// This data with the build's own env entries over `.Env` and `.GoEnv`.
+    fn with_build_env(&self, entries: &[(String, String)]) -> TemplateData {
+        let mut data = self.clone();
+        for (k, v) in entries {
+            data.env.insert(k.clone(), v.clone());
+        }
+        for (k, v) in data.go_env.iter_mut() {
+            if let Some(over) = data.env.get(k) {
+                v.clone_from(over);
+            }
+        }
+        data
     }
 
     fn field(&self, name: &str) -> Result<String, String> {
@@ -313,6 +348,13 @@ impl TemplateData {
                 .cloned()
                 .ok_or_else(|| format!("environment variable {var} is not set"));
         }
+        if let Some(var) = name.strip_prefix("GoEnv.") {
+            return self
+                .go_env
+                .get(var)
+                .cloned()
+                .ok_or_else(|| format!("`go env` has no {var}"));
+        }
         Ok(match name {
             "Git.Tag" => self.git_tag.clone(),
             "Git.ShortCommit" => self.git_short_commit.clone(),
@@ -321,7 +363,7 @@ impl TemplateData {
             "Timestamp" => self.timestamp.clone(),
             other => {
                 return Err(format!(
-                    "unknown field .{other} (known: .Env.NAME, .Git.Tag, .Git.ShortCommit, .Git.FullCommit, .Date, .Timestamp)"
+                    "unknown field .{other} (known: .Env.NAME, .GoEnv.NAME, .Git.Tag, .Git.ShortCommit, .Git.FullCommit, .Date, .Timestamp)"
                 ))
             }
         })
@@ -370,6 +412,14 @@ impl BuildSettings {
 
     /// Expands templates in env values, flags and ldflags.
     pub fn render(self, data: &TemplateData) -> Result<BuildSettings, ConfigError> {
+        // Env values are rendered with the data as it is; flags and ldflags also see
+        // the build's (rendered) env, as ko's do.
+        let env = self
+            .env
+            .into_iter()
+            .map(|(k, v)| Ok((k, data.render(&v)?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let data = &data.with_build_env(&env);
         let all = |items: Vec<String>| {
             items
                 .iter()
@@ -378,11 +428,7 @@ impl BuildSettings {
         };
         Ok(BuildSettings {
             dir: self.dir,
-            env: self
-                .env
-                .into_iter()
-                .map(|(k, v)| Ok((k, data.render(&v)?)))
-                .collect::<Result<_, ConfigError>>()?,
+            env,
             flags: all(self.flags)?,
             ldflags: all(self.ldflags)?,
         })
@@ -415,7 +461,7 @@ mod tests {
         );
         write(d.path(), "gantry.yaml", "defaultBaseImage: gantry-base\n");
         let c = Config::discover(d.path()).unwrap().unwrap();
-        assert_eq!(c.config.base_image_for("x"), Some("gantry-base"));
+        assert_eq!(c.config.base_image_for("x", None), Some("gantry-base"));
         write(d.path(), "gantry.yaml", "");
         assert!(Config::discover(d.path())
             .unwrap()
@@ -465,12 +511,23 @@ mod tests {
         );
         let c = Config::load(&p).unwrap();
         assert_eq!(
-            c.config.base_image_for("example.com/app/cmd/app"),
+            c.config.base_image_for("example.com/app/cmd/app", None),
             Some("busybox")
         );
         assert_eq!(
-            c.config.base_image_for("example.com/other"),
+            c.config.base_image_for("example.com/other", None),
             Some("cgr.dev/chainguard/static")
+        );
+        // KO_DEFAULTBASEIMAGE beats defaultBaseImage, not an override.
+        assert_eq!(
+            c.config
+                .base_image_for("example.com/other", Some("env-base")),
+            Some("env-base")
+        );
+        assert_eq!(
+            c.config
+                .base_image_for("example.com/app/cmd/app", Some("env-base")),
+            Some("busybox")
         );
         let s = c.settings_for(&d.path().join("cmd/app")).unwrap();
         assert_eq!(
@@ -617,7 +674,7 @@ mod tests {
         );
         let c = Config::load(&p).unwrap();
         assert_eq!(
-            c.config.base_image_for("example.com/app/cmd/a"),
+            c.config.base_image_for("example.com/app/cmd/a", None),
             Some("cgr.dev/chainguard/static")
         );
         assert_eq!(c.config.builds.len(), 2);
@@ -652,10 +709,45 @@ mod tests {
             .to_string()
             .contains("without"));
         assert_eq!(data.render("plain").unwrap(), "plain");
-        let data = TemplateData::gather(Path::new("."), Some(0));
+        let data = TemplateData::gather(Path::new("."), Some(0), Path::new("go"));
         assert_eq!(
             data.render("{{.Date}} {{.Timestamp}}").unwrap(),
             "1970-01-01T00:00:00Z 0"
         );
+    }
+
+    #[test]
+    fn templates_follow_ko_ldflags_is_defined_and_go_env_sees_the_build_env() {
+        let data = TemplateData {
+            env: BTreeMap::from([("LDFLAGS".into(), String::new())]),
+            go_env: BTreeMap::from([
+                ("GOOS".into(), "linux".into()),
+                ("GOFLAGS".into(), String::new()),
+            ]),
+            ..TemplateData::default()
+        };
+        let settings = BuildSettings {
+            env: vec![("GOFLAGS".into(), "-mod=vendor".into())],
+            ldflags: vec![
+                "-X main.extra={{.Env.LDFLAGS}}".into(),
+                "-X main.os={{ .GoEnv.GOOS }} -X main.flags={{.GoEnv.GOFLAGS}}".into(),
+            ],
+            ..BuildSettings::default()
+        };
+        let rendered = settings.render(&data).unwrap();
+        assert_eq!(
+            rendered.ldflags,
+            [
+                "-X main.extra=",
+                "-X main.os=linux -X main.flags=-mod=vendor"
+            ]
+        );
+        for missing in ["{{.Env.NOPE}}", "{{.GoEnv.NOPE}}"] {
+            let settings = BuildSettings {
+                ldflags: vec![missing.into()],
+                ..BuildSettings::default()
+            };
+            assert!(settings.render(&data).is_err(), "{missing}");
+        }
     }
 }

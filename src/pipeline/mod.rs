@@ -124,6 +124,9 @@ pub struct BuildOptions {
     pub platforms: Option<String>,
     /// Base image; None = config, else DEFAULT_BASE. `scratch` = no base.
     pub base: Option<String>,
+    /// The default base when the config names none for a package (ko's
+    /// KO_DEFAULTBASEIMAGE): beats the config's `defaultBaseImage`, not its overrides.
+    pub default_base: Option<String>,
     pub tags: Vec<String>,
     /// OCI layout to write; the destination when there is no repo.
     pub oci_layout: Option<PathBuf>,
@@ -253,8 +256,9 @@ pub async fn build(
         }
         let settings = settings_for(config.as_ref(), &package)?;
         let settings = if settings.has_templates() {
-            let data = template_data
-                .get_or_insert_with(|| TemplateData::gather(&opts.workdir, opts.source_date_epoch));
+            let data = template_data.get_or_insert_with(|| {
+                TemplateData::gather(&opts.workdir, opts.source_date_epoch, &opts.go)
+            });
             settings.render(data)?
         } else {
             settings

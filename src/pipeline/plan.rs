@@ -36,12 +36,15 @@ pub(super) fn base_ref(
     config: Option<&LoadedConfig>,
     import_path: &str,
 ) -> String {
+    let default = opts.default_base.as_deref();
     opts.base
         .clone()
-        .or_else(|| {
-            config
-                .and_then(|c| c.config.base_image_for(import_path))
-                .map(str::to_string)
+        .or_else(|| match config {
+            Some(c) => c
+                .config
+                .base_image_for(import_path, default)
+                .map(str::to_string),
+            None => default.map(str::to_string),
         })
         .unwrap_or_else(|| DEFAULT_BASE.to_string())
 }

@@ -1,0 +1,71 @@
+//! ko users switch with no edits: ko's environment variables and flag spellings.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn ko_config_path_default_base_and_comma_separated_tags() {
+    let registry = TestRegistry::start();
+    // A base built from scratch, to build on.
+    let base = format!("{}/base", registry.host);
+    ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &base,
+            "--platform",
+            "linux/arm64",
+            "--base",
+            "scratch",
+            "--tag",
+            "v1",
+        ],
+    ));
+    // The config lives elsewhere (KO_CONFIG_PATH names its directory); its default base
+    // does not exist, and KO_DEFAULTBASEIMAGE must win over it.
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join(".ko.yaml"),
+        "defaultBaseImage: base.gantry-test.invalid/none:latest\ndefaultPlatforms: [linux/arm64]\n",
+    )
+    .unwrap();
+    let repo = format!("{}/app", registry.host);
+    let base_ref = format!("{base}:v1");
+    ok(&gantry_env(
+        &example("hello"),
+        &["build", "--repo", &repo, "-t", "a,b", "--tags", "c"],
+        &[
+            ("KO_CONFIG_PATH", config.path().to_str().unwrap()),
+            ("KO_DEFAULTBASEIMAGE", &base_ref),
+        ],
+    ));
+    let listed = json(&skopeo_ok(&["list-tags", &format!("docker://{repo}")]));
+    let mut tags: Vec<&str> = listed["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["a", "b", "c"]);
+    // One platform, from the config found through KO_CONFIG_PATH, on the base the
+    // variable named.
+    let manifest = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{repo}:a"),
+    ]));
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.name"],
+        base_ref.as_str(),
+        "{manifest}"
+    );
+    let config = json(&skopeo_ok(&[
+        "inspect",
+        "--config",
+        &format!("docker://{repo}:a"),
+    ]));
+    assert_eq!(config["architecture"], "arm64", "{config}");
+}

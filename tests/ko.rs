@@ -69,3 +69,35 @@ fn ko_config_path_default_base_and_comma_separated_tags() {
     ]));
     assert_eq!(config["architecture"], "arm64", "{config}");
 }
+
+#[test]
+fn ko_naming_flags_give_kos_repository_names() {
+    let registry = TestRegistry::start();
+    let dest = format!("{}/team", registry.host);
+    let pushed = |flag: &str| {
+        let out = ok(&gantry(
+            &example("hello"),
+            &["build", "--repo", &dest, "--platform", "wasi/wasm", flag],
+        ));
+        out.trim().split('@').next().unwrap().to_string()
+    };
+    // md5("example.com/hello") = 124ec4359fcc3b362d8aa16b0f28dd36, computed independently.
+    assert_eq!(
+        pushed("--ko-names"),
+        format!("{dest}/hello-124ec4359fcc3b362d8aa16b0f28dd36")
+    );
+    assert_eq!(pushed("-B"), format!("{dest}/hello"));
+    assert_eq!(pushed("-P"), format!("{dest}/example.com/hello"));
+    assert_eq!(pushed("--bare"), dest);
+    let mut repos = registry.repositories();
+    repos.sort();
+    assert_eq!(
+        repos,
+        [
+            "team",
+            "team/example.com/hello",
+            "team/hello",
+            "team/hello-124ec4359fcc3b362d8aa16b0f28dd36",
+        ]
+    );
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use gantry::github;
-use gantry::pipeline::{self, BuildOptions};
+use gantry::pipeline::{self, BuildOptions, Naming};
 use gantry::platform::WasmOs;
 
 use super::args::{key_values, AttestArgs, NetworkArgs, SigningArgs};
@@ -19,6 +19,18 @@ pub struct BuildArgs {
     /// Import paths or directories of main packages.
     #[arg(default_value = ".")]
     pub packages: Vec<String>,
+    /// Push every package to REPO itself (ko's --bare).
+    #[arg(long, group = "naming")]
+    pub bare: bool,
+    /// Push each package to REPO/<import path> (ko's -P).
+    #[arg(long, short = 'P', group = "naming")]
+    pub preserve_import_paths: bool,
+    /// Push each package to REPO/<last element of its import path> (ko's -B).
+    #[arg(long, short = 'B', group = "naming")]
+    pub base_import_paths: bool,
+    /// Push each package to REPO/<last element>-<md5 of its import path>, ko's default.
+    #[arg(long, group = "naming")]
+    pub ko_names: bool,
     /// Repository to push to (e.g. ghcr.io/acme/app); also GANTRY_REPO, then KO_DOCKER_REPO.
     #[arg(long, env = "GANTRY_REPO")]
     pub repo: Option<String>,
@@ -77,6 +89,17 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         packages: args.packages,
         workdir: std::env::current_dir().context("reading the current directory")?,
         repo,
+        naming: if args.bare {
+            Naming::Bare
+        } else if args.preserve_import_paths {
+            Naming::ImportPath
+        } else if args.base_import_paths {
+            Naming::LastElement
+        } else if args.ko_names {
+            Naming::Md5Suffixed
+        } else {
+            Naming::Gantry
+        },
         platforms: args.platform,
         base: args.base,
         default_base: settings.ko_default_base.clone(),

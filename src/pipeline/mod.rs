@@ -108,6 +108,43 @@ impl Phase {
     }
 }
 
+/// How each package's repository is named under the destination REPO: gantry's
+/// way, or one of ko's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// REPO for one package, REPO/<name> for several.
+    #[default]
+    Gantry,
+    /// REPO for every package (ko's `--bare`).
+    Bare,
+    /// REPO/<import path> (ko's `-P`).
+    ImportPath,
+    /// REPO/<last element of the import path> (ko's `-B`).
+    LastElement,
+    /// REPO/<last element>-<md5 of the import path> (ko's default).
+    Md5Suffixed,
+}
+
+impl Naming {
+    /// The repository of `package` under `dest`, among `count` packages. ko names
+    /// from the import path in lowercase, as registries require.
+    fn repository(self, dest: &ImageName, package: &Package, count: usize) -> ImageName {
+        use md5::Digest as _;
+        let path = package.import_path.to_lowercase();
+        let last = path.rsplit('/').next().unwrap_or(&path).to_string();
+        match self {
+            Naming::Gantry if count > 1 => dest.join(&package.name),
+            Naming::Gantry | Naming::Bare => dest.clone(),
+            Naming::ImportPath => dest.join(&path),
+            Naming::LastElement => dest.join(&last),
+            Naming::Md5Suffixed => dest.join(&format!(
+                "{last}-{}",
+                hex::encode(md5::Md5::digest(path.as_bytes()))
+            )),
+        }
+    }
+}
+
 /// Receives one line per step.
 pub type Progress<'a> = dyn Fn(Phase, &str) + Sync + 'a;
 
@@ -120,6 +157,8 @@ pub struct BuildOptions {
     pub workdir: PathBuf,
     /// Registry repository to push to.
     pub repo: Option<String>,
+    /// How each package's repository is named under `repo`.
+    pub naming: Naming,
     /// Comma-separated platforms; None = config's defaultPlatforms, else linux/amd64.
     pub platforms: Option<String>,
     /// Base image; None = config, else DEFAULT_BASE. `scratch` = no base.
@@ -265,17 +304,13 @@ pub async fn build(
         };
         resolved.push((package, settings));
     }
-    let multi = resolved.len() > 1;
+    let (count, multi) = (resolved.len(), resolved.len() > 1);
     let mut plans: Vec<PackagePlan> = resolved
         .into_iter()
         .map(|(package, settings)| PackagePlan {
-            registry_repo: destination.as_ref().map(|dest| {
-                if multi {
-                    dest.join(&package.name)
-                } else {
-                    dest.clone()
-                }
-            }),
+            registry_repo: destination
+                .as_ref()
+                .map(|dest| opts.naming.repository(dest, &package, count)),
             layout_repo: if multi {
                 package.name.clone()
             } else {
@@ -705,6 +740,31 @@ mod tests {
         assert!(
             !dir.path().join("layout").exists(),
             "a failed build wrote the layout"
+        );
+    }
+
+    #[test]
+    fn packages_are_named_as_gantry_or_ko_would() {
+        let dest = ImageName::parse("registry.test/acme").unwrap();
+        let package = Package {
+            import_path: "example.com/cmd/MyApp".into(),
+            name: "MyApp".into(),
+            dir: PathBuf::from("/src/cmd/MyApp"),
+            kodata: None,
+        };
+        let named = |naming: Naming, count| naming.repository(&dest, &package, count).to_string();
+        assert_eq!(named(Naming::Gantry, 1), "registry.test/acme");
+        assert_eq!(named(Naming::Gantry, 2), "registry.test/acme/myapp");
+        assert_eq!(named(Naming::Bare, 2), "registry.test/acme");
+        assert_eq!(
+            named(Naming::ImportPath, 1),
+            "registry.test/acme/example.com/cmd/myapp"
+        );
+        assert_eq!(named(Naming::LastElement, 1), "registry.test/acme/myapp");
+        // The md5 of "example.com/cmd/myapp", computed independently.
+        assert_eq!(
+            named(Naming::Md5Suffixed, 1),
+            "registry.test/acme/myapp-4e40a62f024dc288f0b1d9c0e080ba2c"
         );
     }
 }

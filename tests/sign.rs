@@ -259,25 +259,6 @@ fn assert_gantry_verified_all(stdout: &str) {
     assert_eq!(gantry_found(stdout), expected, "what gantry verify found");
 }
 
-/// `sha256:<hex>` of `bytes`, computed by coreutils' sha256sum rather than by gantry.
-fn sha256sum(bytes: &[u8]) -> String {
-    require("sha256sum", "apt-get install coreutils");
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run sha256sum");
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let hex = text.split_whitespace().next().unwrap_or("");
-    assert!(
-        out.status.success() && hex.len() == 64,
-        "sha256sum said {text:?}"
-    );
-    format!("sha256:{hex}")
-}
-
 /// A manifest as stored, byte for byte (`reference` as skopeo writes it).
 fn raw(reference: &str) -> Vec<u8> {
     skopeo_ok(&["inspect", "--raw", reference])

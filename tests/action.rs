@@ -333,16 +333,70 @@ fn action_steps_run_like_a_runner_runs_them() {
     );
 }
 
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+/// Reads a `$GITHUB_OUTPUT` file the way the runner does: `key<<DELIMITER` takes the
+/// lines up to one that is exactly DELIMITER (none: an error), `key=value` is one
+/// line, blank lines are skipped, and anything else is an error. Each output comes
+/// with its delimiter, when it has one.
+fn runner_entries(text: &str) -> Result<Vec<(String, String, Option<String>)>, String> {
+    let mut out = Vec::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
-        if let Some((key, delim)) = line.split_once("<<") {
-            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
-            out.insert(key.to_string(), value.join("\n"));
+        if line.is_empty() {
+            continue;
+        }
+        let heredoc = line.find("<<");
+        let equals = line.find('=');
+        match (heredoc, equals) {
+            (Some(h), e) if e.is_none_or(|e| h < e) => {
+                let (key, delimiter) = (&line[..h], &line[h + 2..]);
+                let mut value = Vec::new();
+                loop {
+                    match lines.next() {
+                        Some(l) if l == delimiter => break,
+                        Some(l) => value.push(l),
+                        None => return Err(format!("no closing {delimiter:?} for {key:?}")),
+                    }
+                }
+                out.push((
+                    key.to_string(),
+                    value.join("\n"),
+                    Some(delimiter.to_string()),
+                ));
+            }
+            (_, Some(e)) if e > 0 => {
+                out.push((line[..e].to_string(), line[e + 1..].to_string(), None))
+            }
+            _ => return Err(format!("not an output line: {line:?}")),
         }
     }
-    out
+    Ok(out)
+}
+
+/// The outputs the runner would set from a `$GITHUB_OUTPUT` file, in order.
+fn runner_outputs(text: &str) -> Result<Vec<(String, String)>, String> {
+    Ok(runner_entries(text)?
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect())
+}
+
+/// The outputs the runner would set, each set once (a key set twice would let a
+/// later line override an earlier one).
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let pairs = runner_outputs(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let outputs: BTreeMap<String, String> = pairs.iter().cloned().collect();
+    assert_eq!(outputs.len(), pairs.len(), "an output set twice: {pairs:?}");
+    outputs
+}
+
+/// The delimiter of each output in a `$GITHUB_OUTPUT` file, in order (None for a
+/// one-line `key=value`).
+fn delimiters(text: &str) -> Vec<Option<String>> {
+    runner_entries(text)
+        .unwrap_or_else(|e| panic!("{e}:\n{text}"))
+        .into_iter()
+        .map(|(_, _, d)| d)
+        .collect()
 }
 
 #[test]
@@ -532,8 +586,19 @@ fn tags_come_from_the_git_ref_in_metadata_action_syntax() {
     );
 }
 
+/// The `*.key` files in `dir`.
+fn key_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "key"))
+        .collect()
+}
+
 #[test]
 fn a_key_given_as_a_secret_signs_and_is_removed_whatever_the_outcome() {
+    let registry = TestRegistry::start();
     let keys = tempfile::tempdir().unwrap();
     ok(&gantry_env(
         keys.path(),
@@ -541,52 +606,596 @@ fn a_key_given_as_a_secret_signs_and_is_removed_whatever_the_outcome() {
         &[("COSIGN_PASSWORD", "key-pass")],
     ));
     let pem = std::fs::read_to_string(keys.path().join("k.key")).unwrap();
-    let leftover_keys = |dir: &std::path::Path| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".key"))
-            .collect()
+    let public = keys.path().join("k.pub");
+    let repo = format!("{}/acme/keyed", registry.host);
+    let inputs = |dir: &Path| -> Vec<(String, String)> {
+        [
+            ("INPUT_REPOSITORY", repo.as_str()),
+            ("INPUT_PLATFORMS", "wasi/wasm"),
+            ("INPUT_COSIGN-KEY", pem.as_str()),
+            ("RUNNER_TEMP", dir.to_str().unwrap()),
+            ("GITHUB_ACTIONS", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     };
-    for (password, succeeds) in [("key-pass", true), ("wrong-pass", false)] {
+
+    // The key material itself as the input (as from a secret): the pushed image
+    // verifies with cosign and the public half, and no key file stays behind.
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = inputs(dir.path());
+    vars.push(("COSIGN_PASSWORD".into(), "key-pass".into()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let image = ok(&gantry_env(&example("hello"), &["action"], &vars))
+        .trim()
+        .to_string();
+    let digest = image.rsplit_once('@').unwrap().1;
+    let out = Command::new(tool("cosign-v3"))
+        .arg("verify")
+        .arg("--key")
+        .arg(&public)
+        .args([
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            &image,
+        ])
+        .output()
+        .unwrap();
+    // A signature of the image's own digest among what cosign verified (its exit
+    // status alone would also pass on an attestation the key signed).
+    let types: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('['))
+        .flat_map(|l| json(l.as_bytes()).as_array().cloned().unwrap_or_default())
+        .filter(|c| c["critical"]["image"]["docker-manifest-digest"] == digest)
+        .filter_map(|c| c["critical"]["type"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        out.status.success()
+            && types
+                .iter()
+                .any(|t| t == "https://sigstore.dev/cosign/sign/v1"
+                    || t == "cosign container image signature"),
+        "cosign verify --key ({types:?}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        key_files(dir.path()).is_empty(),
+        "the key written from the input stayed in RUNNER_TEMP: {:?}",
+        key_files(dir.path())
+    );
+
+    // A wrong password: the run fails on the key, and the file goes too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = inputs(dir.path());
+    vars.push(("COSIGN_PASSWORD".into(), "wrong-pass".into()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let err = fails(&gantry_env(&example("hello"), &["action"], &vars));
+    assert!(err.contains("cannot decrypt it"), "{err}");
+    assert!(
+        key_files(dir.path()).is_empty(),
+        "the key written from the input stayed in RUNNER_TEMP: {:?}",
+        key_files(dir.path())
+    );
+
+    // Stopped by SIGTERM while the Go build runs: the key file was there (owner-only,
+    // the input's bytes), and it is gone once gantry has ended. The go build is a
+    // shim that says it started and sleeps.
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("go-started");
+    let shim = dir.path().join("go");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = build ]; then echo $$ > '{}'; exec sleep 613; fi\nexec '{}' \"$@\"\n",
+            started.display(),
+            real_go().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let temp = dir.path().join("runner-temp");
+    std::fs::create_dir(&temp).unwrap();
+    let mut cmd = gantry_command(&example("hello"));
+    cmd.arg("action")
+        .env("GANTRY_GO", &shim)
+        .env("COSIGN_PASSWORD", "key-pass")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in inputs(&temp) {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let sleeper = loop {
+        if let Some(pid) = std::fs::read_to_string(&started)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // What was on disk while it ran, asserted once gantry and the shim are stopped.
+    let written: Vec<(String, u32)> = key_files(&temp)
+        .iter()
+        .map(|p| {
+            let mode = std::fs::metadata(p)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+            (
+                std::fs::read_to_string(p).unwrap_or_default(),
+                mode.unwrap_or(0),
+            )
+        })
+        .collect();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    // The shim's sleep is ours to end if gantry left it running.
+    let _ = Command::new("kill")
+        .args(["-TERM", &sleeper.to_string()])
+        .output();
+    assert!(killed.success());
+    // The input's bytes (the runner's inputs are trimmed, so is this one), owner-only.
+    assert_eq!(
+        written,
+        [(pem.trim().to_string(), 0o600)],
+        "the key file while building"
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(
+        key_files(&temp).is_empty(),
+        "the key file outlived a SIGTERM: {:?}",
+        key_files(&temp)
+    );
+}
+
+#[test]
+fn every_output_gets_a_fresh_random_delimiter_that_no_value_can_fake() {
+    let run = || {
         let dir = tempfile::tempdir().unwrap();
         let output = dir.path().join("output");
-        let out = gantry_env(
+        ok(&gantry_env(
             &example("hello"),
             &["action"],
             &[
                 ("INPUT_PUSH", "false"),
                 ("INPUT_PLATFORMS", "wasi/wasm"),
-                ("INPUT_COSIGN-KEY", pem.as_str()),
-                ("COSIGN_PASSWORD", password),
                 ("RUNNER_TEMP", dir.path().to_str().unwrap()),
                 ("GITHUB_ACTIONS", "true"),
                 ("GITHUB_OUTPUT", output.to_str().unwrap()),
             ],
-        );
-        if succeeds {
-            ok(&out);
-            // Signed with that key: the layout holds its signature.
-            let layout = format!("oci:{}", dir.path().join("gantry-oci-layout").display());
-            ok(&gantry_env(
-                Path::new("."),
-                &[
-                    "verify",
-                    "--key",
-                    keys.path().join("k.pub").to_str().unwrap(),
-                    &layout,
-                ],
-                &[],
-            ));
-        } else {
-            let err = fails(&out);
-            assert!(err.contains("cannot decrypt it"), "{err}");
+        ));
+        std::fs::read_to_string(&output).unwrap()
+    };
+    let (first, second) = (run(), run());
+    // Every output is in the multi-line form, and the file reads back the runner's way.
+    let multi_line = |text: &str| -> Vec<String> {
+        let found = delimiters(text);
+        assert_eq!(found.len(), parse_outputs(text).len());
+        found
+            .into_iter()
+            .map(|d| d.unwrap_or_else(|| panic!("a one-line output:\n{text}")))
+            .collect()
+    };
+    let (a, b) = (multi_line(&first), multi_line(&second));
+    assert_eq!(a.len(), 10, "{first}");
+    // 20 delimiters, no two alike: not fixed, not per run, not per key.
+    let mut all: Vec<&String> = a.iter().chain(&b).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        a.len() + b.len(),
+        "a delimiter came twice: {a:?} {b:?}"
+    );
+    // Past what they share, each has a long part of its own (a random one).
+    let shared = all
+        .iter()
+        .map(|d| {
+            d.chars()
+                .zip(all[0].chars())
+                .take_while(|(x, y)| x == y)
+                .count()
+        })
+        .min()
+        .unwrap();
+    assert!(
+        all.iter().all(|d| d.chars().count() >= shared + 32),
+        "delimiters with less than 32 characters of their own: {all:?}"
+    );
+
+    // A value holding lines that equal naive delimiters, one of the delimiters just
+    // seen, and what a break-out would add, stays one value: written by gantry's
+    // writer, read the runner's way. (No input reaches a line of an output value
+    // unprefixed, so this is asked of the writer directly.)
+    let hostile = format!(
+        "v1\nEOF\ndigest=evil\nghadelimiter\n{}\nimage<<EOF\nx\nEOF",
+        a[0]
+    );
+    let written = vec![
+        ("tags".to_string(), hostile.clone()),
+        ("digest".to_string(), "sha256:ab".to_string()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("output");
+    gantry::github::write_outputs(&path, &written).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(runner_outputs(&text), Ok(written.clone()), "{text}");
+    assert!(delimiters(&text)
+        .iter()
+        .all(|d| d.as_ref().is_some_and(|d| !all.contains(&d))));
+    // The reading is a judge: under a fixed delimiter the same value breaks out.
+    let naive = format!("tags<<EOF\n{hostile}\nEOF\ndigest<<EOF\nsha256:ab\nEOF\n");
+    assert_ne!(runner_outputs(&naive), Ok(written));
+}
+
+/// Runs git in `dir` with no user or system configuration, and returns its stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    run_ok(
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=gantry test",
+                "-c",
+                "user.email=test@example.com",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1"),
+        &format!("git {args:?}"),
+    )
+}
+
+#[test]
+fn the_action_labels_every_image_with_the_commit_it_built() {
+    require("git", "apt-get install git");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hello");
+    copy_dir(&example("hello"), &src);
+    git(&src, &["init", "-q"]);
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", "hello"]);
+    let head = git(&src, &["rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(head.len(), 40, "{head}");
+    let temp = dir.path().join("runner-temp");
+    std::fs::create_dir(&temp).unwrap();
+    // GITHUB_SHA is how the runner names the commit checked out.
+    ok(&gantry_env(
+        &src,
+        &["action"],
+        &[
+            ("INPUT_PUSH", "false"),
+            ("INPUT_PLATFORMS", "linux/amd64,wasi/wasm"),
+            ("INPUT_BASE-IMAGE", "scratch"),
+            ("GITHUB_SHA", head.as_str()),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "acme/hello"),
+            ("RUNNER_TEMP", temp.to_str().unwrap()),
+            ("GITHUB_ACTIONS", "true"),
+        ],
+    ));
+    let layout = temp.join("gantry-oci-layout");
+    let blob = |digest: &str| {
+        json(
+            &std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:")),
+            )
+            .unwrap(),
+        )
+    };
+    let top = json(&std::fs::read(layout.join("index.json")).unwrap());
+    let tagged = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest")
+        .expect("the latest tag");
+    let index = blob(tagged["digest"].as_str().unwrap());
+    let images = index["manifests"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{index}");
+    for entry in images {
+        let manifest = blob(entry["digest"].as_str().unwrap());
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        let platform = &entry["platform"];
+        for (key, value) in [
+            ("org.opencontainers.image.revision", head.as_str()),
+            (
+                "org.opencontainers.image.source",
+                "https://github.com/acme/hello",
+            ),
+        ] {
+            assert_eq!(
+                config["config"]["Labels"][key], value,
+                "{platform} label {key}"
+            );
+            assert_eq!(
+                manifest["annotations"][key], value,
+                "{platform} annotation {key}"
+            );
         }
-        assert!(
-            leftover_keys(dir.path()).is_empty(),
-            "the key written from the input stayed in RUNNER_TEMP: {:?}",
-            leftover_keys(dir.path())
-        );
     }
+}
+
+/// Stands in for ghcr.io, which is not reached from here: an HTTPS proxy (for
+/// HTTPS_PROXY) that accepts the CONNECT, ends the TLS itself with a certificate for
+/// ghcr.io from a CA the test makes (for SSL_CERT_FILE), records the requests inside
+/// the tunnel, and refuses each with 403.
+struct FakeGhcr {
+    proxy: String,
+    ca: std::path::PathBuf,
+    /// `CONNECT host:port`, then `METHOD path` of each request in a tunnel.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeGhcr {
+    fn start() -> Self {
+        require("openssl", "apt-get install openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        std::fs::write(
+            p("leaf.ext"),
+            "subjectAltName=DNS:ghcr.io\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for args in [
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", &p("ca.key"), "-out", &p("ca.pem")],
+            ]
+            .concat()
+            .into_iter()
+            .chain([
+                "-days",
+                "1",
+                "-subj",
+                "/CN=gantry test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ])
+            .collect::<Vec<&str>>(),
+            [
+                &["req"][..],
+                &ec,
+                &["-keyout", &p("leaf.key"), "-out", &p("leaf.csr")],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=ghcr.io"])
+            .collect(),
+        ] {
+            run_ok(Command::new("openssl").args(&args), "openssl req");
+        }
+        let (csr, ca, ca_key, ext, leaf) = (
+            p("leaf.csr"),
+            p("ca.pem"),
+            p("ca.key"),
+            p("leaf.ext"),
+            p("leaf.pem"),
+        );
+        run_ok(
+            Command::new("openssl").args([
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                &ext,
+                "-out",
+                &leaf,
+            ]),
+            "openssl x509",
+        );
+        let der = |path: &str| {
+            pem::parse(std::fs::read(path).unwrap())
+                .unwrap()
+                .into_contents()
+        };
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![rustls::pki_types::CertificateDer::from(der(&leaf))],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(der(&p("leaf.key")).into()),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = std::sync::Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (config, log) = (config.clone(), log.clone());
+                std::thread::spawn(move || tunnel(stream, config, &log));
+            }
+        });
+        FakeGhcr {
+            proxy,
+            ca: dir.path().join("ca.pem"),
+            seen,
+            _dir: dir,
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The head of an HTTP request: its first line, and the header lines up to the blank
+/// one (None when the stream ends first).
+fn request_head(reader: &mut impl std::io::BufRead) -> Option<String> {
+    let mut first = String::new();
+    reader.read_line(&mut first).ok().filter(|n| *n > 0)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
+            return Some(first.trim().to_string());
+        }
+    }
+}
+
+fn tunnel(
+    mut stream: std::net::TcpStream,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    log: &std::sync::Mutex<Vec<String>>,
+) {
+    use std::io::Write;
+    // The client sends nothing more until the CONNECT is answered: no byte of the
+    // TLS handshake can be left in this reader's buffer.
+    let Some(connect) = request_head(&mut std::io::BufReader::new(&stream)) else {
+        return;
+    };
+    log.lock()
+        .unwrap()
+        .push(connect.trim_end_matches(" HTTP/1.1").to_string());
+    if stream
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let Ok(server) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = std::io::BufReader::new(rustls::StreamOwned::new(server, stream));
+    while let Some(request) = request_head(&mut tls) {
+        let mut parts = request.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        log.lock().unwrap().push(format!("{method} {path}"));
+        let body = r#"{"errors":[{"code":"DENIED","message":"the test's stand-in for ghcr.io"}]}"#;
+        let response = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let tls = tls.get_mut();
+        if tls
+            .write_all(response.as_bytes())
+            .and_then(|_| tls.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[test]
+fn without_a_repository_input_the_action_pushes_to_ghcr_io_owner_repo_lowercased() {
+    let ghcr = FakeGhcr::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = fails(&gantry_env(
+        &example("hello"),
+        &["action"],
+        &[
+            ("INPUT_PLATFORMS", "wasi/wasm"),
+            ("GITHUB_REPOSITORY", "Octo-Org/Hello-App"),
+            ("RUNNER_TEMP", dir.path().to_str().unwrap()),
+            ("GITHUB_ACTIONS", "true"),
+            ("HTTPS_PROXY", ghcr.proxy.as_str()),
+            ("SSL_CERT_FILE", ghcr.ca.to_str().unwrap()),
+        ],
+    ));
+    let seen = ghcr.seen();
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("CONNECT ghcr.io:443"),
+        "{seen:?}\n{stderr}"
+    );
+    assert!(
+        seen.iter().any(|r| r.contains(" /v2/octo-org/hello-app/")),
+        "no request for ghcr.io/octo-org/hello-app: {seen:?}\n{stderr}"
+    );
+    assert!(
+        seen.iter()
+            .filter(|r| !r.starts_with("CONNECT "))
+            .all(|r| r.contains(" /v2/octo-org/hello-app/")),
+        "{seen:?}"
+    );
+    assert!(
+        stderr.contains("registry ghcr.io refused access to octo-org/hello-app"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_repo_the_cli_takes_gantry_repo_then_ko_docker_repo_then_writes_oci_layout() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hello");
+    copy_dir(&example("hello"), &src);
+    let build = |vars: &[(&str, &str)]| {
+        ok(&gantry_env(
+            &src,
+            &["build", "--platform", "wasi/wasm"],
+            vars,
+        ))
+    };
+    let gantry_repo = format!("{}/from-gantry-repo", registry.host);
+    let ko_repo = format!("{}/from-ko-docker-repo", registry.host);
+
+    let out = build(&[
+        ("GANTRY_REPO", gantry_repo.as_str()),
+        ("KO_DOCKER_REPO", ko_repo.as_str()),
+    ]);
+    assert!(out.starts_with(&format!("{gantry_repo}@sha256:")), "{out}");
+    assert_eq!(registry.repositories(), ["from-gantry-repo"]);
+
+    let out = build(&[("KO_DOCKER_REPO", ko_repo.as_str())]);
+    assert!(out.starts_with(&format!("{ko_repo}@sha256:")), "{out}");
+    let mut repos = registry.repositories();
+    repos.sort();
+    assert_eq!(repos, ["from-gantry-repo", "from-ko-docker-repo"]);
+
+    // Neither: an OCI layout in ./oci-layout, and nothing more in the registry.
+    let out = build(&[]);
+    let layout = src.join("oci-layout");
+    let (place, digest) = out.trim().rsplit_once('@').unwrap();
+    assert!(
+        place.starts_with("oci:") && place.ends_with("oci-layout"),
+        "{out}"
+    );
+    let top = json(&std::fs::read(layout.join("index.json")).expect("./oci-layout/index.json"));
+    assert!(
+        top["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["digest"] == digest),
+        "{top}"
+    );
+    assert_eq!(registry.repositories().len(), 2);
 }

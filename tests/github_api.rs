@@ -6,6 +6,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::*;
 use serde_json::{json, Value};
 
@@ -43,6 +44,16 @@ fn forbidden(_: &Recorded) -> (u16, String) {
         json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest"}).to_string(),
     )
 }
+
+/// The platforms the release builds are asked for.
+const PLATFORMS: [&str; 2] = ["linux/amd64", "wasi/wasm"];
+/// What each image and the index are attested with: the two SBOMs (both formats are
+/// the default) and SLSA provenance.
+const PREDICATES: [&str; 3] = [
+    "https://spdx.dev/Document",
+    "https://cyclonedx.org/bom",
+    "https://slsa.dev/provenance/v1",
+];
 
 /// A keyless `gantry build` as an Actions step on a release event, talking to `api`.
 fn release_build(
@@ -88,7 +99,7 @@ fn release_build(
             "--repo",
             &repo,
             "--platform",
-            "linux/amd64,wasi/wasm",
+            &PLATFORMS.join(","),
             "--base",
             "scratch",
             "--sign",
@@ -112,7 +123,7 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
     let api = RecordingServer::start(github);
     let dir = tempfile::tempdir().unwrap();
     let out = release_build(&stack, &registry, &api, dir.path());
-    ok(&out);
+    let stdout = ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr
@@ -122,14 +133,12 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
     );
     assert!(!stderr.contains("::warning::"), "{stderr}");
 
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("result.json")).unwrap()).unwrap();
-    let attestations = report["images"][0]["attachments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["kind"] == "attestation")
-        .count();
+    // What the store must receive comes from the test's own arithmetic, not from
+    // gantry's report: each platform asked for gives an image, and with more than one
+    // there is an index; each of them is attested with every predicate.
+    let subjects = PLATFORMS.len() + 1;
+    let expected_attestations = subjects * PREDICATES.len();
+    assert!(expected_attestations > 0);
     let requests = api.recorded();
     let stored: Vec<&Recorded> = requests
         .iter()
@@ -137,9 +146,65 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
         .collect();
     assert_eq!(
         stored.len(),
-        attestations,
-        "one POST per attestation bundle"
+        expected_attestations,
+        "one POST per attestation bundle: {subjects} subjects x {} predicates",
+        PREDICATES.len()
     );
+    // And what each is about, with the subjects read from the registry (the index
+    // gantry printed, and the manifests skopeo finds in it): per subject an SPDX and
+    // a CycloneDX SBOM about it alone, and a provenance statement about the whole
+    // build (the index and every manifest, one statement naming them all).
+    let index = stdout.trim();
+    let (_, index_digest) = index.rsplit_once('@').unwrap();
+    let listed = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{index}"),
+    ]));
+    let mut digests: Vec<String> = listed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(digests.len(), PLATFORMS.len(), "{listed}");
+    digests.push(index_digest.to_string());
+    digests.sort();
+    let [spdx, cyclonedx, provenance] = PREDICATES;
+    let mut expected: Vec<(String, Vec<String>)> = Vec::new();
+    for digest in &digests {
+        expected.push((spdx.to_string(), vec![digest.clone()]));
+        expected.push((cyclonedx.to_string(), vec![digest.clone()]));
+        expected.push((provenance.to_string(), digests.clone()));
+    }
+    expected.sort();
+    let mut attested: Vec<(String, Vec<String>)> = stored
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(
+                    body["bundle"]["dsseEnvelope"]["payload"]
+                        .as_str()
+                        .expect("a DSSE payload"),
+                )
+                .unwrap();
+            let statement: Value = serde_json::from_slice(&payload).unwrap();
+            let mut subjects: Vec<String> = statement["subject"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| format!("sha256:{}", s["digest"]["sha256"].as_str().unwrap()))
+                .collect();
+            subjects.sort();
+            (
+                statement["predicateType"].as_str().unwrap().to_string(),
+                subjects,
+            )
+        })
+        .collect();
+    attested.sort();
+    assert_eq!(attested, expected);
     for request in &stored {
         assert_eq!(request.method, "POST");
         assert_eq!(
@@ -167,18 +232,20 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
         );
     }
 
-    // Release assets: every SBOM file and the result, each its file's bytes.
+    // Release assets: every SBOM file and the result, each its file's bytes. One SBOM
+    // file per subject and format (the two SBOM predicates).
     let uploads: Vec<&Recorded> = requests
         .iter()
         .filter(|r| r.target.contains("/releases/7/assets?"))
         .collect();
-    let mut expected: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("sbom"))
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("sbom"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    expected.push(dir.path().join("result.json"));
-    assert_eq!(uploads.len(), expected.len(), "{uploads:?}");
-    for file in expected {
+    assert_eq!(files.len(), subjects * 2, "{files:?}");
+    files.push(dir.path().join("result.json"));
+    assert_eq!(uploads.len(), files.len(), "{uploads:?}");
+    for file in files {
         let name = file.file_name().unwrap().to_str().unwrap();
         let upload = uploads
             .iter()
@@ -190,7 +257,7 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
     }
     assert!(
         stderr.contains(&format!(
-            "stored {attestations} attestations in GitHub's attestation store"
+            "stored {expected_attestations} attestations in GitHub's attestation store"
         )),
         "{stderr}"
     );

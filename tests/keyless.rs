@@ -4,7 +4,10 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use serde_json::Value;
@@ -34,6 +37,15 @@ fn cosign_keyless(
     cmd.args(extra).arg(image).output().unwrap()
 }
 
+/// The claim type cosign prints for a signature in a bundle referrer.
+const BUNDLE_SIGNATURE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// The claim type cosign prints for a classic `.sig` signature.
+const CLASSIC_SIGNATURE: &str = "cosign container image signature";
+
+/// Runs cosign `verb` by the workflow identity and asserts it succeeded. For
+/// `verify` it also asserts that a signature of the image's own digest is among the
+/// claims cosign printed: cosign v3's `verify` passes on any bundle the signer made,
+/// attestations included, so its exit status alone does not show a signature.
 fn assert_verifies(version: &str, verb: &str, stack: &KeylessStack, extra: &[&str], image: &str) {
     let out = cosign_keyless(version, verb, stack, KeylessStack::IDENTITY, extra, image);
     assert!(
@@ -41,10 +53,213 @@ fn assert_verifies(version: &str, verb: &str, stack: &KeylessStack, extra: &[&st
         "{version} {verb} {extra:?} {image} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    if verb == "verify" {
+        let digest = image.rsplit_once('@').expect("an image by digest").1;
+        let types = verified_types(&out.stdout, digest);
+        assert!(
+            types
+                .iter()
+                .any(|t| t == BUNDLE_SIGNATURE || t == CLASSIC_SIGNATURE),
+            "{version} verify {image} passed without a signature among {types:?}"
+        );
+    }
+}
+
+/// The `critical.type` of each claim `cosign verify` printed about `digest`.
+fn verified_types(stdout: &[u8], digest: &str) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('['))
+        .flat_map(|l| json(l.as_bytes()).as_array().cloned().unwrap_or_default())
+        .filter(|c| c["critical"]["image"]["docker-manifest-digest"] == digest)
+        .map(|c| c["critical"]["type"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 fn env<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
     pairs.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Fulcio's endpoint for certificates, and Rekor's for new entries.
+const SIGNING_CERT: &str = "/api/v2/signingCert";
+const LOG_ENTRIES: &str = "/api/v1/log/entries";
+
+/// One request a [`CountingService`] received, and what became of it.
+#[derive(Debug, Clone)]
+struct Arrival {
+    method: String,
+    /// Without the query.
+    path: String,
+    body: Vec<u8>,
+    /// The status it was answered with, by the stand-in or by the real service.
+    status: u16,
+    forwarded: bool,
+}
+
+/// A stand-in for Fulcio or Rekor that counts what it is sent. The n-th arrival
+/// (from 0) of one request (the same method, path and body: what a retry sends) is
+/// answered with the status `answer(n)` gives, or forwarded to the real service when
+/// it gives None. One request per connection, and every answer says so.
+struct CountingService {
+    url: String,
+    seen: Arc<Mutex<Vec<Arrival>>>,
+}
+
+impl CountingService {
+    /// In front of `upstream` (`http://host:port`).
+    fn start(upstream: &str, answer: fn(usize) -> Option<u16>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, upstream) = (log.clone(), upstream.clone());
+                std::thread::spawn(move || serve_counted(stream, &upstream, answer, &log));
+            }
+        });
+        CountingService { url, seen }
+    }
+
+    /// The requests to `path`, in the order they came.
+    fn arrivals(&self, path: &str) -> Vec<Arrival> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// For each distinct request to `path` (by body), the statuses of its tries, in
+    /// order: one entry per log entry or certificate asked for.
+    fn tries(&self, path: &str) -> Vec<Vec<u16>> {
+        let mut distinct: Vec<(Vec<u8>, Vec<u16>)> = Vec::new();
+        for a in self.arrivals(path) {
+            match distinct.iter_mut().find(|(body, _)| *body == a.body) {
+                Some((_, statuses)) => statuses.push(a.status),
+                None => distinct.push((a.body, vec![a.status])),
+            }
+        }
+        distinct.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+/// Method, target, headers (names lowercased) and body of one HTTP/1.1 request with
+/// a Content-Length body (what reqwest sends for JSON); None at end of stream.
+type Request = (String, String, Vec<(String, String)>, Vec<u8>);
+
+fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok().filter(|n| *n > 0)?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((method, target, headers, body))
+}
+
+fn serve_counted(
+    mut client: TcpStream,
+    upstream: &str,
+    answer: fn(usize) -> Option<u16>,
+    log: &Mutex<Vec<Arrival>>,
+) {
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let Some((method, target, headers, body)) = read_request(&mut reader) else {
+        return;
+    };
+    let path = target.split('?').next().unwrap_or_default().to_string();
+    // Counted and decided under one lock: concurrent tries see each other.
+    let (index, decided) = {
+        let mut log = log.lock().unwrap();
+        let n = log
+            .iter()
+            .filter(|a| a.method == method && a.path == path && a.body == body)
+            .count();
+        let decided = answer(n);
+        log.push(Arrival {
+            method: method.clone(),
+            path,
+            body: body.clone(),
+            status: decided.unwrap_or(0),
+            forwarded: decided.is_none(),
+        });
+        (log.len() - 1, decided)
+    };
+    let response = match decided {
+        Some(status) => {
+            let reply = format!(
+                r#"{{"code":{status},"message":"the counting stand-in answers {status}"}}"#
+            );
+            format!(
+                "HTTP/1.1 {status} Stand-in\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            )
+            .into_bytes()
+        }
+        None => {
+            let mut head = format!("{method} {target} HTTP/1.1\r\n");
+            for (k, v) in headers.iter().filter(|(k, _)| k != "connection") {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("connection: close\r\n\r\n");
+            let mut response = Vec::new();
+            let forwarded = TcpStream::connect(upstream).and_then(|mut server| {
+                server.write_all(head.as_bytes())?;
+                server.write_all(&body)?;
+                server.read_to_end(&mut response)
+            });
+            if forwarded.is_err() {
+                return;
+            }
+            let status = String::from_utf8_lossy(&response)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            log.lock().unwrap()[index].status = status;
+            response
+        }
+    };
+    let _ = client.write_all(&response);
+}
+
+/// An identity token from the local issuer, fetched the way a runner's job would
+/// (`GET /token?audience=sigstore` with the request token), for SIGSTORE_ID_TOKEN.
+fn id_token(stack: &KeylessStack) -> String {
+    let host = stack.issuer.trim_start_matches("http://");
+    let mut s = TcpStream::connect(host).expect("the issuer answers");
+    write!(
+        s,
+        "GET /token?audience=sigstore HTTP/1.0\r\nHost: {host}\r\nAuthorization: bearer {}\r\n\r\n",
+        KeylessStack::REQUEST_TOKEN
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
+    json(body.as_bytes())["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {response}"))
+        .to_string()
 }
 
 /// A keyless build run as an Actions step, and the files it wrote.
@@ -78,6 +293,8 @@ fn keyless_build_in_actions(stack: &KeylessStack, repo: &str) -> ActionsRun {
         "GITHUB_STEP_SUMMARY",
         work.path().join("summary").display().to_string(),
     ));
+    // The repository the issuer's tokens name (the summary's `gh` command uses it).
+    vars.push(("GITHUB_REPOSITORY", "octo-org/octo-repo".into()));
     let mut args = vec![
         "build",
         "--repo",
@@ -189,18 +406,18 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
     );
     cosign_accepts_the_build(&stack, &repo, &report);
 
-    // Someone else's identity does not verify.
-    let out = cosign_keyless(
-        "cosign-v3",
-        "verify",
-        &stack,
-        "https://github.com/evil/fork/.github/workflows/x.yml@refs/heads/main",
-        &[],
-        &reference,
-    );
+    // Someone else's identity does not verify, and cosign says it is the identity:
+    // the one it found is ours.
+    let evil = "https://github.com/evil/fork/.github/workflows/x.yml@refs/heads/main";
+    let out = cosign_keyless("cosign-v3", "verify", &stack, evil, &[], &reference);
+    let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success(),
-        "another identity verified the signature"
+        !out.status.success()
+            && said.contains(&format!(
+                "expected SAN value \"{evil}\", got \"{}\"",
+                KeylessStack::IDENTITY
+            )),
+        "another identity verified the signature, or cosign failed for another reason:\n{said}"
     );
 
     // gantry verify makes the same checks: identity, issuer, and a chain to the CA.
@@ -246,17 +463,51 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
         ],
     ));
     assert!(out.contains("\"verified\": true"));
-    let stderr = fails(&by_identity(
-        "https://github.com/evil/fork/.github/workflows/x.yml@refs/heads/main",
-        &stack.trusted_root,
-    ));
+    // gantry names what it found: signatures by our identity, none verified by the
+    // one asked for.
+    let stderr = fails(&by_identity(evil, &stack.trusted_root));
     assert!(
-        stderr.contains("verifies with this identity and issuer"),
+        stderr.contains("is signed, but no signature verifies with this identity and issuer")
+            && stderr.contains(&format!(
+                "signed by {}): NOT verified",
+                KeylessStack::IDENTITY
+            )),
         "{stderr}"
     );
-    // The right identity from a CA that is not trusted: another Fulcio's.
+    // The right identity from a CA that is not trusted: another Fulcio's. cosign
+    // names the chain.
     let other = KeylessStack::start();
-    fails(&by_identity(KeylessStack::IDENTITY, &other.trusted_root));
+    let out = Command::new(tool("cosign-v3"))
+        .arg("verify")
+        .arg("--trusted-root")
+        .arg(&other.trusted_root)
+        .args(["--certificate-identity", KeylessStack::IDENTITY])
+        .args(["--certificate-oidc-issuer", &stack.issuer])
+        .args(["--insecure-ignore-sct=true", "--allow-http-registry"])
+        .arg("--insecure-ignore-tlog=true")
+        .arg(&reference)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && said.contains(
+                "failed to verify leaf certificate: leaf certificate verification failed"
+            ),
+        "cosign accepted a certificate from an untrusted CA, or failed for another reason:\n{said}"
+    );
+    // gantry's message does not name the cause (an untrusted CA reads like a wrong
+    // identity); what it does show is that the identity found is the one asked
+    // for, so the CA is what failed.
+    let stderr = fails(&by_identity(KeylessStack::IDENTITY, &other.trusted_root));
+    assert!(
+        stderr.contains("is signed, but no signature verifies with this identity and issuer")
+            && stderr.contains(&format!(
+                "signed by {}): NOT verified",
+                KeylessStack::IDENTITY
+            )),
+        "{stderr}"
+    );
 
     // The classic signature carries the certificate and its chain, as cosign writes them.
     let digest = reference.rsplit_once('@').unwrap().1;
@@ -317,7 +568,8 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
     let stack = KeylessStack::start();
     let registry = TestRegistry::start();
     let repo = format!("{}/fulcio-down", registry.host);
-    let closed = format!("http://127.0.0.1:{}", closed_port());
+    // A Fulcio that is down: every try answered 503.
+    let down = CountingService::start(&stack.fulcio, |_| Some(503));
     let vars = stack.actions_env();
     let out = gantry_env(
         &example("with-deps"),
@@ -332,15 +584,25 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
             "--sign",
             "keyless",
             "--fulcio-url",
-            &closed,
+            &down.url,
             "--no-tlog-upload",
         ],
         &env(&vars),
     );
     let stderr = fails(&out);
+    // Three tries in all (sign/service.rs's policy for Sigstore's services), counted
+    // by the service, not read from the message.
+    assert_eq!(
+        down.tries(SIGNING_CERT),
+        vec![vec![503, 503, 503]],
+        "one certificate asked for, three times"
+    );
+    assert_eq!(down.arrivals(SIGNING_CERT).len(), 3);
     assert!(
-        stderr.contains("Fulcio") && stderr.contains("after 3 attempts"),
-        "{stderr}"
+        stderr.contains("Fulcio")
+            && stderr.contains("answered 503")
+            && stderr.contains("after 3 attempts"),
+        "the error does not name the service, its answer and the tries:\n{stderr}"
     );
     assert!(
         stderr.contains("gantry sign REF"),
@@ -366,10 +628,16 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
         &[],
         &reference,
     );
-    assert!(!out.status.success(), "verified before anything was signed");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no signatures found"),
+        "verified before anything was signed, or failed for another reason:\n{said}"
+    );
 
     // The rerun signs and attests what is there, without rebuilding: the SBOMs come
-    // from the build info of the binaries in the layers.
+    // from the build info of the binaries in the layers. Fulcio is back, but its
+    // first two answers are still 503: the third try gets the certificate.
+    let recovering = CountingService::start(&stack.fulcio, |n| (n < 2).then_some(503));
     let out = gantry_env(
         &example("with-deps"),
         &[
@@ -378,12 +646,17 @@ fn fulcio_down_leaves_the_images_and_gantry_sign_finishes_the_job() {
             "--sign",
             "keyless",
             "--fulcio-url",
-            &stack.fulcio,
+            &recovering.url,
             "--no-tlog-upload",
         ],
         &env(&vars),
     );
     assert_eq!(ok(&out).trim(), reference);
+    assert_eq!(
+        recovering.tries(SIGNING_CERT),
+        vec![vec![503, 503, 200]],
+        "503 twice, then Fulcio's certificate on the third try"
+    );
     assert_verifies("cosign-v3", "verify", &stack, &[], &reference);
     assert_verifies(
         "cosign-v3",
@@ -437,7 +710,7 @@ fn attested_predicate(stdout: &[u8]) -> String {
 
 #[test]
 fn a_refused_token_and_a_rekor_that_is_down_fail_clearly() {
-    let stack = KeylessStack::start();
+    let stack = KeylessStack::start_with_rekor();
     let registry = TestRegistry::start();
     let repo = format!("{}/refused", registry.host);
     let base = [
@@ -470,21 +743,114 @@ fn a_refused_token_and_a_rekor_that_is_down_fail_clearly() {
         "the request token leaked:\n{stderr}"
     );
 
-    let closed = format!("http://127.0.0.1:{}", closed_port());
+    // A Rekor that is down: every try answered 503.
+    let down = CountingService::start(stack.rekor.as_ref().unwrap(), |_| Some(503));
     let mut args = base.to_vec();
-    args.extend(["--rekor-url", &closed]);
+    args.extend(["--rekor-url", &down.url]);
     let stderr = fails(&gantry_env(
         &example("hello"),
         &args,
         &env(&stack.actions_env()),
     ));
+    // The entries are sent side by side and the first to run out of tries ends the
+    // run: none is tried more than three times, and that one exactly three times.
+    let tries = down.tries(LOG_ENTRIES);
     assert!(
-        stderr.contains("Rekor") && stderr.contains("after 3 attempts"),
+        tries
+            .iter()
+            .all(|t| t.len() <= 3 && t.iter().all(|s| *s == 503))
+            && tries.iter().any(|t| t.len() == 3),
+        "tries per log entry: {tries:?}"
+    );
+    assert!(
+        stderr.contains("Rekor")
+            && stderr.contains("answered 503")
+            && stderr.contains("after 3 attempts"),
         "{stderr}"
     );
     assert!(
         stderr.contains("--no-tlog-upload") || stderr.contains("gantry sign REF"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_refusal_is_sent_once_and_a_service_back_by_the_third_try_is_enough() {
+    let stack = KeylessStack::start_with_rekor();
+    let rekor = stack.rekor.clone().unwrap();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/tries", registry.host);
+    let build = |fulcio: &str, rekor: &str| {
+        gantry_env(
+            &example("hello"),
+            &[
+                "build",
+                "--repo",
+                &repo,
+                "--platform",
+                "linux/amd64",
+                "--base",
+                "scratch",
+                "--sign",
+                "keyless",
+                "--fulcio-url",
+                fulcio,
+                "--rekor-url",
+                rekor,
+            ],
+            &env(&stack.actions_env()),
+        )
+    };
+
+    // Fulcio refuses (400): asked once, and the error says what it answered.
+    let refusing = CountingService::start(&stack.fulcio, |_| Some(400));
+    let stderr = fails(&build(&refusing.url, &rekor));
+    assert_eq!(refusing.tries(SIGNING_CERT), vec![vec![400]], "{stderr}");
+    assert!(
+        stderr.contains("Fulcio") && stderr.contains("answered 400"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("attempts"), "{stderr}");
+
+    // Rekor refuses (400): each entry sent once.
+    let refusing = CountingService::start(&rekor, |_| Some(400));
+    let stderr = fails(&build(&stack.fulcio, &refusing.url));
+    let tries = refusing.tries(LOG_ENTRIES);
+    assert!(
+        !tries.is_empty() && tries.iter().all(|t| *t == [400]),
+        "tries per log entry: {tries:?}"
+    );
+    assert!(
+        stderr.contains("Rekor") && stderr.contains("answered 400"),
+        "{stderr}"
+    );
+
+    // Rekor answers 503 twice to each entry, then takes it: the run succeeds with
+    // every entry tried exactly three times. One image (a single platform, so no
+    // index): its signature is entered twice (the classic .sig's hashedrekord and the
+    // bundle's dsse), and each of its 3 attestations (SPDX, CycloneDX, provenance) once.
+    let recovering = CountingService::start(&rekor, |n| (n < 2).then_some(503));
+    let reference = ok(&build(&stack.fulcio, &recovering.url))
+        .trim()
+        .to_string();
+    let expected_entries = 2 + 3;
+    assert_eq!(
+        recovering.tries(LOG_ENTRIES),
+        vec![vec![503, 503, 201]; expected_entries],
+        "tries per log entry"
+    );
+    assert!(recovering
+        .arrivals(LOG_ENTRIES)
+        .iter()
+        .all(|a| a.method == "POST" && a.forwarded == (a.status == 201)));
+    // The entries are in the real log: cosign checks them against its key.
+    assert_verifies("cosign-v3", "verify", &stack, &[], &reference);
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "slsaprovenance1"],
+        &reference,
     );
 }
 
@@ -562,24 +928,15 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
 
     // GitHub's verifier: `gh attestation verify` finds the provenance through the
     // registry (the fallback tag: docker-registry has no referrers API) and checks
-    // certificate, identity, owner and log.
+    // certificate, identity, owner or repository, and log. Offline it is given the
+    // bundle's place (the registry, not GitHub's API), the local issuer and the local
+    // trust root; nothing else is added to the command the summary names.
     let gh_config = tempfile::tempdir().unwrap();
-    let gh = |reference: &str, owner: &str| {
+    let gh = |args: &[&str]| {
         Command::new(tool("gh"))
-            .args([
-                "attestation",
-                "verify",
-                &format!("oci://{reference}"),
-                "--bundle-from-oci",
-            ])
-            .args([
-                "--owner",
-                owner,
-                "--cert-oidc-issuer",
-                &stack.issuer,
-                "--format",
-                "json",
-            ])
+            .args(args)
+            .arg("--bundle-from-oci")
+            .args(["--cert-oidc-issuer", &stack.issuer, "--format", "json"])
             .arg("--custom-trusted-root")
             .arg(&stack.trusted_root)
             .env("GH_TOKEN", "unused-offline")
@@ -587,24 +944,47 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
             .output()
             .unwrap()
     };
-    let wasm = platform_digest(&report, "wasi/wasm");
-    for subject in [reference.clone(), format!("{repo}@{wasm}")] {
-        let out = gh(&subject, "octo-org");
+    let provenance_verified = |out: &Output, what: &str| {
         assert!(
             out.status.success(),
-            "gh attestation verify {subject}:\n{}",
+            "{what}:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         let results: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(
             results[0]["verificationResult"]["statement"]["predicateType"],
-            "https://slsa.dev/provenance/v1"
+            "https://slsa.dev/provenance/v1",
+            "{what}"
+        );
+    };
+    let named: Vec<&str> = summary.lines().filter(|l| l.starts_with("gh ")).collect();
+    let expected = format!("gh attestation verify oci://{reference} --repo octo-org/octo-repo");
+    assert_eq!(named, [expected.as_str()], "{summary}");
+    let command: Vec<&str> = expected.split_whitespace().skip(1).collect();
+    provenance_verified(&gh(&command), &expected);
+    let wasm = platform_digest(&report, "wasi/wasm");
+    for subject in [reference.clone(), format!("{repo}@{wasm}")] {
+        let subject = format!("oci://{subject}");
+        let out = gh(&["attestation", "verify", &subject, "--owner", "octo-org"]);
+        provenance_verified(&out, &subject);
+    }
+    // Another owner, another repository: refused. gh (2.74) drops the verifier's
+    // reason and says only that verifying with the certificate's issuer failed; the
+    // commands above, identical but for the owner or repository, pass, so that flag
+    // is what failed it. The message shows gh found the bundle and checked it (not,
+    // say, that it found nothing to check or could not reach anything).
+    let oci = format!("oci://{reference}");
+    for (flag, value) in [
+        ("--owner", "someone-else"),
+        ("--repo", "octo-org/other-repo"),
+    ] {
+        let out = gh(&["attestation", "verify", &oci, flag, value]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("verifying with issuer \"sigstore\""),
+            "gh accepted {flag} {value}, or failed for another reason:\n{said}"
         );
     }
-    assert!(
-        !gh(&reference, "someone-else").status.success(),
-        "gh accepted another owner"
-    );
 
     // gantry verify sees the entries too.
     let found: Value = serde_json::from_str(&ok(&gantry(
@@ -628,5 +1008,170 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
             .iter()
             .all(|f| f["tlog_entry"] == true),
         "{found}"
+    );
+}
+
+#[test]
+fn a_token_given_in_sigstore_id_token_signs_keyless() {
+    let stack = KeylessStack::start();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/given-token", registry.host);
+    let args = [
+        "build",
+        "--repo",
+        &repo,
+        "--platform",
+        "linux/amd64",
+        "--base",
+        "scratch",
+        "--sign",
+        "keyless",
+        "--fulcio-url",
+        &stack.fulcio,
+        "--no-tlog-upload",
+    ];
+    // The token alone, as outside Actions: no runner variables to fetch one with.
+    let token = id_token(&stack);
+    let out = gantry_env(
+        &example("hello"),
+        &args,
+        &[("SIGSTORE_ID_TOKEN", token.as_str())],
+    );
+    let reference = ok(&out).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let unmasked: String = stderr
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect();
+    assert!(!unmasked.contains(&token), "the token leaked:\n{stderr}");
+    for version in ["cosign-v3", "cosign-v2"] {
+        assert_verifies(version, "verify", &stack, &[], &reference);
+    }
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "slsaprovenance1"],
+        &reference,
+    );
+
+    // The variable is what gantry reads: something else in it is refused as a token.
+    let stderr = fails(&gantry_env(
+        &example("hello"),
+        &args,
+        &[("SIGSTORE_ID_TOKEN", "garbage-in-the-variable")],
+    ));
+    assert!(
+        stderr.contains("the OIDC identity token is not a JWT")
+            && !stderr.contains("garbage-in-the-variable"),
+        "{stderr}"
+    );
+}
+
+/// `cosign verify --key PUB` (v3, no transparency log for key signatures).
+fn cosign_verify_with_key(public: &std::path::Path, image: &str) -> Output {
+    Command::new(tool("cosign-v3"))
+        .arg("verify")
+        .arg("--key")
+        .arg(public)
+        .args(["--insecure-ignore-tlog=true", "--allow-http-registry"])
+        .arg(image)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sign_auto_takes_a_key_else_a_token_else_signs_nothing_and_says_so() {
+    let stack = KeylessStack::start();
+    let registry = TestRegistry::start();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = cosign_key_pair(keys.path(), "auto-pass");
+    let token_vars = stack.actions_env();
+    let build = |name: &str, sign: &[&str], vars: &[(&str, &str)]| {
+        let repo = format!("{}/{name}", registry.host);
+        let mut args = vec![
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--fulcio-url",
+            &stack.fulcio,
+            "--no-tlog-upload",
+        ];
+        args.extend(sign);
+        let out = gantry_env(&example("hello"), &args, vars);
+        let reference = ok(&out).trim().to_string();
+        (reference, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    const NOT_SIGNING: &str = "gantry: not signing: no --key (or COSIGN_KEY) and no OIDC token";
+
+    // A key (COSIGN_KEY) and a token both available: the key signs.
+    let mut vars = env(&token_vars);
+    vars.extend([
+        ("COSIGN_KEY", key.to_str().unwrap()),
+        ("COSIGN_PASSWORD", "auto-pass"),
+    ]);
+    let (reference, stderr) = build("with-key", &["--sign", "auto"], &vars);
+    assert!(!stderr.contains("not signing"), "{stderr}");
+    let out = cosign_verify_with_key(&public, &reference);
+    let digest = reference.rsplit_once('@').unwrap().1;
+    let types = verified_types(&out.stdout, digest);
+    assert!(
+        out.status.success()
+            && types
+                .iter()
+                .any(|t| t == BUNDLE_SIGNATURE || t == CLASSIC_SIGNATURE),
+        "not signed with the key ({types:?}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One signer only: the .sig tag holds one layer, with no certificate (a keyless
+    // signature carries its Fulcio certificate there).
+    let sig: Value = serde_json::from_slice(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!(
+            "docker://{}/with-key:{}.sig",
+            registry.host,
+            digest.replacen(':', "-", 1)
+        ),
+    ]))
+    .unwrap();
+    let layers = sig["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{sig}");
+    assert!(
+        layers[0]["annotations"]
+            .get("dev.sigstore.cosign/certificate")
+            .is_none(),
+        "signed keyless although a key was given: {sig}"
+    );
+
+    // A token and no key: keyless, by the workflow's identity; the same when --sign
+    // is not given at all (auto is the default).
+    for (name, sign) in [
+        ("with-token", &["--sign", "auto"][..]),
+        ("default", &[][..]),
+    ] {
+        let (reference, stderr) = build(name, sign, &env(&token_vars));
+        assert!(!stderr.contains("not signing"), "{stderr}");
+        assert_verifies("cosign-v3", "verify", &stack, &[], &reference);
+    }
+
+    // Neither: the image is pushed unsigned, and stderr says why.
+    let (reference, stderr) = build("unsigned", &["--sign", "auto"], &[]);
+    assert!(stderr.contains(NOT_SIGNING), "{stderr}");
+    let tags: Vec<String> = registry
+        .tags("unsigned")
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(tags, ["latest"], "signatures or attestations were stored");
+    let out = cosign_verify_with_key(&public, &reference);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no signatures found"),
+        "{said}"
     );
 }

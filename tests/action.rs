@@ -86,7 +86,7 @@ fn fake_release(
     std::fs::create_dir_all(&dist).unwrap();
     std::fs::copy(repo_root().join("dist/install.sh"), dist.join("install.sh")).unwrap();
     std::fs::copy(repo_root().join("dist/VERSION"), dist.join("VERSION")).unwrap();
-    let sum = gantry::image::sha256_digest(listed);
+    let sum = sha256sum(listed);
     std::fs::write(
         dist.join("SHA256SUMS"),
         format!("{}  {asset}\n", sum.trim_start_matches("sha256:")),
@@ -1198,4 +1198,72 @@ fn without_repo_the_cli_takes_gantry_repo_then_ko_docker_repo_then_writes_oci_la
         "{top}"
     );
     assert_eq!(registry.repositories().len(), 2);
+}
+
+#[test]
+fn install_sh_builds_from_source_when_no_release_lists_the_asset() {
+    // A release that lists another asset only: install.sh must build this source with
+    // cargo (a recording stand-in here), cache the binary, and use the cache next time.
+    let (dir, dist) = fake_release("gantry-some-other-target", b"x", b"x");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = dir.path().join("cargo-calls");
+    let cargo = bin.join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {calls}\nmkdir -p {root}/target/release\nprintf '#!/bin/sh\\necho built-from-source\\n' > {root}/target/release/gantry\nchmod 755 {root}/target/release/gantry\n",
+            calls = calls.display(),
+            root = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cache = dir.path().join("cache");
+    let run = || {
+        let path_file = cache.join("github_path");
+        std::fs::create_dir_all(&cache).unwrap();
+        let out = Command::new("bash")
+            .arg(dist.join("install.sh"))
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("HOME", dir.path())
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64")
+            .env("RUNNER_TOOL_CACHE", &cache)
+            .env("GITHUB_PATH", &path_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "install.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            std::fs::read_to_string(&path_file).unwrap(),
+        )
+    };
+    let (said, path) = run();
+    assert!(said.contains("building from source"), "{said}");
+    let recorded = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        recorded.trim(),
+        format!(
+            "build --release --locked --manifest-path {}/../Cargo.toml",
+            dist.display()
+        )
+    );
+    // The directory put on PATH holds the built binary.
+    let on_path = Path::new(path.trim());
+    let out = Command::new(on_path.join("gantry")).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "built-from-source"
+    );
+
+    // Next time: the tool cache, and cargo is not run again.
+    let (said, _) = run();
+    assert!(said.contains("from the tool cache"), "{said}");
+    assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
 }

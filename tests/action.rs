@@ -106,7 +106,8 @@ fn install(
     release: &Path,
 ) -> std::process::Output {
     let path_file = cache.join("github_path");
-    Command::new("bash")
+    let mut cmd = Command::new("bash");
+    seal(&mut cmd)
         .arg(dist.join("install.sh"))
         .env("RUNNER_OS", os)
         .env("RUNNER_ARCH", arch)
@@ -250,7 +251,10 @@ fn action_steps_run_like_a_runner_runs_them() {
             .map_or(root.clone(), |w| {
                 root.join(resolve(w, &inputs, &ctx, &outputs))
             });
+        // Sealed: nothing from the outside (an OIDC token, COSIGN_KEY) reaches the
+        // Action, so `sign: auto` can never reach the public Sigstore from a test.
         let mut cmd = Command::new("bash");
+        seal(&mut cmd);
         cmd.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", run])
             .current_dir(cwd);
         cmd.env("PATH", &path)

@@ -1,8 +1,9 @@
 //! The GitHub API calls a keyless run in Actions makes, against a local server that
 //! records them: attestation bundles to `POST /repos/{owner}/{repo}/attestations`
-//! (body `{"bundle": …}`), and on a release event the SBOMs and the result as release
-//! assets (`POST …/releases/{id}/assets?name=…`, raw body). A 403 is a warning naming
-//! the permission, never a failed run.
+//! (body `{"bundle": …}`), each distinct statement once (the store finds a bundle by
+//! every subject its statement names), and on a release event the SBOMs and the result
+//! as release assets (`POST …/releases/{id}/assets?name=…`, raw body). A 403 is a
+//! warning naming the permission, never a failed run.
 
 mod common;
 
@@ -47,13 +48,11 @@ fn forbidden(_: &Recorded) -> (u16, String) {
 
 /// The platforms the release builds are asked for.
 const PLATFORMS: [&str; 2] = ["linux/amd64", "wasi/wasm"];
-/// What each image and the index are attested with: the two SBOMs (both formats are
-/// the default) and SLSA provenance.
-const PREDICATES: [&str; 3] = [
-    "https://spdx.dev/Document",
-    "https://cyclonedx.org/bom",
-    "https://slsa.dev/provenance/v1",
-];
+/// What each image and the index are attested with on their own: the two SBOMs (both
+/// formats are the default), each a statement about that subject alone.
+const SBOM_PREDICATES: [&str; 2] = ["https://spdx.dev/Document", "https://cyclonedx.org/bom"];
+/// And together: one SLSA provenance statement naming the index and every image.
+const PROVENANCE: &str = "https://slsa.dev/provenance/v1";
 
 /// A keyless `gantry build` as an Actions step on a release event, talking to `api`.
 fn release_build(
@@ -135,10 +134,12 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
 
     // What the store must receive comes from the test's own arithmetic, not from
     // gantry's report: each platform asked for gives an image, and with more than one
-    // there is an index; each of them is attested with every predicate.
+    // there is an index; each of them has its own SBOM statements, and one provenance
+    // statement names them all. The store indexes a bundle by every subject in its
+    // statement, so that provenance is posted once, not once per subject (which would
+    // make `gh attestation verify` find it `subjects` times on any of them).
     let subjects = PLATFORMS.len() + 1;
-    let expected_attestations = subjects * PREDICATES.len();
-    assert!(expected_attestations > 0);
+    let expected_attestations = subjects * SBOM_PREDICATES.len() + 1;
     let requests = api.recorded();
     let stored: Vec<&Recorded> = requests
         .iter()
@@ -147,8 +148,8 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
     assert_eq!(
         stored.len(),
         expected_attestations,
-        "one POST per attestation bundle: {subjects} subjects x {} predicates",
-        PREDICATES.len()
+        "one POST per distinct statement: {subjects} subjects x {} SBOMs + 1 provenance",
+        SBOM_PREDICATES.len()
     );
     // And what each is about, with the subjects read from the registry (the index
     // gantry printed, and the manifests skopeo finds in it): per subject an SPDX and
@@ -170,13 +171,13 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
     assert_eq!(digests.len(), PLATFORMS.len(), "{listed}");
     digests.push(index_digest.to_string());
     digests.sort();
-    let [spdx, cyclonedx, provenance] = PREDICATES;
     let mut expected: Vec<(String, Vec<String>)> = Vec::new();
     for digest in &digests {
-        expected.push((spdx.to_string(), vec![digest.clone()]));
-        expected.push((cyclonedx.to_string(), vec![digest.clone()]));
-        expected.push((provenance.to_string(), digests.clone()));
+        for sbom in SBOM_PREDICATES {
+            expected.push((sbom.to_string(), vec![digest.clone()]));
+        }
     }
+    expected.push((PROVENANCE.to_string(), digests.clone()));
     expected.sort();
     let mut attested: Vec<(String, Vec<String>)> = stored
         .iter()
@@ -203,6 +204,16 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
             )
         })
         .collect();
+    let provenances: Vec<&Vec<String>> = attested
+        .iter()
+        .filter(|(predicate, _)| predicate == PROVENANCE)
+        .map(|(_, named)| named)
+        .collect();
+    assert_eq!(
+        provenances,
+        [&digests],
+        "one provenance posted, naming all {subjects} subjects"
+    );
     attested.sort();
     assert_eq!(attested, expected);
     for request in &stored {
@@ -233,7 +244,7 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
     }
 
     // Release assets: every SBOM file and the result, each its file's bytes. One SBOM
-    // file per subject and format (the two SBOM predicates).
+    // file per subject and format (the SBOM predicates).
     let uploads: Vec<&Recorded> = requests
         .iter()
         .filter(|r| r.target.contains("/releases/7/assets?"))
@@ -242,7 +253,7 @@ fn attestations_go_to_the_attestation_store_and_sboms_to_the_release() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), subjects * 2, "{files:?}");
+    assert_eq!(files.len(), subjects * SBOM_PREDICATES.len(), "{files:?}");
     files.push(dir.path().join("result.json"));
     assert_eq!(uploads.len(), files.len(), "{uploads:?}");
     for file in files {

@@ -3,9 +3,17 @@
 //! SBOMs and the run's result are attached to the release. Neither is worth failing a
 //! run whose images are pushed and signed: problems come back as warnings that say
 //! what to grant.
+//!
+//! Each distinct in-toto statement is stored once. The store indexes a bundle by every
+//! subject digest its statement names, so the provenance (one statement naming the
+//! index and every platform manifest, signed onto each of them in the registry) is
+//! found from any of its subjects after one post; posting each copy would make the
+//! store hold, and `gh attestation verify` report, the same statement once per
+//! subject. Each SBOM statement names only its own image, so each is still one post.
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use octocrab::Octocrab;
 use serde_json::{json, Value};
@@ -145,8 +153,41 @@ fn release_from_event() -> Option<(String, String)> {
     Some((upload_url, host))
 }
 
-/// Stores every attestation bundle of a keyless run in GitHub's attestation store and,
-/// on a release event, attaches the SBOM files and `result` (the `--json` file).
+/// The bundles to store: the first of each distinct statement, in the order given. A
+/// statement is its DSSE envelope's payload type and decoded payload (the signatures
+/// differ between copies of one statement: each signing is new). A bundle whose
+/// payload cannot be read is kept, never merged with another.
+fn distinct_statements<'a>(bundles: impl IntoIterator<Item = &'a Value>) -> Vec<&'a Value> {
+    let mut seen = std::collections::HashSet::new();
+    bundles
+        .into_iter()
+        .filter(|bundle| match statement_key(bundle) {
+            Some(key) => seen.insert(key),
+            None => true,
+        })
+        .collect()
+}
+
+/// A DSSE bundle's payload type and the `sha256:` digest of its statement (what the
+/// `dev.gantry.statement.digest` annotation of its referrer holds).
+fn statement_key(bundle: &Value) -> Option<(String, String)> {
+    let envelope = &bundle["dsseEnvelope"];
+    let payload_type = envelope["payloadType"].as_str()?;
+    // Protobuf's JSON form of bytes: standard or URL-safe base64, padded or not.
+    let payload = envelope["payload"].as_str()?.trim_end_matches('=');
+    let statement = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(payload)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload))
+        .ok()?;
+    Some((
+        payload_type.to_string(),
+        crate::image::sha256_digest(&statement),
+    ))
+}
+
+/// Stores each distinct attestation statement of a keyless run in GitHub's attestation
+/// store, once (see the module doc), and, on a release event, attaches the SBOM files
+/// and `result` (the `--json` file).
 pub async fn publish(report: &BuildReport, token: &str, result: Option<&Path>) -> Published {
     let mut published = Published::default();
     let release = release_from_event();
@@ -165,12 +206,14 @@ pub async fn publish(report: &BuildReport, token: &str, result: Option<&Path>) -
         .as_ref()
         .is_some_and(|s| s.method == "keyless");
     if keyless {
-        let bundles = report
-            .images
-            .iter()
-            .flat_map(|i| &i.attachments)
-            .filter(|a| a.kind == "attestation")
-            .filter_map(|a| a.bundle.as_ref());
+        let bundles = distinct_statements(
+            report
+                .images
+                .iter()
+                .flat_map(|i| &i.attachments)
+                .filter(|a| a.kind == "attestation")
+                .filter_map(|a| a.bundle.as_ref()),
+        );
         for bundle in bundles {
             match repository.store_attestation(bundle).await {
                 Ok(id) => published.attestations.push(id),
@@ -209,4 +252,56 @@ pub async fn publish(report: &BuildReport, token: &str, result: Option<&Path>) -
         }
     }
     published
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(payload_type: &str, payload: &str, signature: &str) -> Value {
+        json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "dsseEnvelope": {
+                "payloadType": payload_type,
+                "payload": payload,
+                "signatures": [{"sig": signature}],
+            },
+        })
+    }
+
+    #[test]
+    fn each_statement_is_stored_once_in_the_order_first_seen() {
+        let intoto = "application/vnd.in-toto+json";
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let url_safe = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        // Provenance about a, b and the index, signed onto each (new signatures each
+        // time); an SBOM per image.
+        let provenance = r#"{"subject":["a","b","index"],"predicateType":"slsa"}"#;
+        let bundles = [
+            bundle(
+                intoto,
+                &b64(r#"{"subject":["a"],"predicateType":"spdx"}"#),
+                "1",
+            ),
+            bundle(intoto, &b64(provenance), "2"),
+            bundle(
+                intoto,
+                &b64(r#"{"subject":["b"],"predicateType":"spdx"}"#),
+                "3",
+            ),
+            bundle(intoto, &b64(provenance), "4"),
+            // The same statement in the other base64 alphabet, unpadded.
+            bundle(intoto, &url_safe(provenance), "5"),
+            // The same bytes under another payload type are another statement.
+            bundle("text/plain", &b64(provenance), "6"),
+            // Unreadable payloads are never merged.
+            bundle(intoto, "not base64!", "7"),
+            bundle(intoto, "not base64!", "8"),
+        ];
+        let signatures: Vec<&str> = distinct_statements(&bundles)
+            .iter()
+            .map(|b| b["dsseEnvelope"]["signatures"][0]["sig"].as_str().unwrap())
+            .collect();
+        assert_eq!(signatures, ["1", "2", "3", "6", "7", "8"]);
+    }
 }

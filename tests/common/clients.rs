@@ -1,0 +1,87 @@
+//! Independent clients that read back or prepare what gantry works with, so results
+//! are checked by other tools than gantry itself: skopeo (sealed, TLS off for
+//! loopback), coreutils' sha256sum, cosign's key generation, and JSON parsing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use super::env::{require, seal, tool};
+
+/// `sha256:<hex>` of `bytes`, computed by coreutils' sha256sum (not by gantry).
+pub fn sha256sum(bytes: &[u8]) -> String {
+    require("sha256sum", "apt-get install coreutils");
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("feed sha256sum");
+    let out = child.wait_with_output().expect("sha256sum");
+    assert!(out.status.success(), "sha256sum failed");
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum printed a sum")
+        .to_string();
+    format!("sha256:{hex}")
+}
+
+/// A key pair written by the real cosign: `dir/cosign.key` (encrypted with
+/// `password`) and `dir/cosign.pub`.
+pub fn cosign_key_pair(dir: &Path, password: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = seal(&mut Command::new(tool("cosign-v3")))
+        .arg("generate-key-pair")
+        .current_dir(dir)
+        .env("COSIGN_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cosign generate-key-pair: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.join("cosign.key"), dir.join("cosign.pub"))
+}
+
+pub fn skopeo(args: &[&str]) -> Output {
+    require("skopeo", "apt-get install skopeo");
+    let mut full = vec![];
+    let is_docker = args.iter().any(|a| a.starts_with("docker://"));
+    full.push(args[0]);
+    if is_docker {
+        if args[0] == "copy" {
+            full.extend(["--src-tls-verify=false", "--dest-tls-verify=false"]);
+        } else {
+            full.push("--tls-verify=false");
+        }
+    }
+    full.extend(&args[1..]);
+    // Sealed too: skopeo reads REGISTRY_AUTH_FILE, DOCKER_CONFIG and HOME's configs.
+    seal(&mut Command::new("skopeo"))
+        .args(&full)
+        .output()
+        .expect("run skopeo")
+}
+
+pub fn skopeo_ok(args: &[&str]) -> Vec<u8> {
+    let out = skopeo(args);
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).expect("valid JSON")
+}

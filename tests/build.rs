@@ -632,3 +632,86 @@ fn every_file_time_in_the_layers_is_source_date_epoch_or_zero() {
         }
     }
 }
+
+#[test]
+fn provenance_says_github_only_when_the_runner_said_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = cosign_key_pair(&dir.path().join("keys"), "pw");
+    let provenance = |extra_env: &[(&str, &str)]| {
+        let report = dir.path().join("r.json");
+        let layout = dir.path().join(format!("layout-{}", extra_env.len()));
+        let mut env = vec![("COSIGN_PASSWORD", "pw"), ("GITHUB_ACTIONS", "true")];
+        env.extend_from_slice(extra_env);
+        ok(&gantry_env(
+            &example("hello"),
+            &[
+                "build",
+                "--base",
+                "scratch",
+                "--platform",
+                "wasi/wasm",
+                "--oci-layout",
+                layout.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--sbom",
+                "none",
+                "--json",
+                report.to_str().unwrap(),
+            ],
+            &env,
+        ));
+        // The provenance referrer, read from the layout's own files.
+        let report = json(&std::fs::read(&report).unwrap());
+        let referrer = report["images"][0]["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| {
+                a["predicate_type"] == "https://slsa.dev/provenance/v1"
+                    && a["storage"] == "referrer"
+            })
+            .expect("a provenance attestation")["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let blob = |digest: &str| {
+            let bytes = std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+            assert_eq!(sha256sum(&bytes), digest);
+            json(&bytes)
+        };
+        let manifest = blob(&referrer);
+        let bundle = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+            .unwrap();
+        json(&payload)["predicate"].clone()
+    };
+    // GITHUB_ACTIONS alone (not a real runner): a local build, no URLs made of nothing.
+    let local = provenance(&[("GITHUB_REPOSITORY", "acme/hello")]);
+    assert_eq!(
+        local["buildDefinition"]["buildType"], "https://gantry.dev/buildtypes/go-image/v1",
+        "{local}"
+    );
+    assert!(!local.to_string().contains("\"/"), "{local}");
+    // What a runner sets: GitHub's build type, with whole URLs.
+    let github = provenance(&[
+        ("GITHUB_REPOSITORY", "acme/hello"),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        (
+            "GITHUB_WORKFLOW_REF",
+            "acme/hello/.github/workflows/ci.yml@refs/heads/main",
+        ),
+        ("GITHUB_REF", "refs/heads/main"),
+        ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
+    ]);
+    assert_eq!(
+        github["buildDefinition"]["buildType"], "https://actions.github.io/buildtypes/workflow/v1",
+        "{github}"
+    );
+    assert_eq!(
+        github["runDetails"]["builder"]["id"],
+        "https://github.com/acme/hello/.github/workflows/ci.yml@refs/heads/main"
+    );
+}

@@ -45,7 +45,13 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 /// The provenance predicate.
 pub fn predicate(facts: &BuildFacts) -> Value {
     let mut deps = Vec::new();
-    let github = env("GITHUB_ACTIONS").as_deref() == Some("true");
+    // GitHub's build type only with what it is made of: a run without the server,
+    // the repository or the workflow (not a real runner) is described as a local one
+    // rather than with URLs built from empty values.
+    let github = env("GITHUB_ACTIONS").as_deref() == Some("true")
+        && ["GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_WORKFLOW_REF"]
+            .iter()
+            .all(|k| env(k).is_some());
     if let Some(commit) = env("GITHUB_SHA")
         .filter(|_| github)
         .or_else(|| git(facts.workdir, &["rev-parse", "HEAD"]))

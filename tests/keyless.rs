@@ -463,15 +463,20 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
         ],
     ));
     assert!(out.contains("\"verified\": true"));
-    // gantry names what it found: signatures by our identity, none verified by the
-    // one asked for.
+    // gantry names what it found and why it fails: signatures by our identity, not
+    // by the one asked for.
     let stderr = fails(&by_identity(evil, &stack.trusted_root));
+    let mismatch = format!(
+        "the certificate names {}, not {evil}",
+        KeylessStack::IDENTITY
+    );
     assert!(
-        stderr.contains("is signed, but no signature verifies with this identity and issuer")
-            && stderr.contains(&format!(
-                "signed by {}): NOT verified",
-                KeylessStack::IDENTITY
-            )),
+        stderr.contains(&format!(
+            "is signed, but no signature verifies with this identity and issuer: {mismatch}\n"
+        )) && stderr.contains(&format!(
+            "signed by {}): NOT verified: {mismatch}\n",
+            KeylessStack::IDENTITY
+        )) && !stderr.contains("does not chain"),
         "{stderr}"
     );
     // The right identity from a CA that is not trusted: another Fulcio's. cosign
@@ -496,16 +501,16 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
             ),
         "cosign accepted a certificate from an untrusted CA, or failed for another reason:\n{said}"
     );
-    // gantry's message does not name the cause (an untrusted CA reads like a wrong
-    // identity); what it does show is that the identity found is the one asked
-    // for, so the CA is what failed.
+    // So does gantry, for each entry and in its summary, and not as a wrong identity.
     let stderr = fails(&by_identity(KeylessStack::IDENTITY, &other.trusted_root));
+    let untrusted = "the certificate does not chain to a trusted Fulcio CA (";
     assert!(
-        stderr.contains("is signed, but no signature verifies with this identity and issuer")
-            && stderr.contains(&format!(
-                "signed by {}): NOT verified",
-                KeylessStack::IDENTITY
-            )),
+        stderr.contains(&format!(
+            "is signed, but no signature verifies with this identity and issuer: {untrusted}"
+        )) && stderr.contains(&format!(
+            "signed by {}): NOT verified: {untrusted}",
+            KeylessStack::IDENTITY
+        )) && !stderr.contains("the certificate names"),
         "{stderr}"
     );
 

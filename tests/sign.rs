@@ -430,8 +430,16 @@ fn cosign_v2_and_v3_verify_signatures_and_attestations() {
             &format!("{repo}@{index}"),
         ],
     ));
+    // Each entry, and the summary, says the signature is not this key's.
+    let bad = "the signature does not verify with this key";
     assert!(
-        err.contains("is signed, but no signature verifies with this key"),
+        err.contains(&format!(
+            "is signed, but no signature verifies with this key: {bad}"
+        )) && err
+            .lines()
+            .filter(|l| l.contains("NOT verified"))
+            .all(|l| l.contains(&format!("NOT verified: {bad}")))
+            && err.contains("NOT verified: "),
         "{err}"
     );
     // The private key where the public one belongs is named as such.

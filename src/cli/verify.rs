@@ -36,10 +36,10 @@ pub async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -
             } else {
                 ""
             },
-            if f.verified == Some(true) {
-                "verified".to_string()
-            } else {
-                format!("NOT verified by {whom}")
+            match (&f.verified, &f.reason) {
+                (Some(true), _) => "verified".to_string(),
+                (_, Some(reason)) => format!("NOT verified: {reason}"),
+                _ => format!("NOT verified by {whom}"),
             }
         );
     }
@@ -50,7 +50,10 @@ pub async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -
         .iter()
         .any(|f| f.kind == "signature" && f.verified == Some(true))
     {
-        bail!("{reference} ({digest}) is signed, but no signature verifies with {whom}");
+        bail!(
+            "{reference} ({digest}) is signed, but no signature verifies with {whom}{}",
+            reasons(found.iter().filter(|f| f.kind == "signature"))
+        );
     }
     // Each kind of attestation must have one that verifies: another signer's may sit
     // beside ours, but an altered one must not pass unnoticed.
@@ -66,11 +69,32 @@ pub async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -
         .collect();
     if !failed.is_empty() {
         bail!(
-            "{reference} ({digest}): its signature verifies, but no attestation of type {} verifies with {whom}",
-            failed.into_iter().collect::<Vec<_>>().join(", ")
+            "{reference} ({digest}): its signature verifies, but no attestation of type {} verifies with {whom}{}",
+            failed.iter().copied().collect::<Vec<_>>().join(", "),
+            reasons(found.iter().filter(|f| f
+                .predicate_type
+                .as_deref()
+                .is_some_and(|t| failed.contains(t))))
         );
     }
     print_result(&serde_json::to_string_pretty(&found)?)
+}
+
+/// The distinct reasons these were not verified, in the order first met, as ": a; b"
+/// (or nothing when none is known).
+fn reasons<'a>(found: impl Iterator<Item = &'a verify::Found>) -> String {
+    let mut distinct: Vec<String> = Vec::new();
+    for reason in found.filter_map(|f| f.reason.as_ref()) {
+        let reason = reason.to_string();
+        if !distinct.contains(&reason) {
+            distinct.push(reason);
+        }
+    }
+    if distinct.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", distinct.join("; "))
+    }
 }
 
 pub async fn sbom(

@@ -65,6 +65,15 @@ pub enum IdentityMatch {
     Regex(regex::Regex),
 }
 
+impl std::fmt::Display for IdentityMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentityMatch::Exact(expected) => f.write_str(expected),
+            IdentityMatch::Regex(re) => write!(f, "an identity matching {}", re.as_str()),
+        }
+    }
+}
+
 impl IdentityMatch {
     fn matches(&self, san: &str) -> bool {
         match self {
@@ -151,43 +160,60 @@ impl Authorities {
         (!cas.is_empty()).then_some(Authorities(cas))
     }
 
-    /// Whether one of the authorities issued `leaf` for code signing. Checked at the
-    /// certificate's own start time: it lives minutes, and the signing time is the
-    /// transparency log's to witness.
-    fn issued(&self, leaf: &[u8]) -> bool {
+    /// Whether one of the authorities issued `leaf` for code signing, and if not,
+    /// which check failed. Checked at the certificate's own start time: it lives
+    /// minutes, and the signing time is the transparency log's to witness.
+    fn issued(&self, leaf: &[u8]) -> Result<(), Untrusted> {
         /// id-kp-codeSigning, 1.3.6.1.5.5.7.3.3, as DER content octets.
         const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
-        let Some(start) = not_before(leaf) else {
-            return false;
-        };
+        let start = not_before(leaf).ok_or_else(|| Untrusted::Unreadable("not X.509".into()))?;
         let leaf = CertificateDer::from(leaf);
-        let Ok(end_entity) = webpki::EndEntityCert::try_from(&leaf) else {
-            return false;
-        };
+        let end_entity = webpki::EndEntityCert::try_from(&leaf)
+            .map_err(|e| Untrusted::Unreadable(e.to_string()))?;
         let algorithms = rustls::crypto::aws_lc_rs::default_provider()
             .signature_verification_algorithms
             .all;
-        self.0.iter().any(|(root, intermediates)| {
+        let mut failures = Vec::new();
+        for (root, intermediates) in &self.0 {
             let root = CertificateDer::from(root.as_slice());
-            let Ok(anchor) = webpki::anchor_from_trusted_cert(&root) else {
-                return false;
+            let anchor = match webpki::anchor_from_trusted_cert(&root) {
+                Ok(anchor) => anchor,
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
             };
             let intermediates: Vec<CertificateDer> = intermediates
                 .iter()
                 .map(|c| CertificateDer::from(c.as_slice()))
                 .collect();
-            end_entity
-                .verify_for_usage(
-                    algorithms,
-                    &[anchor],
-                    &intermediates,
-                    UnixTime::since_unix_epoch(std::time::Duration::from_secs(start + 1)),
-                    webpki::KeyUsage::required(CODE_SIGNING),
-                    None,
-                    None,
-                )
-                .is_ok()
-        })
+            match end_entity.verify_for_usage(
+                algorithms,
+                &[anchor],
+                &intermediates,
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(start + 1)),
+                webpki::KeyUsage::required(CODE_SIGNING),
+                None,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(e) => failures.push(e),
+            }
+        }
+        // An authority that knows the issuer says more than those that do not.
+        let unknown = |e: &webpki::Error| {
+            matches!(
+                e,
+                webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey
+            )
+        };
+        let failure = failures
+            .iter()
+            .find(|e| !unknown(e))
+            .or(failures.first())
+            .cloned()
+            .unwrap_or(webpki::Error::UnknownIssuer);
+        Err(Untrusted::from_webpki(failure))
     }
 }
 
@@ -204,25 +230,117 @@ fn not_before(der: &[u8]) -> Option<u64> {
     )
 }
 
+/// Why a signature is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The signature was not made with the key given (or what it signs was altered).
+    #[error("the signature does not verify with this key (another key signed it, or what it signs was altered)")]
+    BadSignature,
+    /// The certificate is trusted and names the signer, but the signature was not
+    /// made with its key.
+    #[error("the signature does not verify with the key its certificate certifies")]
+    CertificateKeyMismatch,
+    #[error("it carries no certificate, so no identity to check")]
+    NoCertificate,
+    #[error("the certificate {0}")]
+    UntrustedCertificate(Untrusted),
+    #[error("the certificate names no identity and OIDC issuer")]
+    NoIdentity,
+    #[error("the certificate names {found}, not {expected}")]
+    IdentityMismatch { expected: String, found: String },
+    #[error("the certificate's OIDC issuer is {found}, not {expected}")]
+    IssuerMismatch { expected: String, found: String },
+    /// What is signed names another image.
+    #[error("what it signs is another image, not this digest")]
+    OtherImage,
+    #[error("it carries no signature")]
+    NoSignature,
+    #[error("its payload type is {0:?}, not an in-toto statement")]
+    NotInToto(String),
+}
+
+/// Which check a certificate failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    #[error("does not chain to a trusted Fulcio CA ({0})")]
+    Chain(String),
+    #[error("was not valid when it signed ({0})")]
+    Validity(String),
+    #[error("is not for code signing")]
+    NotForCodeSigning,
+    #[error("cannot be read ({0})")]
+    Unreadable(String),
+}
+
+impl Untrusted {
+    fn from_webpki(error: webpki::Error) -> Self {
+        use webpki::Error as E;
+        match error {
+            E::UnknownIssuer | E::InvalidSignatureForPublicKey => {
+                Untrusted::Chain("no trusted CA or intermediate signed it".into())
+            }
+            E::CertExpired { .. } => Untrusted::Validity("it or a CA above it had expired".into()),
+            E::CertNotValidYet { .. } => {
+                Untrusted::Validity("it or a CA above it was not valid yet".into())
+            }
+            E::InvalidCertValidity => Untrusted::Validity("its validity period is invalid".into()),
+            E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => Untrusted::NotForCodeSigning,
+            other => Untrusted::Chain(other.to_string()),
+        }
+    }
+}
+
 impl Trust {
-    /// Whether `signature` over `message` was made by whom this trust names.
-    /// `certificate` is the signer's certificate (DER), when the signature came with one.
-    pub fn verifies(&self, signature: &[u8], message: &[u8], certificate: Option<&[u8]>) -> bool {
+    /// Whether `signature` over `message` was made by whom this trust names, and if
+    /// not, why. `certificate` is the signer's certificate (DER), when the signature
+    /// came with one.
+    pub fn verifies(
+        &self,
+        signature: &[u8],
+        message: &[u8],
+        certificate: Option<&[u8]>,
+    ) -> Result<(), Rejection> {
         match self {
-            Trust::Key(key) => key.verifies(signature, message),
-            Trust::Identity(policy) => certificate.is_some_and(|der| {
-                policy.accepts(der)
-                    && certificate_key(der).is_some_and(|k| k.verifies(signature, message))
-            }),
+            Trust::Key(key) => key
+                .verifies(signature, message)
+                .then_some(())
+                .ok_or(Rejection::BadSignature),
+            Trust::Identity(policy) => {
+                let der = certificate.ok_or(Rejection::NoCertificate)?;
+                policy.accepts(der)?;
+                let key = certificate_key(der).ok_or_else(|| {
+                    Rejection::UntrustedCertificate(Untrusted::Unreadable(
+                        "its public key is not ECDSA P-256".into(),
+                    ))
+                })?;
+                key.verifies(signature, message)
+                    .then_some(())
+                    .ok_or(Rejection::CertificateKeyMismatch)
+            }
         }
     }
 }
 
 impl IdentityPolicy {
-    fn accepts(&self, der: &[u8]) -> bool {
-        certificate_identity(der)
-            .is_some_and(|(san, issuer)| self.identity.matches(&san) && issuer == self.issuer)
-            && self.authorities.issued(der)
+    /// The chain first: what an untrusted certificate names means nothing.
+    fn accepts(&self, der: &[u8]) -> Result<(), Rejection> {
+        self.authorities
+            .issued(der)
+            .map_err(Rejection::UntrustedCertificate)?;
+        let (san, issuer) = certificate_identity(der).ok_or(Rejection::NoIdentity)?;
+        if !self.identity.matches(&san) {
+            return Err(Rejection::IdentityMismatch {
+                expected: self.identity.to_string(),
+                found: san,
+            });
+        }
+        if issuer != self.issuer {
+            return Err(Rejection::IssuerMismatch {
+                expected: self.issuer.clone(),
+                found: issuer,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -238,4 +356,176 @@ fn certificate_key(der: &[u8]) -> Option<PublicKey> {
     CosignVerificationKey::from_der(&spki, &SigningScheme::ECDSA_P256_SHA256_ASN1)
         .ok()
         .map(PublicKey)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Fixtures made with openssl: a CA (`ROOT`), a leaf it issued for code signing
+    //! to `GOOD` by `ISSUER` (`LEAF`) and one for TLS (`TLS_LEAF`), another CA
+    //! (`OTHER`), and the leaf key's ECDSA signature over `MESSAGE`.
+    use super::*;
+
+    const ROOT: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBuDCCAV2gAwIBAgIUKYASmv2FUrLyabVFazjfd0M+jnQwCgYIKoZIzj0EAwIw\n\
+KDEUMBIGA1UECgwLZ2FudHJ5LXRlc3QxEDAOBgNVBAMMB3Jvb3QgQ0EwIBcNMjYx\n\
+MTI2MjMwNzIzWhgPMjEyNjExMDIyMzA3MjNaMCgxFDASBgNVBAoMC2dhbnRyeS10\n\
+ZXN0MRAwDgYDVQQDDAdyb290IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n\
+F1c3TDUILLzZM/NEtKviQXVd1Teldjcw6r7PjJiBs/boYJ/+xvAjwUIba/cuURv8\n\
+4FcOMVd3WVcWpIE+aCjzBqNjMGEwHQYDVR0OBBYEFDQm8gor67N9WSmwEVcgGPtf\n\
+zabjMB8GA1UdIwQYMBaAFDQm8gor67N9WSmwEVcgGPtfzabjMA8GA1UdEwEB/wQF\n\
+MAMBAf8wDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49BAMCA0kAMEYCIQC2BUKiRvtC\n\
+0JqvMy7s7hAHFozEj9v2RGIVIupKsOYinwIhAPflqt8VaHDfo5fMzrSi55VDUsMi\n\
+44xdUFoOEF9KwDuY\n\
+-----END CERTIFICATE-----";
+    const OTHER: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBuDCCAV+gAwIBAgIUZkpFPxTXD6VDgN7eFh/NOOQPp1owCgYIKoZIzj0EAwIw\n\
+KTEUMBIGA1UECgwLZ2FudHJ5LXRlc3QxETAPBgNVBAMMCG90aGVyIENBMCAXDTI2\n\
+MTEyNjIzMDcyM1oYDzIxMjYxMTAyMjMwNzIzWjApMRQwEgYDVQQKDAtnYW50cnkt\n\
+dGVzdDERMA8GA1UEAwwIb3RoZXIgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\n\
+AAQqBwXrztSKN3Sd0aXtcllMsezjiLGDsxzSQ9bEZNnRfFB57uHzWmlB4Ea1vr8x\n\
+/zrd1Xe/4QXdGWkuMVehTisko2MwYTAdBgNVHQ4EFgQUVyDYkXHFX5vRqS2i8+Hs\n\
+B+PnXPYwHwYDVR0jBBgwFoAUVyDYkXHFX5vRqS2i8+HsB+PnXPYwDwYDVR0TAQH/\n\
+BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYwCgYIKoZIzj0EAwIDRwAwRAIgEqqrltlU\n\
+crKvqFvwECAJzzi0/2itXxsrgQIv6HsGsz4CIGCdAKUkbCdThqLQZy3iao8C7x+3\n\
+EDSTFTt77Ooh7M/u\n\
+-----END CERTIFICATE-----";
+    const LEAF: &str = "-----BEGIN CERTIFICATE-----\n\
+MIICGTCCAb6gAwIBAgIUZNJQ8LzB22f3yoY/pd05tQhmhJswCgYIKoZIzj0EAwIw\n\
+KDEUMBIGA1UECgwLZ2FudHJ5LXRlc3QxEDAOBgNVBAMMB3Jvb3QgQ0EwIBcNMjYx\n\
+MTI2MjMwNzIzWhgPMjEyNjExMDIyMzA3MjNaMAAwWTATBgcqhkjOPQIBBggqhkjO\n\
+PQMBBwNCAAQo8yP6aOz/bIrgUXpQZdTIGcwno1tgcsnnkKAzcMIwt20FQJmmpz9b\n\
+d+xKl5Nr2l9vMRCGhVOS5GltMMvqiAWHo4HrMIHoMAwGA1UdEwEB/wQCMAAwDgYD\n\
+VR0PAQH/BAQDAgeAMBMGA1UdJQQMMAoGCCsGAQUFBwMDMEwGA1UdEQRFMEOGQWh0\n\
+dHBzOi8vZ2l0aHViLmNvbS9vL3IvLmdpdGh1Yi93b3JrZmxvd3MvZ29vZC55bWxA\n\
+cmVmcy9oZWFkcy9tYWluMCUGCisGAQQBg78wAQgEFwwVaHR0cHM6Ly90b2tlbi5l\n\
+eGFtcGxlMB0GA1UdDgQWBBSgpaW7Z/FZ5/tFwZ4cdmMxFbWZGzAfBgNVHSMEGDAW\n\
+gBQ0JvIKK+uzfVkpsBFXIBj7X82m4zAKBggqhkjOPQQDAgNJADBGAiEAymSZALEh\n\
+X6LDWhnbfBxVevfaklJWgnb2/5GavPBAT8kCIQD1DPR5hkr6GI3jaRRQHv18u0O5\n\
+vUYQmGLT4k+qKyD9iA==\n\
+-----END CERTIFICATE-----";
+    const TLS_LEAF: &str = "-----BEGIN CERTIFICATE-----\n\
+MIICGDCCAb6gAwIBAgIUZNJQ8LzB22f3yoY/pd05tQhmhJwwCgYIKoZIzj0EAwIw\n\
+KDEUMBIGA1UECgwLZ2FudHJ5LXRlc3QxEDAOBgNVBAMMB3Jvb3QgQ0EwIBcNMjYx\n\
+MTI2MjMwNzI0WhgPMjEyNjExMDIyMzA3MjRaMAAwWTATBgcqhkjOPQIBBggqhkjO\n\
+PQMBBwNCAAQo8yP6aOz/bIrgUXpQZdTIGcwno1tgcsnnkKAzcMIwt20FQJmmpz9b\n\
+d+xKl5Nr2l9vMRCGhVOS5GltMMvqiAWHo4HrMIHoMAwGA1UdEwEB/wQCMAAwDgYD\n\
+VR0PAQH/BAQDAgeAMBMGA1UdJQQMMAoGCCsGAQUFBwMBMEwGA1UdEQRFMEOGQWh0\n\
+dHBzOi8vZ2l0aHViLmNvbS9vL3IvLmdpdGh1Yi93b3JrZmxvd3MvZ29vZC55bWxA\n\
+cmVmcy9oZWFkcy9tYWluMCUGCisGAQQBg78wAQgEFwwVaHR0cHM6Ly90b2tlbi5l\n\
+eGFtcGxlMB0GA1UdDgQWBBSgpaW7Z/FZ5/tFwZ4cdmMxFbWZGzAfBgNVHSMEGDAW\n\
+gBQ0JvIKK+uzfVkpsBFXIBj7X82m4zAKBggqhkjOPQQDAgNIADBFAiEAi0w+R2fK\n\
+EuVJQXfrkWgkAxqQdJcFUAqf2kB0u+IZnf0CIGIk4ipmddLCREZzifaVRswv8I5I\n\
+n409W46Ml2rf1GLN\n\
+-----END CERTIFICATE-----";
+    const LEAF_PUB: &str = "-----BEGIN PUBLIC KEY-----\n\
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKPMj+mjs/2yK4FF6UGXUyBnMJ6Nb\n\
+YHLJ55CgM3DCMLdtBUCZpqc/W3fsSpeTa9pfbzEQhoVTkuRpbTDL6ogFhw==\n\
+-----END PUBLIC KEY-----";
+    const OTHER_PUB: &str = "-----BEGIN PUBLIC KEY-----\n\
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKgcF687Uijd0ndGl7XJZTLHs44ix\n\
+g7Mc0kPWxGTZ0XxQee7h81ppQeBGtb6/Mf863dV3v+EF3RlpLjFXoU4rJA==\n\
+-----END PUBLIC KEY-----";
+    const SIGNATURE: &str = "MEUCIG2JQ3ao7bT42fhCXeBf7jv0sOa6HHnaLXOtxvZQ9NCLAiEAgEMYMZsxNKvwvZt9eBaDby17e/zi9fKS+374bFQ9pu4=";
+    const MESSAGE: &[u8] = b"hello";
+    const GOOD: &str = "https://github.com/o/r/.github/workflows/good.yml@refs/heads/main";
+    const ISSUER: &str = "https://token.example";
+
+    fn der(pem: &str) -> Vec<u8> {
+        pem::parse(pem).unwrap().into_contents()
+    }
+
+    fn signature() -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(SIGNATURE)
+            .unwrap()
+    }
+
+    fn keyless(identity: &str, issuer: &str, ca: &str) -> Trust {
+        Trust::Identity(IdentityPolicy {
+            identity: IdentityMatch::Exact(identity.into()),
+            issuer: issuer.into(),
+            authorities: Authorities::from_chains(vec![vec![der(ca)]]).unwrap(),
+        })
+    }
+
+    #[test]
+    fn a_key_accepts_its_signature_and_names_a_bad_one() {
+        let key = Trust::Key(PublicKey::from_pem(LEAF_PUB.as_bytes()).unwrap());
+        assert_eq!(key.verifies(&signature(), MESSAGE, None), Ok(()));
+        assert_eq!(
+            key.verifies(&signature(), b"altered", None),
+            Err(Rejection::BadSignature)
+        );
+        let stranger = Trust::Key(PublicKey::from_pem(OTHER_PUB.as_bytes()).unwrap());
+        let err = stranger.verifies(&signature(), MESSAGE, None).unwrap_err();
+        assert_eq!(err, Rejection::BadSignature);
+        assert!(
+            err.to_string().contains("does not verify with this key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keyless_names_what_failed() {
+        let leaf = der(LEAF);
+        let check = |trust: &Trust| trust.verifies(&signature(), MESSAGE, Some(&leaf));
+        assert_eq!(check(&keyless(GOOD, ISSUER, ROOT)), Ok(()));
+
+        let evil = "https://github.com/o/r/.github/workflows/evil.yml@refs/heads/main";
+        let err = check(&keyless(evil, ISSUER, ROOT)).unwrap_err();
+        assert_eq!(
+            err,
+            Rejection::IdentityMismatch {
+                expected: evil.into(),
+                found: GOOD.into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("the certificate names {GOOD}, not {evil}")
+        );
+
+        let err = check(&keyless(GOOD, "https://elsewhere.example", ROOT)).unwrap_err();
+        assert_eq!(
+            err,
+            Rejection::IssuerMismatch {
+                expected: "https://elsewhere.example".into(),
+                found: ISSUER.into()
+            }
+        );
+
+        // Another CA: the chain fails before the identity (a wrong one too) is looked at.
+        for identity in [GOOD, evil] {
+            let err = check(&keyless(identity, ISSUER, OTHER)).unwrap_err();
+            assert!(
+                matches!(err, Rejection::UntrustedCertificate(Untrusted::Chain(_))),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with("the certificate does not chain to a trusted Fulcio CA ("),
+                "{err}"
+            );
+        }
+
+        let tls = der(TLS_LEAF);
+        assert_eq!(
+            keyless(GOOD, ISSUER, ROOT).verifies(&signature(), MESSAGE, Some(&tls)),
+            Err(Rejection::UntrustedCertificate(
+                Untrusted::NotForCodeSigning
+            ))
+        );
+        assert_eq!(
+            keyless(GOOD, ISSUER, ROOT).verifies(&signature(), b"altered", Some(&leaf)),
+            Err(Rejection::CertificateKeyMismatch)
+        );
+        assert_eq!(
+            keyless(GOOD, ISSUER, ROOT).verifies(&signature(), MESSAGE, None),
+            Err(Rejection::NoCertificate)
+        );
+        assert!(matches!(
+            keyless(GOOD, ISSUER, ROOT).verifies(&signature(), MESSAGE, Some(b"junk")),
+            Err(Rejection::UntrustedCertificate(Untrusted::Unreadable(_)))
+        ));
+    }
 }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::trust::Trust;
+use super::trust::{Rejection, Trust};
 use super::{
     digest_tag, keyless, pae, SignError, BUNDLE_MEDIA_TYPE, CERTIFICATE_ANNOTATION,
     INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
@@ -31,9 +31,34 @@ pub struct Found {
     /// Whether the trust given accepted it (None: nothing given to check with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// Why the trust given did not accept it.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_reason"
+    )]
+    pub reason: Option<Rejection>,
     /// The in-toto statement, for attestations.
     #[serde(skip)]
     pub statement: Option<Value>,
+}
+
+fn display_reason<S: serde::Serializer>(
+    reason: &Option<Rejection>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match reason {
+        Some(reason) => serializer.collect_str(reason),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// What checking with `trust` found: `verified` and `reason` for a [`Found`].
+fn judged(checked: Option<Result<(), Rejection>>) -> (Option<bool>, Option<Rejection>) {
+    match checked {
+        None => (None, None),
+        Some(Ok(())) => (Some(true), None),
+        Some(Err(reason)) => (Some(false), Some(reason)),
+    }
 }
 
 fn b64decode(text: &str) -> Option<Vec<u8>> {
@@ -73,17 +98,21 @@ pub async fn inspect(
                 .as_str()
                 .and_then(|p| pem::parse(p).ok())
                 .map(pem::Pem::into_contents);
+            let (verified, reason) = judged(trust.map(|t| {
+                if !about_this {
+                    return Err(Rejection::OtherImage);
+                }
+                let signature = signature.as_deref().ok_or(Rejection::NoSignature)?;
+                t.verifies(signature, &payload, certificate.as_deref())
+            }));
             found.push(Found {
                 kind: "signature",
                 storage: "sig-tag",
                 predicate_type: None,
                 certificate_identity: identity_of(certificate.as_deref()),
                 tlog_entry: annotations.get(super::BUNDLE_ANNOTATION).is_some(),
-                verified: trust.map(|t| {
-                    about_this
-                        && signature
-                            .is_some_and(|s| t.verifies(&s, &payload, certificate.as_deref()))
-                }),
+                verified,
+                reason,
                 statement: None,
             });
         }
@@ -154,23 +183,38 @@ fn bundle_finding(bundle: &Value, digest: &str, trust: Option<&Trust>) -> Found 
         .as_str()
         .or_else(|| material["x509CertificateChain"]["certificates"][0]["rawBytes"].as_str())
         .and_then(b64decode);
-    let verified = trust.map(|t| {
-        about_this
-            && envelope["payloadType"] == INTOTO_PAYLOAD_TYPE
-            && envelope["signatures"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|s| {
-                    s["sig"].as_str().and_then(b64decode).is_some_and(|sig| {
-                        t.verifies(
-                            &sig,
-                            &pae(INTOTO_PAYLOAD_TYPE, &payload),
-                            certificate.as_deref(),
-                        )
-                    })
-                })
-    });
+    let (verified, reason) = judged(trust.map(|t| {
+        if !about_this {
+            return Err(Rejection::OtherImage);
+        }
+        if envelope["payloadType"] != INTOTO_PAYLOAD_TYPE {
+            return Err(Rejection::NotInToto(
+                envelope["payloadType"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+        }
+        // Any signature that verifies will do; else why the first did not.
+        let mut first = None;
+        for s in envelope["signatures"].as_array().into_iter().flatten() {
+            let checked = match s["sig"].as_str().and_then(b64decode) {
+                Some(sig) => t.verifies(
+                    &sig,
+                    &pae(INTOTO_PAYLOAD_TYPE, &payload),
+                    certificate.as_deref(),
+                ),
+                None => Err(Rejection::NoSignature),
+            };
+            match checked {
+                Ok(()) => return Ok(()),
+                Err(reason) => {
+                    first.get_or_insert(reason);
+                }
+            }
+        }
+        Err(first.unwrap_or(Rejection::NoSignature))
+    }));
     let predicate_type = statement["predicateType"].as_str().map(str::to_string);
     let kind = if predicate_type.as_deref() == Some(super::COSIGN_SIGN_PREDICATE) {
         "signature"
@@ -186,6 +230,7 @@ fn bundle_finding(bundle: &Value, digest: &str, trust: Option<&Trust>) -> Found 
             .as_array()
             .is_some_and(|e| !e.is_empty()),
         verified,
+        reason,
         statement: Some(statement),
     }
 }

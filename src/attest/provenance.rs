@@ -49,9 +49,13 @@ pub fn predicate(facts: &BuildFacts) -> Value {
     // the repository or the workflow (not a real runner) is described as a local one
     // rather than with URLs built from empty values.
     let github = env("GITHUB_ACTIONS").as_deref() == Some("true")
-        && ["GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_WORKFLOW_REF"]
-            .iter()
-            .all(|k| env(k).is_some());
+        && [
+            "GITHUB_SERVER_URL",
+            "GITHUB_REPOSITORY",
+            "GITHUB_WORKFLOW_REF",
+        ]
+        .iter()
+        .all(|k| env(k).is_some());
     if let Some(commit) = env("GITHUB_SHA")
         .filter(|_| github)
         .or_else(|| git(facts.workdir, &["rev-parse", "HEAD"]))

@@ -33,9 +33,20 @@ fn ko_config_path_default_base_and_comma_separated_tags() {
     .unwrap();
     let repo = format!("{}/app", registry.host);
     let base_ref = format!("{base}:v1");
-    ok(&gantry_env(
+    let refs = config.path().join("refs.txt");
+    let printed = ok(&gantry_env(
         &example("hello"),
-        &["build", "--repo", &repo, "-t", "a,b", "--tags", "c"],
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "-t",
+            "a,b",
+            "--tags",
+            "c",
+            "--image-refs",
+            refs.to_str().unwrap(),
+        ],
         &[
             ("KO_CONFIG_PATH", config.path().to_str().unwrap()),
             ("KO_DEFAULTBASEIMAGE", &base_ref),
@@ -50,6 +61,15 @@ fn ko_config_path_default_base_and_comma_separated_tags() {
         .collect();
     tags.sort();
     assert_eq!(tags, ["a", "b", "c"]);
+    // --image-refs: the references printed, a line each, and the one the tags name.
+    let written = std::fs::read_to_string(&refs).unwrap();
+    assert_eq!(written, printed);
+    let digest = sha256sum(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{repo}:a"),
+    ]));
+    assert_eq!(written, format!("{repo}@{digest}\n"));
     // One platform, from the config found through KO_CONFIG_PATH, on the base the
     // variable named.
     let manifest = json(&skopeo_ok(&[

@@ -54,6 +54,9 @@ pub struct BuildArgs {
     /// Write the machine-readable result here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write each image's REPO@sha256:… here, a line each (as ko's --image-refs).
+    #[arg(long)]
+    pub image_refs: Option<PathBuf>,
     /// Parallel go builds (default: CPUs).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -126,6 +129,7 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         sbom: args.attest.sbom.0,
         sbom_dir: args.sbom_dir,
         report_file: args.json.clone(),
+        image_refs: args.image_refs,
         signing: args.signing.signing(settings)?,
         provenance: !args.attest.no_provenance,
         legacy_attestations: args.attest.legacy_attestations,

@@ -187,6 +187,8 @@ pub struct BuildOptions {
     pub sbom_dir: Option<PathBuf>,
     /// Write the result (`BuildReport` as JSON) here, before any tag moves.
     pub report_file: Option<PathBuf>,
+    /// Write each image's `REPO@sha256:…` here, a line each (ko's `--image-refs`).
+    pub image_refs: Option<PathBuf>,
     /// How to sign and attest; None = no signatures or attestations.
     pub signing: Option<Signing>,
     /// Attach SLSA provenance (needs signing).
@@ -265,7 +267,7 @@ pub async fn build(
     let request = PlatformRequest::parse(&platform_text, opts.wasm_os)?;
 
     let destination = opts.repo.as_deref().map(ImageName::parse).transpose()?;
-    if let Some(path) = &opts.report_file {
+    for path in opts.report_file.iter().chain(&opts.image_refs) {
         check_writable(path, false)?;
     }
     if let Some(dir) = &opts.sbom_dir {
@@ -501,6 +503,14 @@ pub async fn build(
         .sum();
     if let Some(path) = &opts.report_file {
         write_report(path, &report)?;
+    }
+    if let Some(path) = &opts.image_refs {
+        let refs: String = report
+            .images
+            .iter()
+            .map(|i| format!("{}\n", i.reference))
+            .collect();
+        std::fs::write(path, refs).map_err(io(format!("writing {}", path.display())))?;
     }
     if let Some(requests) = &registry_requests {
         publish::apply_tags(&registry, requests, &new_in_registry).await?;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
@@ -147,35 +147,6 @@ impl CountingService {
     }
 }
 
-/// Method, target, headers (names lowercased) and body of one HTTP/1.1 request with
-/// a Content-Length body (what reqwest sends for JSON); None at end of stream.
-type Request = (String, String, Vec<(String, String)>, Vec<u8>);
-
-fn read_request(reader: &mut impl BufRead) -> Option<Request> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok().filter(|n| *n > 0)?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
-        }
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some((method, target, headers, body))
-}
-
 fn serve_counted(
     mut client: TcpStream,
     upstream: &str,
@@ -183,7 +154,13 @@ fn serve_counted(
     log: &Mutex<Vec<Arrival>>,
 ) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
-    let Some((method, target, headers, body)) = read_request(&mut reader) else {
+    let Some(Recorded {
+        method,
+        target,
+        headers,
+        body,
+    }) = read_request(&mut reader)
+    else {
         return;
     };
     let path = target.split('?').next().unwrap_or_default().to_string();

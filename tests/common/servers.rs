@@ -60,7 +60,7 @@ impl RecordingServer {
 }
 
 /// Reads one HTTP/1.1 request (Content-Length bodies only); None at end of stream.
-fn read_request(reader: &mut impl std::io::BufRead) -> Option<Recorded> {
+pub fn read_request(reader: &mut impl std::io::BufRead) -> Option<Recorded> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;

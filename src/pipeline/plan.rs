@@ -1,5 +1,6 @@
-//! The plan stage: each package's settings, platforms and base image, and the checks
-//! that run beside the first builds (the destination may be pushed to).
+//! The plan stage: each package's settings, platforms, base image and repository name
+//! (gantry's or ko's naming), and the checks that run beside the first builds (the
+//! destination may be pushed to).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -125,4 +126,41 @@ async fn plan_platforms(
         linux.into_iter().chain(wasm).collect(),
         Some((base_ref.to_string(), resolved)),
     ))
+}
+
+/// How each package's repository is named under the destination REPO: gantry's
+/// way, or one of ko's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// REPO for one package, REPO/<name> for several.
+    #[default]
+    Gantry,
+    /// REPO for every package (ko's `--bare`).
+    Bare,
+    /// REPO/<import path> (ko's `-P`).
+    ImportPath,
+    /// REPO/<last element of the import path> (ko's `-B`).
+    LastElement,
+    /// REPO/<last element>-<md5 of the import path> (ko's default).
+    Md5Suffixed,
+}
+
+impl Naming {
+    /// The repository of `package` under `dest`, among `count` packages. ko names
+    /// from the import path in lowercase, as registries require.
+    pub(super) fn repository(self, dest: &ImageName, package: &Package, count: usize) -> ImageName {
+        use md5::Digest as _;
+        let path = package.import_path.to_lowercase();
+        let last = path.rsplit('/').next().unwrap_or(&path).to_string();
+        match self {
+            Naming::Gantry if count > 1 => dest.join(&package.name),
+            Naming::Gantry | Naming::Bare => dest.clone(),
+            Naming::ImportPath => dest.join(&path),
+            Naming::LastElement => dest.join(&last),
+            Naming::Md5Suffixed => dest.join(&format!(
+                "{last}-{}",
+                hex::encode(md5::Md5::digest(path.as_bytes()))
+            )),
+        }
+    }
 }

@@ -5,12 +5,14 @@
 mod layout;
 #[cfg(test)]
 pub(crate) mod memory;
+mod reference;
 mod registry;
 mod token;
 mod transport;
 
 pub use layout::LayoutPublisher;
-pub use registry::{parse_reference, ImageName, Registry, RegistryOptions};
+pub use reference::{parse_reference, ImageName};
+pub use registry::{Registry, RegistryOptions};
 pub use transport::NetworkSettings;
 
 use std::collections::HashSet;

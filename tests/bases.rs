@@ -118,7 +118,7 @@ fn compress(tar: &[u8], media_type: &str) -> Vec<u8> {
 fn decompress(blob: &[u8], media_type: &str) -> Vec<u8> {
     if media_type.ends_with("gzip") {
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(blob), &mut out)
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(blob), &mut out)
             .expect("gunzip layer");
         out
     } else if media_type.ends_with("+zstd") {

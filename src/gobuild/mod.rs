@@ -126,8 +126,16 @@ impl GoToolchain {
             path if path.is_dir() => (".", path),
             _ => (arg, dir.to_path_buf()),
         };
+        // -find: name the package without loading what it imports, which on a large
+        // program takes longer than everything else before the first build.
         let out = Command::new(&self.go)
-            .args(["list", "-f", "{{.Name}}\t{{.ImportPath}}\t{{.Dir}}", arg])
+            .args([
+                "list",
+                "-find",
+                "-f",
+                "{{.Name}}\t{{.ImportPath}}\t{{.Dir}}",
+                arg,
+            ])
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .output()

@@ -1,6 +1,10 @@
 //! The compile stage: every `go build` (one per package and distinct GOOS/GOARCH/
 //! variant), `jobs` at a time. As soon as one ends, its layer is written and its Go
-//! build info read, off the async threads, while the other builds run.
+//! build info read, off the async threads, while the other builds run. When the
+//! images go to a registry and the layer differs from the one this output had last
+//! run, it is pushed then too, so its upload overlaps the builds still running rather
+//! than waiting for the last one. (A layer seen before is left to the publish stage,
+//! which skips whole images the registry already has without asking about each blob.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ use crate::gobuild::buildinfo::BuildInfo;
 use crate::gobuild::{BuildJob, GoToolchain};
 use crate::image;
 use crate::platform::Platform;
+use crate::publish::{Publisher, Registry};
 
 /// What the compile stage needs besides the plans.
 pub(super) struct CompileOptions<'a> {
@@ -25,6 +30,8 @@ pub(super) struct CompileOptions<'a> {
     pub(super) mtime: u64,
     /// Read each binary's build info (for SBOMs).
     pub(super) build_info: bool,
+    /// The registry the images go to, when they go to one.
+    pub(super) registry: Option<&'a Registry>,
 }
 
 /// Builds every plan's platforms; returns, per plan, each platform's build in the
@@ -129,14 +136,14 @@ async fn build_one(
         })
         .await?;
     let entries = app_layer_entries(&plan.package.name, platform, out);
-    let (work, out, mtime) = (options.work.to_path_buf(), out.to_path_buf(), options.mtime);
+    let (work, binary, mtime) = (options.work.to_path_buf(), out.to_path_buf(), options.mtime);
     let (read_info, go_version) = (options.build_info, options.go.version_string.clone());
-    tokio::task::spawn_blocking(move || {
+    let (layer, info) = tokio::task::spawn_blocking(move || {
         let layer = image::write_layer(&work, &entries, mtime).map_err(io("writing a layer"))?;
         let info = read_info
             .then(|| {
                 // wasm has no Go version in it: the toolchain that built it supplies it.
-                BuildInfo::read(&out).map(|mut info| {
+                BuildInfo::read(&binary).map(|mut info| {
                     if info.go_version.is_empty() {
                         info.go_version = go_version;
                     }
@@ -144,13 +151,35 @@ async fn build_one(
                 })
             })
             .transpose()?;
-        Ok((layer, info))
+        Ok::<_, BuildError>((layer, info))
     })
     .await
     .map_err(|source| BuildError::Stopped {
         what: "writing a layer",
         source,
-    })?
+    })??;
+    // The registry remembers the upload: publishing later finds it done.
+    if let (Some(registry), Some(repo), true) = (
+        options.registry,
+        &plan.registry_repo,
+        layer_is_new(out, &layer.0.descriptor.digest),
+    ) {
+        registry.push_blob(&repo.to_string(), &layer.0).await?;
+    }
+    Ok((layer, info))
+}
+
+/// Whether `digest` differs from the layer the binary at `out` had last run, which a
+/// file beside it remembers (outputs in gantry's cache live on between runs; in the
+/// work directory every layer is new).
+fn layer_is_new(out: &Path, digest: &str) -> bool {
+    let record = PathBuf::from(format!("{}.layer", out.display()));
+    if std::fs::read_to_string(&record).is_ok_and(|last| last == digest) {
+        return false;
+    }
+    // Only a hint for next time: failing to keep it costs an early upload, no more.
+    let _ = std::fs::write(&record, digest);
+    true
 }
 
 /// Where one build's binary goes: a directory in gantry's cache keyed by everything

@@ -319,6 +319,7 @@ pub async fn build(
         jobs: opts.jobs,
         mtime: file_time(opts),
         build_info: !opts.sbom.is_empty(),
+        registry: destination.is_some().then_some(&registry),
     };
     // While the first go build runs, the destination is asked whether this run may push.
     let access = check_destinations(&registry, &registry_repos, &tags[0]);

@@ -104,7 +104,7 @@ async fn every_stage_runs_in_process_with_a_fake_go_and_a_layout() {
     };
     let arm = &image.platforms[1];
     let layer = blob(&arm.layers.last().unwrap().digest);
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&layer[..]));
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(&layer[..]));
     let mut found = None;
     for entry in tar.entries().unwrap() {
         let mut entry = entry.unwrap();

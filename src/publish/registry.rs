@@ -1,7 +1,7 @@
 //! The OCI distribution API over [`super::transport`]: manifests and blobs by tag or
 //! digest, uploads in the fewest round trips (HEAD; else a cross-repository mount
 //! that doubles as the upload session; else POST then PUT, streamed), and whether a
-//! registry has the referrers API. `oci-client` parses references.
+//! registry has the referrers API.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -5,7 +5,8 @@
 //! Why not `oci-client`'s transport: as of 0.18 it sends a `GET /v2/` ping before
 //! every operation on a registry that needs no token (half of all requests), never
 //! retries, has no way to notice a stalled upload, and cannot tell us whether a
-//! registry answered a referrer push with `OCI-Subject`. We keep its reference parser.
+//! registry answered a referrer push with `OCI-Subject`. Nor its reference parser
+//! (see [`super::reference`]).
 //!
 //! - **No ping.** A request goes out as it is; a 401 carries the challenge (Basic or
 //!   Bearer), which is remembered for the registry. A Bearer token is fetched once for

@@ -179,7 +179,7 @@ async fn extract(
         };
         let blob = publisher.fetch_blob(repository, digest).await?;
         let reader: Box<dyn std::io::Read> = if kind.ends_with("gzip") {
-            Box::new(flate2::read::GzDecoder::new(blob.as_ref()))
+            Box::new(flate2::read::MultiGzDecoder::new(blob.as_ref()))
         } else if kind.ends_with("tar") {
             Box::new(blob.as_ref())
         } else {

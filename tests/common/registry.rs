@@ -253,6 +253,23 @@ impl TestRegistry {
     }
 }
 
+impl TestRegistry {
+    /// What a client can reach by name: per repository, its manifests and tags (the
+    /// blobs left out: a run uploads each layer as soon as its build ends, so a run
+    /// that fails later may leave layers, which no manifest names and the next run
+    /// reuses).
+    pub fn manifests_and_tags(&self) -> Vec<StoredRepo> {
+        self.contents()
+            .into_iter()
+            .map(|r| StoredRepo {
+                blobs: Vec::new(),
+                ..r
+            })
+            .filter(|r| !r.manifests.is_empty() || !r.tags.is_empty())
+            .collect()
+    }
+}
+
 /// What one repository of a [`TestRegistry`] holds, read from its storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRepo {

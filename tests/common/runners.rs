@@ -49,7 +49,7 @@ pub fn pull_and_extract(
     std::fs::create_dir_all(&root).expect("mkdir rootfs");
     for layer in manifest["layers"].as_array().expect("layers") {
         let bytes = blob(layer["digest"].as_str().expect("layer digest"));
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&bytes[..]));
         archive.set_preserve_permissions(true);
         archive.unpack(&root).expect("unpack layer");
     }

@@ -56,6 +56,7 @@ pub fn build_args() -> Result<BuildArgs> {
         ("sbom", "--sbom"),
         ("config", "--config"),
         ("wasm-os", "--wasm-os"),
+        ("oci-archive", "--oci-archive"),
     ] {
         if let Some(v) = input(name) {
             argv.extend([flag.into(), v]);

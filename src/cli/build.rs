@@ -1,13 +1,16 @@
 //! `gantry build` (and the Action, which is a build with its inputs as arguments):
-//! the pipeline, with progress on stderr and the result on stdout.
+//! the pipeline, with progress on stderr and the result on stdout. Around it: the
+//! `--oci-archive` tar of the layout the pipeline wrote, and the declaration of the
+//! pushed images to the Actions runner's artifact list.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use gantry::github;
-use gantry::pipeline::{self, BuildOptions, Naming};
+use gantry::pipeline::{self, BuildOptions, BuildReport, Naming};
 use gantry::platform::WasmOs;
+use gantry::publish::archive;
+use gantry::{cleanup, github};
 
 use super::args::{key_values, AttestArgs, NetworkArgs, SigningArgs};
 use super::output::{print_result, report_attachments};
@@ -51,6 +54,9 @@ pub struct BuildArgs {
     /// Write an OCI image layout here (the default destination when there is no --repo: ./oci-layout).
     #[arg(long)]
     pub oci_layout: Option<PathBuf>,
+    /// Write everything the layout holds as one reproducible tar (an `oci-archive:`).
+    #[arg(long, value_name = "FILE")]
+    pub oci_archive: Option<PathBuf>,
     /// Write the machine-readable result here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -88,6 +94,26 @@ pub struct BuildArgs {
 
 pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
     let repo = args.repo.or_else(|| settings.ko_docker_repo.clone());
+    if let Some(file) = &args.oci_archive {
+        check_archive_writable(file)?;
+    }
+    // With --oci-archive alone the layout is only a step towards the archive: it is
+    // written to a directory of its own, removed however the run ends.
+    let temporary_layout = match (&args.oci_archive, &args.oci_layout) {
+        (Some(_), None) => {
+            let dir = tempfile::Builder::new()
+                .prefix("gantry-layout-")
+                .tempdir()
+                .context("making a directory for the layout behind --oci-archive")?;
+            let removal = cleanup::Removal::new(dir.path());
+            Some((dir, removal))
+        }
+        _ => None,
+    };
+    let oci_layout = match &temporary_layout {
+        Some((dir, _)) => Some(dir.path().to_path_buf()),
+        None => args.oci_layout.clone(),
+    };
     let opts = BuildOptions {
         packages: args.packages,
         workdir: std::env::current_dir().context("reading the current directory")?,
@@ -107,7 +133,7 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         base: args.base,
         default_base: settings.ko_default_base.clone(),
         tags: args.tags,
-        oci_layout: args.oci_layout,
+        oci_layout,
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
@@ -139,7 +165,19 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
     let progress = Progress::new(settings.in_actions);
     let result = pipeline::build(&opts, &|phase, line| progress.step(phase, line)).await;
     progress.finish();
-    let report = result?;
+    let mut report = result?;
+    if let (Some(file), Some(layout)) = (&args.oci_archive, &opts.oci_layout) {
+        let mtime = opts
+            .source_date_epoch
+            .map_or(0, |t| u64::try_from(t).unwrap_or(0));
+        archive::write_archive(layout, file, mtime)
+            .with_context(|| format!("writing --oci-archive {}", file.display()))?;
+        eprintln!("gantry: wrote the OCI archive {}", file.display());
+        if temporary_layout.is_some() && opts.repo.is_none() {
+            name_the_archive(&mut report, layout, file, &opts)?;
+        }
+    }
+    drop(temporary_layout);
     eprintln!(
         "gantry: published: {} blobs uploaded, {} already present, {} mounted, {} manifests, {} tags",
         report.publish.blobs_uploaded,
@@ -171,6 +209,76 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
             }
         }
     }
+    // For a later attestation step: the images pushed to a registry, not a layout.
+    if let (Some(path), Some(_)) = (&settings.artifacts_file, &opts.repo) {
+        let declarations = github::artifacts::declarations(&report);
+        for skipped in &declarations.skipped {
+            if settings.in_actions {
+                eprintln!("::warning::{}", github::escape_data(skipped));
+            } else {
+                eprintln!("gantry: warning: {skipped}");
+            }
+        }
+        github::artifacts::append(path, &declarations.declared).with_context(|| {
+            format!(
+                "declaring the pushed images in ${}",
+                github::artifacts::FILE_VARIABLE
+            )
+        })?;
+    }
     let lines: Vec<&str> = report.images.iter().map(|i| i.reference.as_str()).collect();
     print_result(&lines.join("\n"))
+}
+
+/// Fails before anything is built when the archive could not be written in the end:
+/// its directory must exist and take a new file, and it must not be a directory.
+fn check_archive_writable(file: &Path) -> Result<()> {
+    let context = || {
+        format!(
+            "--oci-archive {} cannot be written (checked before building; nothing was pushed)",
+            file.display()
+        )
+    };
+    if file.is_dir() {
+        bail!("{}: it is a directory; name a file", context());
+    }
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::NamedTempFile::new_in(dir)
+        .map(drop)
+        .with_context(context)
+}
+
+/// An archive-only build names the archive, not the temporary layout inside the
+/// report: on stdout, in the step outputs, and in the `--json` and `--image-refs`
+/// files the pipeline already wrote (rewritten here).
+fn name_the_archive(
+    report: &mut BuildReport,
+    layout: &Path,
+    file: &Path,
+    opts: &BuildOptions,
+) -> Result<()> {
+    let from = format!("oci:{}", layout.display());
+    let to = format!("oci-archive:{}", file.display());
+    for image in &mut report.images {
+        if image.repository == from {
+            image.repository.clone_from(&to);
+            image.reference = format!("{to}@{}", image.digest);
+        }
+    }
+    if let Some(path) = &opts.report_file {
+        let json = serde_json::to_vec_pretty(&*report).context("serialising the result")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &opts.image_refs {
+        let refs: String = report
+            .images
+            .iter()
+            .map(|i| format!("{}\n", i.reference))
+            .collect();
+        std::fs::write(path, refs).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

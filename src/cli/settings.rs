@@ -25,6 +25,9 @@ pub struct Settings {
     pub ko_config_path: Option<PathBuf>,
     /// The `go` to run: GANTRY_GO, else `go` on PATH.
     pub go: PathBuf,
+    /// The file the Actions runner reads the step's pushed images from
+    /// (GITHUB_ARTIFACTS).
+    pub artifacts_file: Option<PathBuf>,
     /// gantry's cache: GANTRY_CACHE_DIR, else $XDG_CACHE_HOME/gantry, else
     /// ~/.cache/gantry.
     pub cache_dir: Option<PathBuf>,
@@ -42,6 +45,9 @@ impl Settings {
             github_token: set("GITHUB_TOKEN").map(Secret::new),
             in_actions: github::in_actions(),
             workspace: std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from),
+            artifacts_file: std::env::var_os(github::artifacts::FILE_VARIABLE)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             go: std::env::var_os("GANTRY_GO").map_or_else(|| PathBuf::from("go"), PathBuf::from),
             cache_dir: std::env::var_os("GANTRY_CACHE_DIR")
                 .map(PathBuf::from)

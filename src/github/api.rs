@@ -19,6 +19,7 @@ use octocrab::Octocrab;
 use serde_json::{json, Value};
 
 use crate::report::BuildReport;
+use crate::sign::{AttachmentKind, SigningMethod};
 
 /// A repository on a GitHub instance, and a client for its API.
 pub struct Repository {
@@ -204,14 +205,14 @@ pub async fn publish(report: &BuildReport, token: &str, result: Option<&Path>) -
     let keyless = report
         .signer
         .as_ref()
-        .is_some_and(|s| s.method == "keyless");
+        .is_some_and(|s| s.method == SigningMethod::Keyless);
     if keyless {
         let bundles = distinct_statements(
             report
                 .images
                 .iter()
                 .flat_map(|i| &i.attachments)
-                .filter(|a| a.kind == "attestation")
+                .filter(|a| a.kind == AttachmentKind::Attestation)
                 .filter_map(|a| a.bundle.as_ref()),
         );
         for bundle in bundles {

@@ -2,6 +2,7 @@
 //! workflow commands (masks, annotations), all escaped per the runner's rules.
 
 pub mod api;
+pub mod artifacts;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -10,7 +11,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::report::BuildReport;
-use crate::sign::SignerIdentity;
+use crate::sign::{AttachmentKind, SignerIdentity, SigningMethod};
 pub use crate::workflow::{escape_data, escape_property, in_actions, mask, mask_commands};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,14 +140,20 @@ pub fn outputs(report: &BuildReport) -> Vec<(String, String)> {
             serde_json::to_string(report).unwrap_or_default(),
         ),
         ("sbom".into(), of_kind(&is_sbom)),
-        ("attestations".into(), of_kind(&|a| a.kind == "attestation")),
-        ("signatures".into(), of_kind(&|a| a.kind == "signature")),
+        (
+            "attestations".into(),
+            of_kind(&|a| a.kind == AttachmentKind::Attestation),
+        ),
+        (
+            "signatures".into(),
+            of_kind(&|a| a.kind == AttachmentKind::Signature),
+        ),
         (
             "rekor-log-index".into(),
             first
                 .attachments
                 .iter()
-                .find(|a| a.kind == "signature" && a.subject == first.digest)
+                .find(|a| a.kind == AttachmentKind::Signature && a.subject == first.digest)
                 .and_then(|a| a.rekor_log_index)
                 .map(|i| i.to_string())
                 .unwrap_or_default(),
@@ -184,13 +191,14 @@ pub fn summary(report: &BuildReport) -> String {
             md.push_str("Not signed: no key was given and no OIDC token was available.\n");
             continue;
         };
-        let count = |kind: &str| image.attachments.iter().filter(|a| a.kind == kind).count();
+        let count =
+            |kind: AttachmentKind| image.attachments.iter().filter(|a| a.kind == kind).count();
         let _ = writeln!(
             md,
             "Signed ({}): {} signatures, {} attestations (SBOMs, provenance).\n",
             signer.method,
-            count("signature"),
-            count("attestation")
+            count(AttachmentKind::Signature),
+            count(AttachmentKind::Attestation)
         );
         md.push_str("```sh\n");
         md.push_str(&verify_commands(signer, &image.reference));
@@ -219,7 +227,7 @@ fn verify_commands(signer: &SignerIdentity, reference: &str) -> String {
     let mut out = format!(
         "cosign verify {by}{tlog} {reference}\ncosign verify-attestation {by}{tlog} --type slsaprovenance1 {reference}\n"
     );
-    if signer.method == "keyless" {
+    if signer.method == SigningMethod::Keyless {
         if let Ok(repo) = std::env::var("GITHUB_REPOSITORY") {
             let _ = writeln!(out, "gh attestation verify oci://{reference} --repo {repo}");
         }

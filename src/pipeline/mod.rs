@@ -30,7 +30,7 @@ mod report;
 use assemble::{assemble_package, file_time, wasm_artifact};
 use compile::{compile, CompileOptions};
 pub use plan::Naming;
-use plan::{base_ref, check_destinations, plan_bases, settings_for, split_request};
+use plan::{base_for, check_destinations, plan_bases, settings_for, split_request, Base};
 
 pub use crate::report::{
     BaseReport, BuildReport, LayerReport, PackageReport, PlatformReport, SbomReport,
@@ -289,14 +289,14 @@ pub async fn build(
         })
         .collect();
 
-    let base_refs: Vec<String> = plans
+    let bases: Vec<Base> = plans
         .iter()
-        .map(|p| base_ref(opts, config.as_ref(), &p.package.import_path))
+        .map(|p| base_for(opts, config.as_ref(), &p.package.import_path))
         .collect();
     // Every repository this run reads or writes, so that one token per registry
     // covers them all.
     let registry = Registry::new(&opts.registries)?;
-    for b in base_refs.iter().filter(|b| *b != "scratch") {
+    for b in bases.iter().filter_map(Base::image) {
         registry.declare(&publish::parse_reference(b)?.0, false);
     }
     let registry_repos: Vec<ImageName> = plans
@@ -327,7 +327,7 @@ pub async fn build(
         // The platforms come from the bases: resolve them, then build.
         PlatformRequest::All { .. } => {
             futures::try_join!(
-                plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress),
+                plan_bases(&registry, &request, &bases, &mut plans, &go, progress),
                 access,
             )?;
             compile(&compiling, &plans, progress).await?
@@ -341,7 +341,7 @@ pub async fn build(
             let building = plans.clone();
             let (compiled, (), ()) = futures::try_join!(
                 compile(&compiling, &building, progress),
-                plan_bases(&registry, &request, &base_refs, &mut plans, &go, progress),
+                plan_bases(&registry, &request, &bases, &mut plans, &go, progress),
                 access,
             )?;
             compiled

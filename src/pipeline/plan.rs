@@ -32,13 +32,35 @@ pub(super) fn settings_for(
     })
 }
 
-pub(super) fn base_ref(
+/// What a package's Linux images are built on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Base {
+    /// Nothing: the image holds the program's layer alone.
+    Scratch,
+    /// An image reference, resolved from the registry.
+    Image(String),
+}
+
+impl Base {
+    /// The reference, unless the base is scratch.
+    pub(super) fn image(&self) -> Option<&str> {
+        match self {
+            Base::Scratch => None,
+            Base::Image(reference) => Some(reference),
+        }
+    }
+}
+
+/// The base for a package: --base, else the config's (KO_DEFAULTBASEIMAGE beating
+/// its default, not its overrides), else gantry's default. `scratch` names none.
+pub(super) fn base_for(
     opts: &BuildOptions,
     config: Option<&LoadedConfig>,
     import_path: &str,
-) -> String {
+) -> Base {
     let default = opts.default_base.as_deref();
-    opts.base
+    let text = opts
+        .base
         .clone()
         .or_else(|| match config {
             Some(c) => c
@@ -47,22 +69,26 @@ pub(super) fn base_ref(
                 .map(str::to_string),
             None => default.map(str::to_string),
         })
-        .unwrap_or_else(|| DEFAULT_BASE.to_string())
+        .unwrap_or_else(|| DEFAULT_BASE.to_string());
+    match text.as_str() {
+        "scratch" => Base::Scratch,
+        _ => Base::Image(text),
+    }
 }
 
 /// Fills each plan's platforms and base (its Linux images' base, resolved).
 pub(super) async fn plan_bases(
     registry: &Registry,
     request: &PlatformRequest,
-    base_refs: &[String],
+    bases: &[Base],
     plans: &mut [PackagePlan],
     go: &GoToolchain,
     progress: &Progress<'_>,
 ) -> Result<(), BuildError> {
-    let mut bases: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
-    for (plan, base_ref) in plans.iter_mut().zip(base_refs) {
+    let mut resolved: HashMap<String, Arc<ResolvedBase>> = HashMap::new();
+    for (plan, base) in plans.iter_mut().zip(bases) {
         let (platforms, base) =
-            plan_platforms(registry, request, base_ref, &mut bases, progress).await?;
+            plan_platforms(registry, request, base, &mut resolved, progress).await?;
         go.check_platforms(&platforms)?;
         plan.platforms = platforms;
         plan.base = base;
@@ -82,7 +108,7 @@ pub(super) fn split_request(request: &PlatformRequest) -> (Vec<Platform>, Vec<Pl
 async fn plan_platforms(
     registry: &Registry,
     request: &PlatformRequest,
-    base_ref: &str,
+    base: &Base,
     cache: &mut HashMap<String, Arc<ResolvedBase>>,
     progress: &Progress<'_>,
 ) -> Result<(Vec<Platform>, Option<(String, Arc<ResolvedBase>)>), BuildError> {
@@ -91,14 +117,14 @@ async fn plan_platforms(
     if !wants_linux {
         return Ok((wasm, None));
     }
-    if base_ref == "scratch" {
+    let Base::Image(base_ref) = base else {
         if matches!(request, PlatformRequest::All { .. }) {
             return Err(BuildError::Usage(
                 "--platform all takes its platforms from the base image, but the base is scratch; list the platforms instead".into(),
             ));
         }
         return Ok((linux.into_iter().chain(wasm).collect(), None));
-    }
+    };
     let key = format!(
         "{base_ref}|{}",
         linux

@@ -120,7 +120,7 @@ async fn every_stage_runs_in_process_with_a_fake_go_and_a_layout() {
     let signed: HashSet<&str> = image
         .attachments
         .iter()
-        .filter(|a| a.kind == "signature")
+        .filter(|a| a.kind == crate::sign::AttachmentKind::Signature)
         .map(|a| a.subject.as_str())
         .collect();
     assert_eq!(signed.len(), 4, "{:?}", image.attachments);

@@ -2,6 +2,7 @@
 //! and the order every destination keeps — blobs, then image manifests, then indexes,
 //! then tags — so a tag never points at something half-written.
 
+pub mod archive;
 mod layout;
 #[cfg(test)]
 pub(crate) mod memory;

@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 
 use super::store::{self, SharedList};
 use super::{
-    digest_tag, rekor, statement, Attachment, Claim, ClaimKind, SignError, SignedStatement, Signer,
-    BUNDLE_ANNOTATION, BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, DSSE_ENVELOPE, EMPTY_CONFIG,
-    KEY_ANNOTATION, PREDICATE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLESIGNING,
-    STATEMENT_ANNOTATION,
+    digest_tag, rekor, statement, Attachment, AttachmentKind, Claim, ClaimKind, ListedBy,
+    SignError, SignedStatement, Signer, Storage, BUNDLE_ANNOTATION, BUNDLE_MEDIA_TYPE,
+    COSIGN_SIGN_PREDICATE, DSSE_ENVELOPE, EMPTY_CONFIG, KEY_ANNOTATION, PREDICATE_ANNOTATION,
+    SIGNATURE_ANNOTATION, SIMPLESIGNING, STATEMENT_ANNOTATION,
 };
 use crate::image::{canonical_json, media_type, rfc3339, Blob, BlobSource, Descriptor};
 use crate::publish::Publisher;
@@ -170,11 +170,19 @@ async fn store_subject(
     };
     for (claim, signed) in &signed.claims {
         let (kind, predicate_type, statement) = match &claim.kind {
-            ClaimKind::Signature => ("signature", COSIGN_SIGN_PREDICATE.to_string(), None),
+            ClaimKind::Signature => (
+                AttachmentKind::Signature,
+                COSIGN_SIGN_PREDICATE.to_string(),
+                None,
+            ),
             ClaimKind::Attestation {
                 predicate_type,
                 statement,
-            } => ("attestation", predicate_type.clone(), Some(statement)),
+            } => (
+                AttachmentKind::Attestation,
+                predicate_type.clone(),
+                Some(statement),
+            ),
         };
         let bundle = match &signed {
             SignedClaim::Signature { bundle, .. } => bundle,
@@ -198,7 +206,7 @@ async fn store_subject(
         out.push(attachment(
             kind,
             Some(&predicate_type),
-            "referrer",
+            Storage::Referrer,
             referrer.descriptor.digest.clone(),
             &bundle.log_entry,
             Some(&bundle.bundle),
@@ -216,9 +224,9 @@ async fn store_subject(
                 sig_layers.push(annotated(&blob, annotations.clone()));
                 sig_blobs.push(blob);
                 out.push(attachment(
-                    "signature",
+                    AttachmentKind::Signature,
                     None,
-                    "sig-tag",
+                    Storage::SigTag,
                     String::new(),
                     entry,
                     None,
@@ -240,9 +248,9 @@ async fn store_subject(
                 att_layers.push(annotated(&blob, annotations));
                 att_blobs.push(blob);
                 out.push(attachment(
-                    "attestation",
+                    AttachmentKind::Attestation,
                     Some(&predicate_type),
-                    "att-tag",
+                    Storage::AttTag,
                     String::new(),
                     &signed.log_entry,
                     None,
@@ -295,14 +303,14 @@ async fn store_subject(
     for (report, digest) in already {
         out[report].digest = digest;
     }
-    for a in out.iter_mut().filter(|a| a.storage == "referrer") {
+    for a in out.iter_mut().filter(|a| a.storage == Storage::Referrer) {
         a.listed_by = Some(listed_by);
     }
     for a in &mut out {
         match a.storage {
-            "sig-tag" => a.digest = sig_digest.clone(),
-            "att-tag" => a.digest = att_digest.clone(),
-            _ => {}
+            Storage::SigTag => a.digest = sig_digest.clone(),
+            Storage::AttTag => a.digest = att_digest.clone(),
+            Storage::Referrer => {}
         }
     }
     Ok(out)
@@ -347,7 +355,7 @@ async fn store_referrers(
     repository: &str,
     subject: &str,
     referrers: Vec<Referrer>,
-) -> Result<(Vec<(usize, String)>, &'static str), SignError> {
+) -> Result<(Vec<(usize, String)>, ListedBy), SignError> {
     let index_tag = digest_tag(subject, None);
     let (known, uses_fallback) = match publisher.referrers(repository, subject).await? {
         Some(listed) => (listed, false),
@@ -394,9 +402,9 @@ async fn store_referrers(
         .await?;
     }
     let listed_by = if uses_fallback {
-        "fallback-tag"
+        ListedBy::FallbackTag
     } else {
-        "referrers-api"
+        ListedBy::ReferrersApi
     };
     Ok((already, listed_by))
 }

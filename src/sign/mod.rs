@@ -145,20 +145,78 @@ pub enum ClaimKind {
     },
 }
 
+/// Names that reports, `--json` and the job summary print, kebab-case.
+macro_rules! report_names {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($name::$variant => $text,)+
+                })
+            }
+        }
+    };
+}
+
+report_names!(
+    /// What an attachment is.
+    AttachmentKind {
+        /// A signature over the image (cosign's simple signing).
+        Signature => "signature",
+        /// A signed in-toto statement about the image.
+        Attestation => "attestation",
+    }
+);
+
+report_names!(
+    /// Where an attachment is stored.
+    Storage {
+        /// In the `sha256-<hex>.sig` tag, as cosign reads signatures.
+        SigTag => "sig-tag",
+        /// An OCI 1.1 referrer carrying a Sigstore bundle.
+        Referrer => "referrer",
+        /// In the legacy `sha256-<hex>.att` tag.
+        AttTag => "att-tag",
+    }
+);
+
+report_names!(
+    /// What lists a referrer.
+    ListedBy {
+        /// The registry's own referrers API.
+        ReferrersApi => "referrers-api",
+        /// The `sha256-<hex>` fallback index gantry keeps.
+        FallbackTag => "fallback-tag",
+    }
+);
+
+report_names!(
+    /// How the images were signed.
+    SigningMethod {
+        /// With a key the user holds.
+        Key => "key",
+        /// With a short-lived certificate for the CI's identity.
+        Keyless => "keyless",
+    }
+);
+
 /// What was stored, for reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attachment {
-    /// `signature` or `attestation`.
-    pub kind: &'static str,
+    pub kind: AttachmentKind,
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicate_type: Option<String>,
-    /// `sig-tag`, `referrer` or `att-tag`.
-    pub storage: &'static str,
-    /// For a referrer, what lists it: the registry's `referrers-api`, or the
-    /// `fallback-tag` index gantry keeps.
+    pub storage: Storage,
+    /// For a referrer, what lists it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub listed_by: Option<&'static str>,
+    pub listed_by: Option<ListedBy>,
     /// Digest of the manifest that holds it.
     pub digest: String,
     /// Where the transparency log recorded the signature, when it did.
@@ -198,8 +256,7 @@ pub struct Keyless {
 /// Who signed: what `cosign verify` needs to be told.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignerIdentity {
-    /// `key` or `keyless`.
-    pub method: &'static str,
+    pub method: SigningMethod,
     /// The certificate's subject (for GitHub, the workflow that ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_identity: Option<String>,
@@ -251,9 +308,9 @@ impl Signer {
             .unzip();
         SignerIdentity {
             method: if self.certificate.is_some() {
-                "keyless"
+                SigningMethod::Keyless
             } else {
-                "key"
+                SigningMethod::Key
             },
             certificate_identity: identity,
             certificate_oidc_issuer: issuer,

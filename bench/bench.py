@@ -111,7 +111,7 @@ def real_program(tmp, host, base):
             f.write(f"\nvar benchEdit{next(edits)} = 1\n")
 
     gantry_cmd = [GANTRY, "build", "--repo", f"{host}/gantry-real", "--platform", PLATFORMS, "--base", base,
-                  "--sbom", "none", pkg]
+                  "--sbom", "none", "--no-provenance", pkg]
     ko_env = dict(os.environ, KO_DOCKER_REPO=f"{host}/ko-real", KO_DEFAULTBASEIMAGE=base)
     ko_cmd = ["ko", "build", "--bare", "--insecure-registry", f"--platform={PLATFORMS}", "--sbom=none", pkg]
 
@@ -204,7 +204,7 @@ def main():
                 os.makedirs(out)
                 go_builds_in_parallel(ex, out)  # warm the Go cache for every tool
                 gantry_cmd = [GANTRY, "build", "--repo", f"{host}/gantry-{example}", "--platform", PLATFORMS,
-                              "--base", base, "--sbom", "none", "."]
+                              "--base", base, "--sbom", "none", "--no-provenance", "."]
                 ko_env = dict(os.environ, KO_DOCKER_REPO=f"{host}/ko-{example}", KO_DEFAULTBASEIMAGE=base)
                 ko_cmd = ["ko", "build", "--bare", "--insecure-registry", f"--platform={PLATFORMS}", "--sbom=none", "."]
                 timed(gantry_cmd, ex)

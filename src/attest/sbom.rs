@@ -25,6 +25,14 @@ impl SbomFormat {
         }
     }
 
+    /// The document's media type, as an OCI artifact type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "application/spdx+json",
+            SbomFormat::Cyclonedx => "application/vnd.cyclonedx+json",
+        }
+    }
+
     pub fn file_suffix(self) -> &'static str {
         match self {
             SbomFormat::Spdx => "spdx.json",

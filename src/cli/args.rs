@@ -125,7 +125,7 @@ pub struct AttestArgs {
     /// SBOM formats, comma-separated, or "none".
     #[arg(long, default_value = "spdx,cyclonedx", value_parser = parse_sbom_formats)]
     pub sbom: SbomFormats,
-    /// Attach SLSA provenance (default on; needs signing).
+    /// Attach SLSA provenance (default on; signed when signing, else unsigned).
     #[arg(long, overrides_with = "no_provenance")]
     pub provenance: bool,
     /// Do not attach SLSA provenance.
@@ -192,7 +192,7 @@ impl SigningArgs {
             (SignMode::Auto, None) => {
                 let found = keyless();
                 if found.is_none() {
-                    eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no OIDC token for keyless signing (in GitHub Actions: `permissions: id-token: write`)");
+                    eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no OIDC token for keyless signing (in GitHub Actions: `permissions: id-token: write`); SBOMs and provenance are attached unsigned");
                 }
                 Ok(found)
             }

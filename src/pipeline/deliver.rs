@@ -1,6 +1,7 @@
 //! What one destination (a registry or an OCI layout) receives, in order: the
-//! images, then the signatures and attestations that refer to them. Tags are moved
-//! later, by the caller, once everything else is stored.
+//! images, then the signatures and attestations that refer to them (or, for a build
+//! that does not sign, its SBOMs and provenance unsigned). Tags are moved later, by
+//! the caller, once everything else is stored.
 
 use std::collections::HashSet;
 
@@ -76,20 +77,13 @@ impl Delivery<'_> {
             .get_or_try_init(|| async {
                 let mut all = Vec::new();
                 for package in self.packages {
-                    let plan = &package.plan;
-                    let repository = plan
-                        .registry_repo
-                        .as_ref()
-                        .map_or_else(|| plan.layout_repo.clone(), ToString::to_string);
-                    let artifact = &package.artifact;
-                    let mut subjects: Vec<Descriptor> = Vec::new();
-                    if let Artifact::Index { descriptor, .. } = artifact {
-                        subjects.push(descriptor.clone());
-                    }
-                    subjects.extend(artifact.images().iter().map(|i| i.descriptor.clone()));
-                    let sboms: Vec<&SbomDocument> =
-                        package.sboms.iter().map(|(doc, _)| doc).collect();
-                    let claims = sign::claims_for(&repository, &subjects, &sboms, self.provenance);
+                    let repository = named_in_claims(&package.plan);
+                    let claims = sign::claims_for(
+                        &repository,
+                        &subjects(&package.artifact),
+                        &package.sbom_documents(),
+                        self.provenance,
+                    );
                     progress(
                         Phase::Sign,
                         &format!(
@@ -148,9 +142,25 @@ impl Delivery<'_> {
             source: Box::new(source),
         };
         let Some(signer) = self.signer(progress).await.map_err(failed)? else {
+            let mut attachments = Vec::new();
+            for package in self.packages {
+                attachments.push(
+                    sign::store_unsigned(
+                        publisher,
+                        &destination.repository(&package.plan),
+                        &named_in_claims(&package.plan),
+                        &subjects(&package.artifact),
+                        &package.sbom_documents(),
+                        self.provenance,
+                        self.created,
+                    )
+                    .await
+                    .map_err(failed)?,
+                );
+            }
             return Ok(Delivered {
                 stats,
-                attachments: vec![Vec::new(); self.packages.len()],
+                attachments,
                 new,
             });
         };
@@ -175,6 +185,31 @@ impl Delivery<'_> {
             attachments,
             new,
         })
+    }
+}
+
+/// The repository that statements about a package name: its registry repository when
+/// it is pushed, else its place in the layout.
+fn named_in_claims(plan: &PackagePlan) -> String {
+    plan.registry_repo
+        .as_ref()
+        .map_or_else(|| plan.layout_repo.clone(), ToString::to_string)
+}
+
+/// What is signed and attested about an artifact: its index, when it has one, and
+/// every image.
+fn subjects(artifact: &Artifact) -> Vec<Descriptor> {
+    let mut subjects: Vec<Descriptor> = Vec::new();
+    if let Artifact::Index { descriptor, .. } = artifact {
+        subjects.push(descriptor.clone());
+    }
+    subjects.extend(artifact.images().iter().map(|i| i.descriptor.clone()));
+    subjects
+}
+
+impl Assembled {
+    fn sbom_documents(&self) -> Vec<&SbomDocument> {
+        self.sboms.iter().map(|(doc, _)| doc).collect()
     }
 }
 

@@ -155,7 +155,7 @@ pub struct BuildOptions {
     pub image_refs: Option<PathBuf>,
     /// How to sign and attest; None = no signatures or attestations.
     pub signing: Option<Signing>,
-    /// Attach SLSA provenance (needs signing).
+    /// Attach SLSA provenance (signed when signing, else as an unsigned referrer).
     pub provenance: bool,
     /// Also store attestations under the legacy `.att` tag.
     pub legacy_attestations: bool,
@@ -359,7 +359,7 @@ pub async fn build(
         (None, Some(_)) => None,
     };
     let wasm_tags: Vec<String> = tags.iter().map(|t| format!("{t}-wasm")).collect();
-    let provenance = (opts.provenance && opts.signing.is_some()).then(|| {
+    let provenance = opts.provenance.then(|| {
         let platforms: Vec<String> = assembled
             .iter()
             .flat_map(|a| a.plan.platforms.iter().map(Platform::to_string))

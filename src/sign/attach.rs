@@ -15,6 +15,7 @@ use super::{
     COSIGN_SIGN_PREDICATE, DSSE_ENVELOPE, EMPTY_CONFIG, KEY_ANNOTATION, PREDICATE_ANNOTATION,
     SIGNATURE_ANNOTATION, SIMPLESIGNING, STATEMENT_ANNOTATION,
 };
+use crate::attest::SbomDocument;
 use crate::image::{canonical_json, media_type, rfc3339, Blob, BlobSource, Descriptor};
 use crate::publish::Publisher;
 
@@ -431,10 +432,6 @@ fn referrer(
     created: i64,
 ) -> Referrer {
     let bundle = Blob::unpublished(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
-    let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
-    let mut subject = claim.subject.clone();
-    subject.platform = None;
-    subject.annotations.clear();
     let annotations = json!({
         "dev.sigstore.bundle.content": "dsse-envelope",
         PREDICATE_ANNOTATION: predicate_type,
@@ -442,27 +439,125 @@ fn referrer(
         KEY_ANNOTATION: key_hint,
         "org.opencontainers.image.created": rfc3339(created),
     });
+    artifact_referrer(&claim.subject, bundle, annotations)
+}
+
+/// An OCI 1.1 artifact of one layer (its media type the artifact's type) that refers
+/// to `subject`: how bundles, and unsigned SBOMs and provenance, are stored.
+fn artifact_referrer(subject: &Descriptor, layer: Blob, annotations: Value) -> Referrer {
+    let artifact_type = layer.descriptor.media_type.clone();
+    let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
+    let mut subject = subject.clone();
+    subject.platform = None;
+    subject.annotations.clear();
     let manifest = canonical_json(&json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_MANIFEST,
-        "artifactType": BUNDLE_MEDIA_TYPE,
+        "artifactType": artifact_type,
         "config": empty.descriptor,
-        "layers": [bundle.descriptor],
+        "layers": [layer.descriptor],
         "subject": subject,
         "annotations": annotations,
     }));
     let descriptor = Descriptor::for_bytes(media_type::OCI_MANIFEST, &manifest);
     let mut entry = descriptor.clone();
-    entry.artifact_type = Some(BUNDLE_MEDIA_TYPE.into());
+    entry.artifact_type = Some(artifact_type);
     let mut entry = json!(entry);
     entry["annotations"] = annotations;
     Referrer {
         descriptor,
         manifest: Bytes::from(manifest),
         entry,
-        blobs: vec![empty, bundle],
+        blobs: vec![empty, layer],
         report: 0,
     }
+}
+
+/// Media type of an in-toto statement stored as is.
+const IN_TOTO_STATEMENT: &str = "application/vnd.in-toto+json";
+/// The annotation that names an unsigned statement's predicate type.
+const IN_TOTO_PREDICATE: &str = "in-toto.io/predicate-type";
+
+/// Stores each SBOM, and the provenance, as an unsigned OCI 1.1 referrer of what it
+/// describes, for builds that do not sign: the SBOM document itself (artifact type
+/// `application/spdx+json` or `application/vnd.cyclonedx+json`), and the provenance
+/// as an in-toto statement about every subject (naming them in `named`), referring to
+/// each; all stored into `repository`. Through the same
+/// referrers API or fallback index as signed bundles; a rerun finds them stored
+/// (their bytes are the same) and stores nothing again.
+pub async fn store_unsigned(
+    publisher: &dyn Publisher,
+    repository: &str,
+    named: &str,
+    subjects: &[Descriptor],
+    sboms: &[&SbomDocument],
+    provenance: Option<&Value>,
+    created: i64,
+) -> Result<Vec<Attachment>, SignError> {
+    let created = rfc3339(created);
+    let mut per_subject: Vec<(&Descriptor, Vec<(Referrer, Attachment)>)> =
+        subjects.iter().map(|s| (s, Vec::new())).collect();
+    let mut add = |digest: &str, layer: Blob, predicate_type: &str| {
+        if let Some((subject, list)) = per_subject.iter_mut().find(|(s, _)| s.digest == digest) {
+            let annotations = json!({
+                IN_TOTO_PREDICATE: predicate_type,
+                "org.opencontainers.image.created": created,
+            });
+            let referrer = artifact_referrer(subject, layer, annotations);
+            let attachment = Attachment {
+                kind: AttachmentKind::Unsigned,
+                subject: digest.to_string(),
+                predicate_type: Some(predicate_type.to_string()),
+                storage: Storage::Referrer,
+                listed_by: None,
+                digest: referrer.descriptor.digest.clone(),
+                rekor_log_index: None,
+                bundle: None,
+            };
+            list.push((referrer, attachment));
+        }
+    };
+    for doc in sboms {
+        let media_type = doc.format.media_type();
+        add(
+            &doc.subject,
+            Blob::from_bytes(media_type, doc.json.clone()),
+            doc.format.predicate_type(),
+        );
+    }
+    if let Some(predicate) = provenance {
+        let named: Vec<(String, String)> = subjects
+            .iter()
+            .map(|s| (named.to_string(), s.digest.clone()))
+            .collect();
+        let predicate_type = crate::attest::provenance::PREDICATE_TYPE;
+        let statement = statement(&named, predicate_type, predicate);
+        for subject in subjects {
+            add(
+                &subject.digest,
+                Blob::from_bytes(IN_TOTO_STATEMENT, statement.clone()),
+                predicate_type,
+            );
+        }
+    }
+    let stored = per_subject.into_iter().map(|(subject, list)| async move {
+        let (mut referrers, mut attachments): (Vec<Referrer>, Vec<Attachment>) =
+            list.into_iter().unzip();
+        for (i, r) in referrers.iter_mut().enumerate() {
+            r.report = i;
+        }
+        let (already, listed_by) =
+            store_referrers(publisher, repository, &subject.digest, referrers).await?;
+        for (report, digest) in already {
+            attachments[report].digest = digest;
+        }
+        for a in &mut attachments {
+            a.listed_by = Some(listed_by);
+        }
+        Ok::<_, SignError>(attachments)
+    });
+    let done = futures::future::try_join_all(stored).await?;
+    Ok(done.into_iter().flatten().collect())
 }
 
 /// cosign v3's image signature: an in-toto statement with an empty predicate.

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::attest::SbomDocument;
 use crate::image::{canonical_json, Descriptor};
 use crate::publish::PublishError;
-pub use attach::{attach, sign_claims, store_signed, SignedSubject};
+pub use attach::{attach, sign_claims, store_signed, store_unsigned, SignedSubject};
 use keys::SigningKey;
 use sha2::Digest as _;
 
@@ -171,6 +171,8 @@ report_names!(
         Signature => "signature",
         /// A signed in-toto statement about the image.
         Attestation => "attestation",
+        /// An SBOM or provenance stored unsigned, for a build that does not sign.
+        Unsigned => "unsigned",
     }
 );
 

@@ -1,6 +1,7 @@
 //! Independent clients that read back or prepare what gantry works with, so results
 //! are checked by other tools than gantry itself: skopeo (sealed, TLS off for
-//! loopback), coreutils' sha256sum, cosign's key generation, and JSON parsing.
+//! loopback), oras for OCI 1.1 referrers, coreutils' sha256sum, cosign's key
+//! generation, and JSON parsing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,47 @@ pub fn skopeo_ok(args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// oras (sealed, plain HTTP): it lists referrers through the referrers API, or the
+/// `sha256-<hex>` fallback tag where a registry has none.
+pub fn oras_ok(args: &[&str]) -> Vec<u8> {
+    let out = seal(&mut Command::new(tool("oras")))
+        .args(args)
+        .arg("--plain-http")
+        .output()
+        .expect("run oras");
+    assert!(
+        out.status.success(),
+        "oras {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// What refers to `reference` (`host/repo@sha256:…`), as oras lists it: (artifact
+/// type, manifest digest) pairs, sorted. The type is read from each referrer's own
+/// manifest: go-containerregistry's registry lists the config's media type instead.
+pub fn oras_referrers(reference: &str) -> Vec<(String, String)> {
+    let listed = json(&oras_ok(&["discover", "--format", "json", reference]));
+    let repository = reference.split_once('@').map_or(reference, |(r, _)| r);
+    let mut out: Vec<(String, String)> = listed["referrers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("oras discover printed no referrers list: {listed}"))
+        .iter()
+        .map(|r| {
+            let digest = r["digest"].as_str().unwrap_or_default().to_string();
+            let manifest = json(&oras_ok(&[
+                "manifest",
+                "fetch",
+                &format!("{repository}@{digest}"),
+            ]));
+            let artifact_type = manifest["artifactType"].as_str().unwrap_or_default();
+            (artifact_type.to_string(), digest)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 pub fn json(bytes: &[u8]) -> Value {

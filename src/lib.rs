@@ -6,8 +6,8 @@
 //! files), [`base`] (base images), [`publish`] (registry and OCI layout), [`sign`] and
 //! [`attest`] (signatures, SBOMs, provenance), and [`pipeline`], which runs them in
 //! order for `gantry build`. What a build reports is plain data in [`report`]; [`github`]
-//! turns it into step outputs and a job summary; [`workflow`] (escaping, masking) sits
-//! below everything.
+//! turns it into step outputs and a job summary; [`workflow`] (escaping, masking) and
+//! [`secret`] sit below everything.
 
 pub mod attest;
 pub mod auth;
@@ -22,6 +22,7 @@ pub mod platform;
 pub mod publish;
 pub mod report;
 pub mod retry;
+pub mod secret;
 pub mod sign;
 pub mod tags;
 pub mod workflow;

@@ -544,18 +544,9 @@ async fn assemble(
     })
 }
 
-/// OCI tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+/// A tag the user gave, checked against the OCI grammar before anything is built.
 pub fn check_tag(tag: &str) -> Result<(), BuildError> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if publish::is_tag(tag) {
         Ok(())
     } else {
         Err(BuildError::Usage(format!(

@@ -12,7 +12,7 @@ mod token;
 mod transport;
 
 pub use layout::LayoutPublisher;
-pub use reference::{parse_reference, ImageName};
+pub use reference::{is_tag, parse_reference, ImageName};
 pub use registry::{Registry, RegistryOptions};
 pub use transport::NetworkSettings;
 

@@ -173,8 +173,8 @@ fn is_path_component(text: &str) -> bool {
     true
 }
 
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn is_tag(text: &str) -> bool {
+/// The OCI tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_tag(text: &str) -> bool {
     let b = text.as_bytes();
     let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
     !b.is_empty()

@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(github.challenge, "repo:o/r:ref:refs/heads/main");
         let google = IdentityToken::parse(jwt(json!({"sub": "123", "email": "a@b.c"}))).unwrap();
         assert_eq!(google.challenge, "a@b.c");
-        let err = IdentityToken::parse(Secret::new("not-a-jwt".into()))
+        let err = IdentityToken::parse(Secret::new("not-a-jwt"))
             .err()
             .unwrap();
         assert!(err.to_string().contains("not a JWT"), "{err}");

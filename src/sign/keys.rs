@@ -11,30 +11,7 @@ use sigstore::crypto::{SigStoreSigner, SigningScheme};
 
 use super::SignError;
 
-/// A password or token that never prints.
-#[derive(Clone, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(text: String) -> Self {
-        Secret(text)
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    /// The text itself, for the one place that must send it (a request header or body).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// A signing key and its public half.
 pub struct SigningKey {
@@ -194,7 +171,7 @@ mod tests {
     fn keygen_round_trip_and_wrong_password() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::generate().unwrap();
-        let password = Secret::new("correct horse".into());
+        let password = Secret::new("correct horse");
         let (key_path, pub_path) = key
             .write_pair(&dir.path().join("cosign"), &password)
             .unwrap();
@@ -203,7 +180,7 @@ mod tests {
             .contains("PUBLIC KEY"));
         let loaded = SigningKey::load(&key_path, &password).unwrap();
         assert_eq!(loaded.public_der, key.public_der);
-        let err = SigningKey::load(&key_path, &Secret::new("wrong".into())).unwrap_err();
+        let err = SigningKey::load(&key_path, &Secret::new("wrong")).unwrap_err();
         assert!(err.to_string().contains("wrong password"), "{err}");
         assert!(!err.to_string().contains("correct horse"));
         assert!(

@@ -17,7 +17,7 @@ pub enum BaseError {
     },
     #[error("base image {base}: {detail}")]
     Malformed { base: String, detail: String },
-    #[error("base image {base}: {cause}{}", if matches!(**cause, PublishError::Unreachable { .. }) {
+    #[error("base image {base}: {}{}", crate::error::chain(&**cause), if matches!(**cause, PublishError::Unreachable { .. }) {
         "\n(to build anyway: --base scratch, or a base image on a registry this machine can reach)"
     } else {
         ""

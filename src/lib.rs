@@ -14,6 +14,7 @@ pub mod auth;
 pub mod base;
 pub mod cleanup;
 pub mod config;
+pub mod error;
 pub mod github;
 pub mod gobuild;
 pub mod image;

@@ -21,9 +21,10 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {cause}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
+        #[source]
         cause: std::io::Error,
     },
     #[error(

@@ -18,8 +18,12 @@ pub use crate::workflow::{escape_data, escape_property, in_actions, mask, mask_c
 pub enum GithubError {
     #[error("output {key:?} cannot be written: its name or value contains the delimiter or a line break in the name")]
     Injection { key: String },
-    #[error("writing {path}: {cause}")]
-    Io { path: String, cause: std::io::Error },
+    #[error("writing {path}")]
+    Io {
+        path: String,
+        #[source]
+        cause: std::io::Error,
+    },
 }
 
 /// `::error file=…,line=…,col=…::` for each `file.go:L:C: message` line Go printed.

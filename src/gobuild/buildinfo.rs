@@ -22,8 +22,12 @@ const BLOB_LIMIT: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildInfoError {
-    #[error("reading {path}: {cause}")]
-    Io { path: String, cause: io::Error },
+    #[error("reading {path}")]
+    Io {
+        path: String,
+        #[source]
+        cause: io::Error,
+    },
     #[error("{path} has no Go build info (was it built by Go 1.18 or newer?)")]
     NotFound { path: String },
 }

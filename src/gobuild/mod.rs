@@ -19,8 +19,12 @@ pub const MIN_WASIP1: GoVersion = GoVersion {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GoError {
-    #[error("no Go toolchain found: `{go}` could not be run ({cause}); install Go (https://go.dev/dl) or put it on PATH, or set GANTRY_GO to its path")]
-    NotFound { go: String, cause: std::io::Error },
+    #[error("no Go toolchain found: install Go (https://go.dev/dl) or put it on PATH, or set GANTRY_GO to its path; `{go}` could not be run")]
+    NotFound {
+        go: String,
+        #[source]
+        cause: std::io::Error,
+    },
     #[error("could not read the Go version from `go env GOVERSION` (it printed {0:?})")]
     UnknownVersion(String),
     #[error("{platforms} needs Go {MIN_WASIP1} or newer (GOOS=wasip1 arrived in Go 1.21), but `go` is {found}; install a newer Go or drop the wasm platform")]

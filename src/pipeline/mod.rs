@@ -68,15 +68,16 @@ pub enum BuildError {
     Usage(String),
     /// A task running off the async threads ended without finishing (it panicked or
     /// was cancelled).
-    #[error("{what} stopped before it finished: {source}")]
+    #[error("{what} stopped before it finished")]
     Stopped {
         what: &'static str,
         #[source]
         source: tokio::task::JoinError,
     },
-    #[error("{context}: {cause}")]
+    #[error("{context}")]
     Io {
         context: String,
+        #[source]
         cause: std::io::Error,
     },
     /// An entry of `kodata/` that must not reach the image.

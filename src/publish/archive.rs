@@ -9,14 +9,16 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("archiving {path}: {cause}")]
+    #[error("archiving {path}")]
     Read {
         path: PathBuf,
+        #[source]
         cause: std::io::Error,
     },
-    #[error("writing the archive {path}: {cause}")]
+    #[error("writing the archive {path}")]
     Write {
         path: PathBuf,
+        #[source]
         cause: std::io::Error,
     },
     #[error("archiving {path}: only files and directories belong in an OCI layout, and this is a {kind}")]

@@ -77,9 +77,10 @@ pub enum PublishError {
     },
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("{context}: {cause}")]
+    #[error("{context}")]
     Io {
         context: String,
+        #[source]
         cause: std::io::Error,
     },
 }

@@ -57,7 +57,7 @@ pub enum SignError {
     KeyPassword { path: PathBuf },
     #[error("signing failed: {0}")]
     Crypto(String),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -65,7 +65,7 @@ pub enum SignError {
     },
     #[error("the OIDC identity token {0}")]
     IdentityToken(&'static str),
-    #[error("cannot create an HTTP client: {0}")]
+    #[error("cannot create an HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error(transparent)]
     Publish(#[from] PublishError),

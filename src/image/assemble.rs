@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{annotation, canonical_json, media_type, rfc3339, Artifact, Blob, Descriptor, Image};
+use super::{
+    annotation, canonical_json, media_type, rfc3339, Artifact, Blob, Image, Index, Manifest,
+};
 use crate::platform::Platform;
 
 /// Where the binary lives in a Linux image, as ko puts it.
@@ -156,19 +157,12 @@ pub fn assemble_index(mut images: Vec<Image>, annotations: BTreeMap<String, Stri
     if images.len() == 1 {
         return Artifact::Image(images.remove(0));
     }
-    let manifests: Vec<&Descriptor> = images.iter().map(|i| &i.descriptor).collect();
-    let mut index = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_INDEX,
-        "manifests": manifests,
-    });
-    if !annotations.is_empty() {
-        index["annotations"] = json!(annotations);
-    }
-    let bytes = canonical_json(&index);
+    let mut index = Index::new(images.iter().map(|i| i.descriptor.clone()).collect());
+    index.annotations = annotations;
+    let (descriptor, bytes) = index.encode();
     Artifact::Index {
-        descriptor: Descriptor::for_bytes(media_type::OCI_INDEX, &bytes),
-        bytes: Bytes::from(bytes),
+        descriptor,
+        bytes,
         images,
     }
 }
@@ -180,20 +174,14 @@ fn finish_image(
     annotations: BTreeMap<String, String>,
     base_digest: Option<String>,
 ) -> Image {
-    let layer_descriptors: Vec<&Descriptor> = layers.iter().map(|l| &l.descriptor).collect();
-    let mut manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": config.descriptor,
-        "layers": layer_descriptors,
-    });
-    if !annotations.is_empty() {
-        manifest["annotations"] = json!(annotations);
-    }
-    let bytes = canonical_json(&manifest);
-    let mut descriptor = Descriptor::for_bytes(media_type::OCI_MANIFEST, &bytes);
+    let mut manifest = Manifest::new(
+        config.descriptor.clone(),
+        layers.iter().map(|l| l.descriptor.clone()).collect(),
+    );
+    manifest.annotations = annotations;
+    let (mut descriptor, bytes) = manifest.encode();
     descriptor.platform = Some(platform.clone());
-    if let Some(variant) = annotations.get(annotation::WASM_VARIANT) {
+    if let Some(variant) = manifest.annotations.get(annotation::WASM_VARIANT) {
         descriptor
             .annotations
             .insert(annotation::WASM_VARIANT.into(), variant.clone());
@@ -201,7 +189,7 @@ fn finish_image(
     Image {
         platform: platform.clone(),
         descriptor,
-        manifest: Bytes::from(bytes),
+        manifest: bytes,
         config,
         layers,
         base_digest,
@@ -265,7 +253,8 @@ fn push_history(config: &mut Value, created: &str, created_by: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::BlobSource;
+    use crate::image::{BlobSource, Descriptor};
+    use bytes::Bytes;
 
     fn layer(digest: &str, diff_id: &str) -> (Blob, String) {
         (

@@ -4,12 +4,14 @@
 
 mod assemble;
 mod layer;
+mod oci;
 
 pub use assemble::{
     assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image, BaseImage,
     ImageSpec,
 };
 pub use layer::{write_layer, LayerEntry};
+pub use oci::{Index, Manifest};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ use super::{
     SIGNATURE_ANNOTATION, SIMPLESIGNING, STATEMENT_ANNOTATION,
 };
 use crate::attest::SbomDocument;
-use crate::image::{canonical_json, media_type, rfc3339, Blob, BlobSource, Descriptor};
+use crate::image::{canonical_json, rfc3339, Blob, BlobSource, Descriptor, Manifest};
 use crate::publish::Publisher;
 
 /// Signs and stores every claim through `publisher` (into each claim's repository),
@@ -432,42 +432,41 @@ fn referrer(
     created: i64,
 ) -> Referrer {
     let bundle = Blob::unpublished(BUNDLE_MEDIA_TYPE, canonical_json(bundle));
-    let annotations = json!({
-        "dev.sigstore.bundle.content": "dsse-envelope",
-        PREDICATE_ANNOTATION: predicate_type,
-        STATEMENT_ANNOTATION: statement_digest,
-        KEY_ANNOTATION: key_hint,
-        "org.opencontainers.image.created": rfc3339(created),
-    });
-    artifact_referrer(&claim.subject, bundle, annotations)
+    let annotations = [
+        ("dev.sigstore.bundle.content", "dsse-envelope"),
+        (PREDICATE_ANNOTATION, predicate_type),
+        (STATEMENT_ANNOTATION, statement_digest),
+        (KEY_ANNOTATION, key_hint),
+        ("org.opencontainers.image.created", &rfc3339(created)),
+    ];
+    artifact_referrer(&claim.subject, bundle, &annotations)
 }
 
 /// An OCI 1.1 artifact of one layer (its media type the artifact's type) that refers
 /// to `subject`: how bundles, and unsigned SBOMs and provenance, are stored.
-fn artifact_referrer(subject: &Descriptor, layer: Blob, annotations: Value) -> Referrer {
+fn artifact_referrer(subject: &Descriptor, layer: Blob, annotations: &[(&str, &str)]) -> Referrer {
     let artifact_type = layer.descriptor.media_type.clone();
     let empty = Blob::from_bytes(EMPTY_CONFIG, b"{}".to_vec());
     let mut subject = subject.clone();
     subject.platform = None;
     subject.annotations.clear();
-    let manifest = canonical_json(&json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": empty.descriptor,
-        "layers": [layer.descriptor],
-        "subject": subject,
-        "annotations": annotations,
-    }));
-    let descriptor = Descriptor::for_bytes(media_type::OCI_MANIFEST, &manifest);
+    let mut manifest = Manifest::new(empty.descriptor.clone(), vec![layer.descriptor.clone()]);
+    manifest.artifact_type = Some(artifact_type.clone());
+    manifest.subject = Some(subject);
+    manifest.annotations = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (descriptor, bytes) = manifest.encode();
+    // The fallback index lists it as the referrers API would: with its artifact type
+    // and annotations.
     let mut entry = descriptor.clone();
     entry.artifact_type = Some(artifact_type);
-    let mut entry = json!(entry);
-    entry["annotations"] = annotations;
+    entry.annotations = manifest.annotations;
     Referrer {
         descriptor,
-        manifest: Bytes::from(manifest),
-        entry,
+        manifest: bytes,
+        entry: json!(entry),
         blobs: vec![empty, layer],
         report: 0,
     }
@@ -499,11 +498,11 @@ pub async fn store_unsigned(
         subjects.iter().map(|s| (s, Vec::new())).collect();
     let mut add = |digest: &str, layer: Blob, predicate_type: &str| {
         if let Some((subject, list)) = per_subject.iter_mut().find(|(s, _)| s.digest == digest) {
-            let annotations = json!({
-                IN_TOTO_PREDICATE: predicate_type,
-                "org.opencontainers.image.created": created,
-            });
-            let referrer = artifact_referrer(subject, layer, annotations);
+            let annotations = [
+                (IN_TOTO_PREDICATE, predicate_type),
+                ("org.opencontainers.image.created", created.as_str()),
+            ];
+            let referrer = artifact_referrer(subject, layer, &annotations);
             let attachment = Attachment {
                 kind: AttachmentKind::Unsigned,
                 subject: digest.to_string(),

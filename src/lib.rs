@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod publish;
 pub mod report;
+pub mod resolve;
 pub mod retry;
 pub mod secret;
 pub mod sign;

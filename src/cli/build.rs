@@ -93,7 +93,6 @@ pub struct BuildArgs {
 }
 
 pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
-    let repo = args.repo.or_else(|| settings.ko_docker_repo.clone());
     if let Some(file) = &args.oci_archive {
         check_archive_writable(file)?;
     }
@@ -114,54 +113,7 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         Some((dir, _)) => Some(dir.path().to_path_buf()),
         None => args.oci_layout.clone(),
     };
-    let opts = BuildOptions {
-        packages: args.packages,
-        workdir: std::env::current_dir().context("reading the current directory")?,
-        repo,
-        naming: if args.bare {
-            Naming::Bare
-        } else if args.preserve_import_paths {
-            Naming::ImportPath
-        } else if args.base_import_paths {
-            Naming::LastElement
-        } else if args.ko_names {
-            Naming::Md5Suffixed
-        } else {
-            Naming::Gantry
-        },
-        platforms: args.platform,
-        base: args.base,
-        default_base: settings.ko_default_base.clone(),
-        tags: args.tags,
-        oci_layout,
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        labels: key_values("--image-label", &args.image_labels)?,
-        annotations: key_values("--image-annotation", &args.image_annotations)?,
-        wasm_os: args.wasm_os,
-        wasm_artifact: args.wasm_artifact,
-        registries: args.network.options()?,
-        config: args.config.or_else(|| {
-            settings.ko_config_path.as_ref().map(|p| {
-                if p.is_dir() {
-                    p.join(".ko.yaml")
-                } else {
-                    p.clone()
-                }
-            })
-        }),
-        source_date_epoch: settings.source_date_epoch()?,
-        sbom: args.attest.sbom.0,
-        sbom_dir: args.sbom_dir,
-        report_file: args.json.clone(),
-        image_refs: args.image_refs,
-        signing: args.signing.signing(settings)?,
-        provenance: !args.attest.no_provenance,
-        legacy_attestations: args.attest.legacy_attestations,
-        go: settings.go.clone(),
-        cache_dir: settings.cache_dir.clone(),
-    };
+    let opts = options(&args, settings, oci_layout)?;
     let progress = Progress::new(settings.in_actions);
     let result = pipeline::build(&opts, &|phase, line| progress.step(phase, line)).await;
     progress.finish();
@@ -228,6 +180,67 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
     }
     let lines: Vec<&str> = report.images.iter().map(|i| i.reference.as_str()).collect();
     print_result(&lines.join("\n"))
+}
+
+/// The pipeline's options from the build flags and the environment, with the layout
+/// to write (`gantry resolve` takes the same flags).
+pub(super) fn options(
+    args: &BuildArgs,
+    settings: &Settings,
+    oci_layout: Option<PathBuf>,
+) -> Result<BuildOptions> {
+    let repo = args
+        .repo
+        .clone()
+        .or_else(|| settings.ko_docker_repo.clone());
+    Ok(BuildOptions {
+        packages: args.packages.clone(),
+        workdir: std::env::current_dir().context("reading the current directory")?,
+        repo,
+        naming: if args.bare {
+            Naming::Bare
+        } else if args.preserve_import_paths {
+            Naming::ImportPath
+        } else if args.base_import_paths {
+            Naming::LastElement
+        } else if args.ko_names {
+            Naming::Md5Suffixed
+        } else {
+            Naming::Gantry
+        },
+        platforms: args.platform.clone(),
+        base: args.base.clone(),
+        default_base: settings.ko_default_base.clone(),
+        tags: args.tags.clone(),
+        oci_layout,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        labels: key_values("--image-label", &args.image_labels)?,
+        annotations: key_values("--image-annotation", &args.image_annotations)?,
+        wasm_os: args.wasm_os,
+        wasm_artifact: args.wasm_artifact,
+        registries: args.network.options()?,
+        config: args.config.clone().or_else(|| {
+            settings.ko_config_path.as_ref().map(|p| {
+                if p.is_dir() {
+                    p.join(".ko.yaml")
+                } else {
+                    p.clone()
+                }
+            })
+        }),
+        source_date_epoch: settings.source_date_epoch()?,
+        sbom: args.attest.sbom.0.clone(),
+        sbom_dir: args.sbom_dir.clone(),
+        report_file: args.json.clone(),
+        image_refs: args.image_refs.clone(),
+        signing: args.signing.signing(settings)?,
+        provenance: !args.attest.no_provenance,
+        legacy_attestations: args.attest.legacy_attestations,
+        go: settings.go.clone(),
+        cache_dir: settings.cache_dir.clone(),
+    })
 }
 
 /// Fails before anything is built when the archive could not be written in the end:

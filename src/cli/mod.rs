@@ -7,6 +7,7 @@ mod build;
 mod keygen;
 mod output;
 mod progress;
+mod resolve;
 mod settings;
 mod sign;
 mod verify;
@@ -64,6 +65,10 @@ pub enum Command {
         reference: String,
         #[arg(long, value_enum, default_value_t = SbomFormat::Spdx)]
         format: SbomFormat,
+        /// For an index: the SBOM of this platform's image (e.g. linux/arm64, wasi/wasm)
+        /// rather than the index's own.
+        #[arg(long)]
+        platform: Option<String>,
         #[command(flatten)]
         trust: TrustArgs,
         /// Print the SBOM without checking who signed it (a warning says so).
@@ -72,6 +77,10 @@ pub enum Command {
         #[command(flatten)]
         network: NetworkArgs,
     },
+    /// Build the ko:// import paths that Kubernetes YAML names (in one run, with the
+    /// flags of `build`) and print the YAML with each replaced by its image's
+    /// REPO@sha256:…, as ko resolve does.
+    Resolve(Box<resolve::ResolveArgs>),
     /// Run as the GitHub Action: read the action's inputs from INPUT_* variables.
     Action,
     /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD
@@ -86,6 +95,7 @@ pub enum Command {
 pub async fn run(command: Command, settings: &Settings) -> Result<()> {
     match command {
         Command::Build(args) => build::build(*args, settings).await,
+        Command::Resolve(args) => resolve::resolve(*args, settings).await,
         Command::Keygen { output_prefix } => keygen::keygen(&output_prefix, settings),
         Command::Action => build::build(action::build_args()?, settings).await,
         Command::Verify {
@@ -102,10 +112,21 @@ pub async fn run(command: Command, settings: &Settings) -> Result<()> {
         Command::Sbom {
             reference,
             format,
+            platform,
             trust,
             unverified,
             network,
-        } => verify::sbom(&reference, format, &trust, unverified, &network).await,
+        } => {
+            verify::sbom(
+                &reference,
+                format,
+                platform.as_deref(),
+                &trust,
+                unverified,
+                &network,
+            )
+            .await
+        }
     }
 }
 

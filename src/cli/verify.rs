@@ -1,10 +1,16 @@
 //! `gantry verify` and `gantry sbom`: what an image's signatures and attestations say,
-//! judged by a key or a keyless identity.
+//! judged by a key or a keyless identity. `gantry sbom --platform` reads the index
+//! to find that platform's image, whose SBOM it prints.
 
-use anyhow::{bail, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use gantry::attest::sbom::SbomFormat;
+use gantry::platform::{Platform, PlatformError};
+use gantry::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions};
 use gantry::sign::trust::Trust;
 use gantry::sign::verify;
+use serde_json::Value;
 
 use super::args::{NetworkArgs, TrustArgs};
 use super::output::print_result;
@@ -97,13 +103,17 @@ fn reasons<'a>(found: impl Iterator<Item = &'a verify::Found>) -> String {
     }
 }
 
+/// Prints the attested SBOM of `reference`, or with `platform`, of that platform's
+/// image in the index `reference` names.
 pub async fn sbom(
     reference: &str,
     format: SbomFormat,
+    platform: Option<&str>,
     trust: &TrustArgs,
     unverified: bool,
     network: &NetworkArgs,
 ) -> Result<()> {
+    let wanted = platform.map(parse_platform).transpose()?;
     let trust = trust.trust().await?;
     if trust.is_none() {
         if !unverified {
@@ -111,21 +121,141 @@ pub async fn sbom(
         }
         eprintln!("gantry: warning: --unverified: printing an SBOM without checking who signed it");
     }
-    let (digest, found) =
-        verify::inspect_reference(reference, trust.as_ref(), &network.options()?).await?;
+    let registries = network.options()?;
+    let (digest, found) = match &wanted {
+        None => verify::inspect_reference(reference, trust.as_ref(), &registries).await?,
+        Some(wanted) => platform_image(reference, wanted, trust.as_ref(), &registries).await?,
+    };
     let sbom = found.iter().find(|f| {
         f.predicate_type.as_deref() == Some(format.predicate_type()) && f.verified != Some(false)
     });
     match sbom.and_then(|f| f.statement.as_ref()) {
         Some(statement) => print_result(&serde_json::to_string_pretty(&statement["predicate"])?),
         None => bail!(
-            "no {} SBOM attestation{} found for {reference} ({digest})",
+            "no {} SBOM attestation{} found for {}{reference} ({digest})",
             format.predicate_type(),
             if trust.is_some() {
                 " that verifies"
             } else {
                 ""
-            }
+            },
+            wanted
+                .map(|p| format!("the {p} image of "))
+                .unwrap_or_default(),
         ),
+    }
+}
+
+/// A platform as `--platform` gives it: `os/arch[/variant]`. Any OS and architecture
+/// may be asked for, since `gantry sign` attests images that gantry did not build.
+fn parse_platform(text: &str) -> Result<Platform> {
+    let parts: Vec<&str> = text.trim().split('/').collect();
+    match parts.as_slice() {
+        [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform::new(os, arch, None)),
+        [os, arch, variant] if parts.iter().all(|p| !p.is_empty()) => {
+            Ok(Platform::new(os, arch, Some(variant)))
+        }
+        _ => Err(PlatformError::Malformed(text.to_string()).into()),
+    }
+}
+
+/// The digest of `wanted`'s image in the index `reference` names, and what is stored
+/// about that image. A single image (not an index) will do when it is of `wanted`.
+async fn platform_image(
+    reference: &str,
+    wanted: &Platform,
+    trust: Option<&Trust>,
+    registries: &RegistryOptions,
+) -> Result<(String, Vec<verify::Found>)> {
+    let root = verify::open(reference, registries).await?;
+    let manifest: Value = serde_json::from_slice(&root.manifest)
+        .with_context(|| format!("{reference} ({}) is not a JSON manifest", root.digest))?;
+    let (store, repository) = store_of(reference, registries)?;
+    let Some(entries) = manifest["manifests"].as_array() else {
+        let config = manifest["config"]["digest"].as_str().with_context(|| {
+            format!(
+                "{reference} ({}) is neither an index nor an image",
+                root.digest
+            )
+        })?;
+        let config: Value = serde_json::from_slice(&store.fetch_blob(&repository, config).await?)
+            .with_context(|| format!("the config of {reference} is not JSON"))?;
+        let own = Platform::new(
+            config["os"].as_str().unwrap_or_default(),
+            config["architecture"].as_str().unwrap_or_default(),
+            config["variant"].as_str(),
+        );
+        if !own.matches(wanted) {
+            bail!(
+                "{reference} ({}) is a single {own} image, not an index, so it has no {wanted} image",
+                root.digest
+            );
+        }
+        let found = verify::inspect(&*store, &repository, &root.digest, trust).await?;
+        return Ok((root.digest, found));
+    };
+    let listed: Vec<(Platform, &str)> = entries
+        .iter()
+        .filter_map(|e| {
+            let platform = serde_json::from_value(e["platform"].clone()).ok()?;
+            Some((platform, e["digest"].as_str()?))
+        })
+        .collect();
+    let Some((_, digest)) = listed.iter().find(|(p, _)| p.matches(wanted)) else {
+        let platforms: Vec<String> = listed.iter().map(|(p, _)| p.to_string()).collect();
+        bail!(
+            "{reference} ({}) has no {wanted} image; its index lists {}",
+            root.digest,
+            if platforms.is_empty() {
+                "no platforms".to_string()
+            } else {
+                platforms.join(", ")
+            }
+        );
+    };
+    let found = verify::inspect(&*store, &repository, digest, trust).await?;
+    Ok((digest.to_string(), found))
+}
+
+/// Where the images of the index `reference` names are read from: its OCI layout
+/// (`oci:DIR[:tag]`) or its registry, and the repository there.
+fn store_of(reference: &str, registries: &RegistryOptions) -> Result<(Box<dyn Publisher>, String)> {
+    if let Some(rest) = reference.strip_prefix("oci:") {
+        let dir = match rest.rsplit_once(':') {
+            Some((dir, tag)) if !tag.contains('/') => dir,
+            _ => rest,
+        };
+        return Ok((
+            Box::new(LayoutPublisher::open(Path::new(dir))?),
+            String::new(),
+        ));
+    }
+    let (name, _) = parse_reference(reference)?;
+    Ok((Box::new(Registry::new(registries)?), name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_platform;
+
+    #[test]
+    fn platforms_are_read_as_given() {
+        assert_eq!(
+            parse_platform("linux/arm64").unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            parse_platform("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        // Not one gantry builds, but one an index may hold.
+        assert_eq!(
+            parse_platform("windows/amd64").unwrap().to_string(),
+            "windows/amd64"
+        );
+        for bad in ["linux", "linux/", "/amd64", "linux/arm/v7/x", "linux//v7"] {
+            let err = parse_platform(bad).unwrap_err().to_string();
+            assert!(err.contains("os/arch[/variant]"), "{bad}: {err}");
+        }
     }
 }

@@ -374,8 +374,13 @@ pub async fn build(
                     .map(|(n, r)| (n.clone(), r.digest.clone()))
             })
             .collect();
+        // What was built, as a reader elsewhere names it: import paths, not `.`.
+        let import_paths: Vec<String> = assembled
+            .iter()
+            .map(|a| a.plan.package.import_path.clone())
+            .collect();
         provenance::predicate(&BuildFacts {
-            packages: &packages,
+            packages: &import_paths,
             platforms: &platforms,
             go_version: &go.version_string,
             bases: &bases,

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gantry::pipeline::{self, BuildOptions, BuildReport, Naming};
+use gantry::pipeline::{self, BuildOptions, Naming};
 use gantry::platform::WasmOs;
 use gantry::publish::archive;
 use gantry::{cleanup, github};
 
 use super::args::{key_values, AttestArgs, NetworkArgs, SigningArgs};
-use super::output::{print_result, report_attachments};
+use super::output::{print_result, report_published};
 use super::progress::Progress;
 use super::Settings;
 
@@ -113,11 +113,15 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         Some((dir, _)) => Some(dir.path().to_path_buf()),
         None => args.oci_layout.clone(),
     };
-    let opts = options(&args, settings, oci_layout)?;
+    let mut opts = options(&args, settings, oci_layout)?;
+    if let (Some(file), Some(_)) = (&args.oci_archive, &temporary_layout) {
+        // The layout is only a step: what the report names is the archive.
+        opts.layout_name = Some(format!("oci-archive:{}", file.display()));
+    }
     let progress = Progress::new(settings.in_actions);
     let result = pipeline::build(&opts, &|phase, line| progress.step(phase, line)).await;
     progress.finish();
-    let mut report = result?;
+    let report = result?;
     if let (Some(file), Some(layout)) = (&args.oci_archive, &opts.oci_layout) {
         let mtime = opts
             .source_date_epoch
@@ -125,22 +129,9 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         archive::write_archive(layout, file, mtime)
             .with_context(|| format!("writing --oci-archive {}", file.display()))?;
         eprintln!("gantry: wrote the OCI archive {}", file.display());
-        if temporary_layout.is_some() && opts.repo.is_none() {
-            name_the_archive(&mut report, layout, file, &opts)?;
-        }
     }
     drop(temporary_layout);
-    eprintln!(
-        "gantry: published: {} blobs uploaded, {} already present, {} mounted, {} manifests, {} tags",
-        report.publish.blobs_uploaded,
-        report.publish.blobs_existing,
-        report.publish.blobs_mounted,
-        report.publish.manifests,
-        report.publish.tags
-    );
-    for image in &report.images {
-        report_attachments(&image.attachments);
-    }
+    report_published(&report);
     if settings.in_actions {
         github::report_to_actions(&report)?;
         // Attestations to GitHub's store, and release assets on a release.
@@ -213,6 +204,7 @@ pub(super) fn options(
         default_base: settings.ko_default_base.clone(),
         tags: args.tags.clone(),
         oci_layout,
+        layout_name: None,
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
@@ -262,36 +254,4 @@ fn check_archive_writable(file: &Path) -> Result<()> {
     tempfile::NamedTempFile::new_in(dir)
         .map(drop)
         .with_context(context)
-}
-
-/// An archive-only build names the archive, not the temporary layout inside the
-/// report: on stdout, in the step outputs, and in the `--json` and `--image-refs`
-/// files the pipeline already wrote (rewritten here).
-fn name_the_archive(
-    report: &mut BuildReport,
-    layout: &Path,
-    file: &Path,
-    opts: &BuildOptions,
-) -> Result<()> {
-    let from = format!("oci:{}", layout.display());
-    let to = format!("oci-archive:{}", file.display());
-    for image in &mut report.images {
-        if image.repository == from {
-            image.repository.clone_from(&to);
-            image.reference = format!("{to}@{}", image.digest);
-        }
-    }
-    if let Some(path) = &opts.report_file {
-        let json = serde_json::to_vec_pretty(&*report).context("serialising the result")?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(path) = &opts.image_refs {
-        let refs: String = report
-            .images
-            .iter()
-            .map(|i| format!("{}\n", i.reference))
-            .collect();
-        std::fs::write(path, refs).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
 }

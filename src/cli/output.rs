@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use gantry::report::BuildReport;
 use gantry::sign::Attachment;
 
 /// Stdout was closed before the result was all written (`gantry … | head -1`).
@@ -18,6 +19,21 @@ pub fn print_result(text: &str) -> Result<()> {
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
         other => other.context("writing to stdout"),
+    }
+}
+
+/// What a build published, and a line per signature or attestation stored.
+pub fn report_published(report: &BuildReport) {
+    eprintln!(
+        "gantry: published: {} blobs uploaded, {} already present, {} mounted, {} manifests, {} tags",
+        report.publish.blobs_uploaded,
+        report.publish.blobs_existing,
+        report.publish.blobs_mounted,
+        report.publish.manifests,
+        report.publish.tags
+    );
+    for image in &report.images {
+        report_attachments(&image.attachments);
     }
 }
 

@@ -13,7 +13,7 @@ use gantry::pipeline;
 use gantry::resolve::{self, Source, SCHEME};
 
 use super::build::{options, BuildArgs};
-use super::output::report_attachments;
+use super::output::report_published;
 use super::progress::Progress;
 use super::{Settings, StdoutClosed};
 
@@ -164,17 +164,7 @@ async fn build_images(
     let result = pipeline::build(&opts, &|phase, line| progress.step(phase, line)).await;
     progress.finish();
     let report = result?;
-    eprintln!(
-        "gantry: published: {} blobs uploaded, {} already present, {} mounted, {} manifests, {} tags",
-        report.publish.blobs_uploaded,
-        report.publish.blobs_existing,
-        report.publish.blobs_mounted,
-        report.publish.manifests,
-        report.publish.tags
-    );
-    for image in &report.images {
-        report_attachments(&image.attachments);
-    }
+    report_published(&report);
     wanted
         .into_iter()
         .map(|(reference, import_path)| {

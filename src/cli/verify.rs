@@ -2,14 +2,12 @@
 //! judged by a key or a keyless identity. `gantry sbom --platform` reads the index
 //! to find that platform's image, whose SBOM it prints.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use gantry::attest::sbom::SbomFormat;
 use gantry::platform::{Platform, PlatformError};
-use gantry::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions};
+use gantry::publish::RegistryOptions;
 use gantry::sign::trust::Trust;
-use gantry::sign::verify;
+use gantry::sign::{verify, AttachmentKind};
 use serde_json::Value;
 
 use super::args::{NetworkArgs, TrustArgs};
@@ -49,23 +47,23 @@ pub async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -
             }
         );
     }
-    if !found.iter().any(|f| f.kind == "signature") {
+    if !found.iter().any(|f| f.kind == AttachmentKind::Signature) {
         bail!("{reference} ({digest}) has no signatures: sign it (`gantry sign`, or build with --key or keyless signing), then verify");
     }
     if !found
         .iter()
-        .any(|f| f.kind == "signature" && f.verified == Some(true))
+        .any(|f| f.kind == AttachmentKind::Signature && f.verified == Some(true))
     {
         bail!(
             "{reference} ({digest}) is signed, but no signature verifies with {whom}{}",
-            reasons(found.iter().filter(|f| f.kind == "signature"))
+            reasons(found.iter().filter(|f| f.kind == AttachmentKind::Signature))
         );
     }
     // Each kind of attestation must have one that verifies: another signer's may sit
     // beside ours, but an altered one must not pass unnoticed.
     let failed: std::collections::BTreeSet<&str> = found
         .iter()
-        .filter(|f| f.kind == "attestation")
+        .filter(|f| f.kind == AttachmentKind::Attestation)
         .filter_map(|f| f.predicate_type.as_deref())
         .filter(|t| {
             !found
@@ -170,7 +168,7 @@ async fn platform_image(
     let root = verify::open(reference, registries).await?;
     let manifest: Value = serde_json::from_slice(&root.manifest)
         .with_context(|| format!("{reference} ({}) is not a JSON manifest", root.digest))?;
-    let (store, repository) = store_of(reference, registries)?;
+    let (store, repository) = (root.store(), root.repository());
     let Some(entries) = manifest["manifests"].as_array() else {
         let config = manifest["config"]["digest"].as_str().with_context(|| {
             format!(
@@ -178,7 +176,7 @@ async fn platform_image(
                 root.digest
             )
         })?;
-        let config: Value = serde_json::from_slice(&store.fetch_blob(&repository, config).await?)
+        let config: Value = serde_json::from_slice(&store.fetch_blob(repository, config).await?)
             .with_context(|| format!("the config of {reference} is not JSON"))?;
         let own = Platform::new(
             config["os"].as_str().unwrap_or_default(),
@@ -191,8 +189,8 @@ async fn platform_image(
                 root.digest
             );
         }
-        let found = verify::inspect(&*store, &repository, &root.digest, trust).await?;
-        return Ok((root.digest, found));
+        let found = verify::inspect(store, repository, &root.digest, trust).await?;
+        return Ok((root.digest.clone(), found));
     };
     let listed: Vec<(Platform, &str)> = entries
         .iter()
@@ -213,25 +211,8 @@ async fn platform_image(
             }
         );
     };
-    let found = verify::inspect(&*store, &repository, digest, trust).await?;
+    let found = verify::inspect(store, repository, digest, trust).await?;
     Ok((digest.to_string(), found))
-}
-
-/// Where the images of the index `reference` names are read from: its OCI layout
-/// (`oci:DIR[:tag]`) or its registry, and the repository there.
-fn store_of(reference: &str, registries: &RegistryOptions) -> Result<(Box<dyn Publisher>, String)> {
-    if let Some(rest) = reference.strip_prefix("oci:") {
-        let dir = match rest.rsplit_once(':') {
-            Some((dir, tag)) if !tag.contains('/') => dir,
-            _ => rest,
-        };
-        return Ok((
-            Box::new(LayoutPublisher::open(Path::new(dir))?),
-            String::new(),
-        ));
-    }
-    let (name, _) = parse_reference(reference)?;
-    Ok((Box::new(Registry::new(registries)?), name.to_string()))
 }
 
 #[cfg(test)]

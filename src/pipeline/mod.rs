@@ -134,6 +134,9 @@ pub struct BuildOptions {
     pub tags: Vec<String>,
     /// OCI layout to write; the destination when there is no repo.
     pub oci_layout: Option<PathBuf>,
+    /// How reports name the layout's images (`NAME@sha256:…`): `oci:DIR` unless
+    /// given (`oci-archive:FILE` when the layout only becomes an archive).
+    pub layout_name: Option<String>,
     pub jobs: usize,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
@@ -440,10 +443,12 @@ pub async fn build(
         .map(|(package, attached)| {
             let repository = match &package.plan.registry_repo {
                 Some(repo) => repo.to_string(),
-                None => format!(
-                    "oci:{}",
-                    layout_dir.as_deref().unwrap_or(Path::new(".")).display()
-                ),
+                None => opts.layout_name.clone().unwrap_or_else(|| {
+                    format!(
+                        "oci:{}",
+                        layout_dir.as_deref().unwrap_or(Path::new(".")).display()
+                    )
+                }),
             };
             let mut report = report(package, repository, &tags, &wasm_tags);
             report.attachments = attached;

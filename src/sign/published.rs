@@ -126,8 +126,18 @@ pub async fn claims(
             build_info: info,
         })
         .collect();
+    // In an OCI layout there is no repository: the SBOMs name the program, as a
+    // layout-only build does.
+    let program = read
+        .first()
+        .and_then(|(_, _, _, info)| info.path.rsplit('/').next())
+        .unwrap_or("image");
     let sboms = attest::sboms(
-        repository,
+        if repository.is_empty() {
+            program
+        } else {
+            repository
+        },
         is_index.then_some(root_descriptor.digest.as_str()),
         &facts,
         base_name.zip(manifest["annotations"][annotation::BASE_DIGEST].as_str()),

@@ -13,14 +13,15 @@ use super::{
     digest_tag, keyless, pae, SignError, BUNDLE_MEDIA_TYPE, CERTIFICATE_ANNOTATION,
     INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
 };
+use super::{AttachmentKind, Storage};
 use crate::image::sha256_digest;
 use crate::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions};
 
 /// A signature or attestation found about an image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Found {
-    pub kind: &'static str,
-    pub storage: &'static str,
+    pub kind: AttachmentKind,
+    pub storage: Storage,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicate_type: Option<String>,
     /// Who the certificate names, for keyless signatures.
@@ -106,8 +107,8 @@ pub async fn inspect(
                 t.verifies(signature, &payload, certificate.as_deref())
             }));
             found.push(Found {
-                kind: "signature",
-                storage: "sig-tag",
+                kind: AttachmentKind::Signature,
+                storage: Storage::SigTag,
                 predicate_type: None,
                 certificate_identity: identity_of(certificate.as_deref()),
                 tlog_entry: annotations.get(super::BUNDLE_ANNOTATION).is_some(),
@@ -217,13 +218,13 @@ fn bundle_finding(bundle: &Value, digest: &str, trust: Option<&Trust>) -> Found 
     }));
     let predicate_type = statement["predicateType"].as_str().map(str::to_string);
     let kind = if predicate_type.as_deref() == Some(super::COSIGN_SIGN_PREDICATE) {
-        "signature"
+        AttachmentKind::Signature
     } else {
-        "attestation"
+        AttachmentKind::Attestation
     };
     Found {
         kind,
-        storage: "referrer",
+        storage: Storage::Referrer,
         predicate_type,
         certificate_identity: identity_of(certificate.as_deref()),
         tlog_entry: material["tlogEntries"]
@@ -275,6 +276,18 @@ pub async fn open(reference: &str, registries: &RegistryOptions) -> Result<Targe
         manifest,
         digest,
     })
+}
+
+impl Target {
+    /// Where the image and what refers to it are read from.
+    pub fn store(&self) -> &dyn Publisher {
+        &*self.store
+    }
+
+    /// The repository within [`Target::store`] ("" in an OCI layout).
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
 }
 
 /// Inspects what is stored about the manifest `reference` names; returns its digest too.

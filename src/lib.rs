@@ -15,6 +15,7 @@ pub mod base;
 pub mod cleanup;
 pub mod config;
 pub mod error;
+pub mod git;
 pub mod github;
 pub mod gobuild;
 pub mod image;

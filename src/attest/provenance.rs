@@ -7,10 +7,10 @@
 //! and a repository's public URL, never a directory of the machine that built it.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::git::output as git;
 use crate::image::rfc3339;
 
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
@@ -33,18 +33,6 @@ pub struct BuildFacts<'a> {
 
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
-}
-
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
 /// A git remote's URL as a provenance may show it: without the credentials an
@@ -177,6 +165,7 @@ pub fn predicate(facts: &BuildFacts) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn remotes_lose_credentials_and_local_paths() {

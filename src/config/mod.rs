@@ -291,16 +291,7 @@ impl TemplateData {
     /// outside git), and the time from SOURCE_DATE_EPOCH (so templated builds stay
     /// reproducible), else now.
     pub fn gather(dir: &Path, source_date_epoch: Option<i64>, go: &Path) -> Self {
-        let git = |args: &[&str]| {
-            Command::new("git")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default()
-        };
+        let git = |args: &[&str]| crate::git::output(dir, args).unwrap_or_default();
         let epoch = source_date_epoch.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::image::{media_type, BaseImage, Blob, BlobSource, Descriptor};
+use crate::image::{media_type, BaseImage, Blob, BlobSource, Descriptor, Digest};
 use crate::platform::Platform;
 use crate::publish::{parse_reference, ImageName, PublishError, Registry};
 
@@ -32,7 +32,7 @@ pub enum BaseError {
 #[derive(Debug, Clone)]
 pub struct ResolvedBase {
     /// The digest of the base's index (or of its only manifest).
-    pub digest: String,
+    pub digest: Digest,
     pub images: Vec<BaseImage>,
 }
 

@@ -585,10 +585,15 @@ fn blobs_then_image_manifests_then_the_index_then_the_tags_as_the_proxy_saw_them
     // A little latency, so that requests that overlap in time show it.
     let proxy = FaultProxy::start_with_latency(&registry.host, "2ms");
     let repo = format!("{}/order", proxy.host);
+    // The images' own order. What refers to them is stored before any tag moves
+    // (tests/sign.rs: a refused referrer moves no tag; tests/referrers.rs lists them).
     let out = ok(&gantry(
         &example("hello"),
         &[
             "build",
+            "--sbom",
+            "none",
+            "--no-provenance",
             "--repo",
             &repo,
             "--platform",
@@ -700,8 +705,12 @@ fn a_rerun_after_a_failed_push_uploads_only_the_blobs_that_are_missing() {
         {"method": "HEAD", "path": format!("/blobs/{refused}$"), "action": "status", "status": 503, "times": 100},
     ]));
     let repo = format!("{}/rerun", proxy.host);
+    // The images' blobs only: SBOMs and provenance would add their own.
     let args = [
         "build",
+        "--sbom",
+        "none",
+        "--no-provenance",
         "--repo",
         &repo,
         "--platform",
@@ -766,7 +775,17 @@ fn a_rerun_after_the_index_was_refused_sends_only_the_index() {
     // reproducible), read from its files.
     let layout = dir.path().join("layout");
     let build = |extra: &[&str]| {
-        let mut args = vec!["build", "--platform", THREE_PLATFORMS, "--base", "scratch"];
+        // The images only: SBOMs and provenance would add writes of their own.
+        let mut args = vec![
+            "build",
+            "--sbom",
+            "none",
+            "--no-provenance",
+            "--platform",
+            THREE_PLATFORMS,
+            "--base",
+            "scratch",
+        ];
         args.extend(extra);
         gantry(&example("hello"), &args)
     };

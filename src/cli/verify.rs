@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use gantry::attest::sbom::SbomFormat;
+use gantry::image::Digest;
 use gantry::platform::{Platform, PlatformError};
 use gantry::publish::RegistryOptions;
 use gantry::sign::trust::Trust;
@@ -164,7 +165,7 @@ async fn platform_image(
     wanted: &Platform,
     trust: Option<&Trust>,
     registries: &RegistryOptions,
-) -> Result<(String, Vec<verify::Found>)> {
+) -> Result<(Digest, Vec<verify::Found>)> {
     let root = verify::open(reference, registries).await?;
     let manifest: Value = serde_json::from_slice(&root.manifest)
         .with_context(|| format!("{reference} ({}) is not a JSON manifest", root.digest))?;
@@ -192,11 +193,11 @@ async fn platform_image(
         let found = verify::inspect(store, repository, &root.digest, trust).await?;
         return Ok((root.digest.clone(), found));
     };
-    let listed: Vec<(Platform, &str)> = entries
+    let listed: Vec<(Platform, Digest)> = entries
         .iter()
         .filter_map(|e| {
             let platform = serde_json::from_value(e["platform"].clone()).ok()?;
-            Some((platform, e["digest"].as_str()?))
+            Some((platform, Digest::parse(e["digest"].as_str()?).ok()?))
         })
         .collect();
     let Some((_, digest)) = listed.iter().find(|(p, _)| p.matches(wanted)) else {
@@ -212,7 +213,7 @@ async fn platform_image(
         );
     };
     let found = verify::inspect(store, repository, digest, trust).await?;
-    Ok((digest.to_string(), found))
+    Ok((digest.clone(), found))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{
-    annotation, canonical_json, media_type, rfc3339, Artifact, Blob, Image, Index, Manifest,
+    annotation, canonical_json, media_type, rfc3339, Artifact, Blob, Digest, Image, Index, Manifest,
 };
 use crate::platform::Platform;
 
@@ -42,7 +42,7 @@ pub fn assemble_linux_image(
     spec: &ImageSpec,
     platform: &Platform,
     base: Option<&BaseImage>,
-    layers: Vec<(Blob, String)>,
+    layers: Vec<(Blob, Digest)>,
 ) -> Image {
     let mut config = base.map(|b| b.config.clone()).unwrap_or_else(
         || json!({"config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": []}),
@@ -115,7 +115,7 @@ pub fn assemble_linux_image(
 
 /// The runnable wasm image, as containerd/runwasi shims and crun run it: one layer with `/<name>.wasm`, config
 /// `architecture: wasm`, entrypoint the module, crun's `compat-smart` annotation.
-pub fn assemble_wasm_image(spec: &ImageSpec, platform: &Platform, layer: (Blob, String)) -> Image {
+pub fn assemble_wasm_image(spec: &ImageSpec, platform: &Platform, layer: (Blob, Digest)) -> Image {
     let created = rfc3339(spec.created);
     let mut config = json!({
         "architecture": "wasm",
@@ -256,13 +256,18 @@ mod tests {
     use crate::image::{BlobSource, Descriptor};
     use bytes::Bytes;
 
-    fn layer(digest: &str, diff_id: &str) -> (Blob, String) {
+    /// A stand-in digest, named for what it stands for.
+    fn digest(name: &str) -> Digest {
+        Digest::of(name.as_bytes())
+    }
+
+    fn layer(name: &str, diff_id: &str) -> (Blob, Digest) {
         (
             Blob {
-                descriptor: Descriptor::new(media_type::OCI_LAYER_GZIP, digest.into(), 10),
+                descriptor: Descriptor::new(media_type::OCI_LAYER_GZIP, digest(name), 10),
                 source: BlobSource::Bytes(Bytes::new()),
             },
-            diff_id.into(),
+            digest(diff_id),
         )
     }
 
@@ -285,7 +290,7 @@ mod tests {
                 "rootfs": {"type": "layers", "diff_ids": ["sha256:d0"]},
                 "history": [{"created_by": "base"}]}),
             layers: vec![Blob {
-                descriptor: Descriptor::new(media_type::DOCKER_LAYER_GZIP, "sha256:l0".into(), 5),
+                descriptor: Descriptor::new(media_type::DOCKER_LAYER_GZIP, digest("l0"), 5),
                 source: BlobSource::Remote {
                     repository: "example.com/base".into(),
                 },
@@ -313,15 +318,18 @@ mod tests {
                 "KO_DATA_PATH=/var/run/ko"
             ])
         );
-        assert_eq!(cfg["rootfs"]["diff_ids"], json!(["sha256:d0", "sha256:d1"]));
+        assert_eq!(
+            cfg["rootfs"]["diff_ids"],
+            json!(["sha256:d0", digest("sha256:d1")])
+        );
         assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
         assert_eq!(cfg["created"], "1970-01-01T00:00:00Z");
 
         let m: Value = serde_json::from_slice(&image.manifest).unwrap();
         assert_eq!(m["mediaType"], media_type::OCI_MANIFEST);
         assert_eq!(m["layers"][0]["mediaType"], media_type::OCI_LAYER_GZIP);
-        assert_eq!(m["layers"][0]["digest"], "sha256:l0");
-        assert_eq!(m["layers"][1]["digest"], "sha256:l1");
+        assert_eq!(m["layers"][0]["digest"], json!(digest("l0")));
+        assert_eq!(m["layers"][1]["digest"], json!(digest("sha256:l1")));
         assert_eq!(m["annotations"][annotation::BASE_DIGEST], "sha256:base");
         assert_eq!(image.descriptor.platform, Some(platform));
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest as _, Sha256};
 
-use super::{media_type, Blob, BlobSource, Descriptor};
+use super::{media_type, Blob, BlobSource, Descriptor, Digest};
 
 /// One entry of a layer, in the order it is written.
 #[derive(Debug, Clone)]
@@ -61,8 +61,8 @@ impl<W> Hashing<W> {
         }
     }
 
-    fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    fn digest(&self) -> Digest {
+        Digest::from_hash(&self.hasher.clone().finalize())
     }
 }
 
@@ -234,7 +234,7 @@ impl Read for Exact<'_> {
 /// Writes `entries` as a gzipped tar to a new file in `dir` and returns the layer blob
 /// and its diff_id. Owner 0:0, mtime `mtime`, no user or group names: the bytes depend
 /// only on the entries' contents, so equal inputs give equal digests anywhere.
-pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result<(Blob, String)> {
+pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result<(Blob, Digest)> {
     let file = tempfile::Builder::new()
         .prefix("layer-")
         .suffix(".tar.gz")
@@ -279,10 +279,7 @@ pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result
     let size = compressed.count;
     // Flushed, not synced: the file lives in this run's work directory (or is
     // written again from its binary), so a crash loses nothing worth an fsync.
-    compressed
-        .inner
-        .into_inner()
-        .map_err(|e| e.into_error())?;
+    compressed.inner.into_inner().map_err(|e| e.into_error())?;
 
     let blob = Blob {
         descriptor: Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),

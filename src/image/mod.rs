@@ -3,6 +3,7 @@
 //! manifest; an index points at images.
 
 mod assemble;
+mod digest;
 mod layer;
 mod oci;
 
@@ -10,6 +11,7 @@ pub use assemble::{
     assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image, BaseImage,
     ImageSpec,
 };
+pub use digest::{Digest, NotADigest};
 pub use layer::{write_layer, LayerEntry};
 pub use oci::{Index, Manifest};
 
@@ -48,16 +50,16 @@ pub mod annotation {
 }
 
 /// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    Digest::of(bytes)
 }
 
 /// `sha256:<hex>` and size of a file, read in chunks (a module can be large).
-pub fn file_digest(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+pub fn file_digest(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let size = std::io::copy(&mut file, &mut hasher)?;
-    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+    Ok((Digest::from_hash(&hasher.finalize()), size))
 }
 
 /// An OCI content descriptor.
@@ -65,7 +67,7 @@ pub fn file_digest(path: &std::path::Path) -> std::io::Result<(String, u64)> {
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
@@ -76,7 +78,7 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    pub fn new(media_type: &str, digest: String, size: u64) -> Self {
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
         Descriptor {
             media_type: media_type.to_string(),
             digest,
@@ -94,7 +96,7 @@ impl Descriptor {
 
     /// The bare hex of the digest, for file names (`blobs/sha256/<hex>`).
     pub fn hex(&self) -> &str {
-        self.digest.strip_prefix("sha256:").unwrap_or(&self.digest)
+        self.digest.hex()
     }
 }
 

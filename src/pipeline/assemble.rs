@@ -66,7 +66,7 @@ pub(super) async fn assemble_package(
         index_annotations.insert(image::annotation::BASE_NAME.into(), name.clone());
         index_annotations.insert(
             image::annotation::BASE_DIGEST.into(),
-            resolved.digest.clone(),
+            resolved.digest.to_string(),
         );
     }
     Ok(assemble_index(images, index_annotations))
@@ -105,7 +105,7 @@ async fn layer(
     work: &Path,
     entries: Vec<LayerEntry>,
     mtime: u64,
-) -> Result<(Blob, String), BuildError> {
+) -> Result<(Blob, image::Digest), BuildError> {
     let work = work.to_path_buf();
     tokio::task::spawn_blocking(move || image::write_layer(&work, &entries, mtime))
         .await

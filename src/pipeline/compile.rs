@@ -115,7 +115,7 @@ async fn build_one(
     platform: &Platform,
     out: &Path,
     progress: &Progress<'_>,
-) -> Result<((image::Blob, String), Option<BuildInfo>), BuildError> {
+) -> Result<((image::Blob, image::Digest), Option<BuildInfo>), BuildError> {
     // The semaphore is never closed, so acquiring cannot fail.
     let _permit = limit.acquire().await.ok();
     progress(
@@ -205,6 +205,5 @@ fn output_dir(
         plan.settings.ldflags
     );
     let hash = image::sha256_digest(key.as_bytes());
-    root.join("bin")
-        .join(&hash["sha256:".len().."sha256:".len() + 24])
+    root.join("bin").join(&hash.hex()[..24])
 }

@@ -18,7 +18,7 @@ pub(super) struct Delivered {
     pub(super) attachments: Vec<Vec<Attachment>>,
     /// Digests of the artifacts new to the destination (their tags cannot point there
     /// yet).
-    pub(super) new: HashSet<String>,
+    pub(super) new: HashSet<crate::image::Digest>,
 }
 
 /// Which of the two destinations a package is delivered to.

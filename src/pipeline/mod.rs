@@ -191,7 +191,7 @@ struct PackagePlan {
 struct Compiled {
     platform: Platform,
     binary: PathBuf,
-    layer: (image::Blob, String),
+    layer: (image::Blob, image::Digest),
     build_info: Option<BuildInfo>,
 }
 
@@ -374,7 +374,7 @@ pub async fn build(
                 a.plan
                     .base
                     .as_ref()
-                    .map(|(n, r)| (n.clone(), r.digest.clone()))
+                    .map(|(n, r)| (n.clone(), r.digest.to_string()))
             })
             .collect();
         // What was built, as a reader elsewhere names it: import paths, not `.`.

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::{BlobOutcome, ImageName, Pending, PublishError, Publisher, Registry};
-use crate::image::{annotation, canonical_json, media_type, Blob, BlobSource, Descriptor};
+use crate::image::{annotation, canonical_json, media_type, Blob, BlobSource, Descriptor, Digest};
 
 /// Publishes into an OCI layout. Repositories become `org.opencontainers.image.ref.name`
 /// prefixes (`name:tag`); an empty repository means the tag alone.
@@ -100,12 +100,12 @@ impl<'r> LayoutPublisher<'r> {
         file.sync_all()
             .await
             .map_err(|e| layout_err(&self.root, e))?;
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let actual = crate::image::Digest::from_hash(&hasher.finalize());
         if actual != descriptor.digest {
             return Err(PublishError::DigestMismatch {
                 what: format!("blob from {name}"),
-                expected: descriptor.digest.clone(),
-                actual,
+                expected: descriptor.digest.to_string(),
+                actual: actual.to_string(),
             });
         }
         tmp_path
@@ -219,7 +219,7 @@ impl LayoutPublisher<'_> {
         &self,
         repository: &str,
         at: &str,
-    ) -> Result<Option<String>, PublishError> {
+    ) -> Result<Option<Digest>, PublishError> {
         Ok(self
             .fetch_manifest(repository, at)
             .await?
@@ -241,10 +241,7 @@ impl LayoutPublisher<'_> {
         tag: &str,
     ) -> Result<Option<Bytes>, PublishError> {
         if tag.starts_with("sha256:") {
-            let path = self
-                .root
-                .join("blobs/sha256")
-                .join(tag.trim_start_matches("sha256:"));
+            let path = self.path_of(tag)?;
             return Ok(std::fs::read(path).ok().map(Bytes::from));
         }
         let ref_name = ref_name(repository, tag);
@@ -259,27 +256,31 @@ impl LayoutPublisher<'_> {
         let Some(digest) = found.and_then(|d| d["digest"].as_str()) else {
             return Ok(None);
         };
-        let path = self
-            .root
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"));
+        let path = self.path_of(digest)?;
         std::fs::read(path)
             .map(|b| Some(Bytes::from(b)))
             .map_err(|e| layout_err(&self.root, e))
     }
 
+    /// Where the blob `digest` is: a digest that is not `sha256:` and 64 hex digits
+    /// (from a damaged or hostile index) names no path, so it cannot lead outside.
+    fn path_of(&self, digest: &str) -> Result<PathBuf, PublishError> {
+        let digest = Digest::parse(digest).map_err(|e| PublishError::Layout {
+            path: self.root.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(self.root.join("blobs/sha256").join(digest.hex()))
+    }
+
     async fn fetch_blob(&self, _repository: &str, digest: &str) -> Result<Bytes, PublishError> {
-        let path = self
-            .root
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"));
+        let path = self.path_of(digest)?;
         let bytes = std::fs::read(&path).map_err(|e| layout_err(&self.root, e))?;
         let actual = crate::image::sha256_digest(&bytes);
         if actual != digest {
             return Err(PublishError::DigestMismatch {
                 what: path.display().to_string(),
                 expected: digest.to_string(),
-                actual,
+                actual: actual.to_string(),
             });
         }
         Ok(Bytes::from(bytes))
@@ -313,7 +314,7 @@ impl Publisher for LayoutPublisher<'_> {
         Box::pin(self.push_manifest(repository, descriptor, bytes))
     }
 
-    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<String>> {
+    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<Digest>> {
         Box::pin(self.has_manifest(repository, at))
     }
 

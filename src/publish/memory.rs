@@ -9,13 +9,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use super::{BlobOutcome, Pending, PublishError, Publisher};
-use crate::image::{sha256_digest, Blob, BlobSource, Descriptor};
+use crate::image::{sha256_digest, Blob, BlobSource, Descriptor, Digest};
 
 #[derive(Default)]
 pub struct MemoryPublisher {
-    blobs: Mutex<HashMap<(String, String), Bytes>>,
-    manifests: Mutex<HashMap<(String, String), Bytes>>,
-    tags: Mutex<HashMap<(String, String), String>>,
+    blobs: Mutex<HashMap<(String, Digest), Bytes>>,
+    manifests: Mutex<HashMap<(String, Digest), Bytes>>,
+    tags: Mutex<HashMap<(String, String), Digest>>,
     /// Every write, in order: `blob <digest>`, `manifest <digest>`, `tag <name>`.
     pub writes: Mutex<Vec<String>>,
 }
@@ -39,15 +39,15 @@ impl MemoryPublisher {
             .insert((repository.to_string(), tag.to_string()), digest);
     }
 
-    fn resolve(&self, repository: &str, at: &str) -> Option<String> {
-        if at.starts_with("sha256:") {
-            let key = (repository.to_string(), at.to_string());
+    fn resolve(&self, repository: &str, at: &str) -> Option<Digest> {
+        if let Ok(digest) = Digest::parse(at) {
+            let key = (repository.to_string(), digest);
             return self
                 .manifests
                 .lock()
                 .unwrap()
                 .contains_key(&key)
-                .then(|| at.to_string());
+                .then_some(key.1);
         }
         let key = (repository.to_string(), at.to_string());
         self.tags.lock().unwrap().get(&key).cloned()
@@ -85,7 +85,7 @@ impl Publisher for MemoryPublisher {
         })
     }
 
-    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<String>> {
+    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<Digest>> {
         Box::pin(async move { Ok(self.resolve(repository, at)) })
     }
 
@@ -115,7 +115,7 @@ impl Publisher for MemoryPublisher {
 
     fn fetch_blob<'a>(&'a self, repository: &'a str, digest: &'a str) -> Pending<'a, Bytes> {
         Box::pin(async move {
-            let key = (repository.to_string(), digest.to_string());
+            let key = (repository.to_string(), Digest::parse(digest).unwrap());
             self.blobs
                 .lock()
                 .unwrap()

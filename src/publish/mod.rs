@@ -25,7 +25,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::image::{Artifact, Blob, Descriptor, Image};
+use crate::image::{Artifact, Blob, Descriptor, Digest, Image};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -77,6 +77,8 @@ pub enum PublishError {
     },
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    NotADigest(#[from] crate::image::NotADigest),
     #[error("{context}")]
     Io {
         context: String,
@@ -153,7 +155,7 @@ pub trait Publisher: Sync {
     ) -> Pending<'a, ()>;
 
     /// The digest a tag (or `sha256:` digest) names, or None when there is none.
-    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<String>>;
+    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<Digest>>;
 
     /// The referrers of `subject` (descriptors, with their annotations) when the
     /// destination lists them itself (the OCI 1.1 referrers API); None when it does
@@ -217,7 +219,7 @@ const CONCURRENCY: usize = 16;
 pub async fn publish(
     publisher: &dyn Publisher,
     requests: &[PublishRequest<'_>],
-) -> Result<(PublishStats, HashSet<String>), PublishError> {
+) -> Result<(PublishStats, HashSet<Digest>), PublishError> {
     let mut stats = PublishStats::default();
     let present: Vec<bool> = stream::iter(requests)
         .map(|req| async move {
@@ -325,7 +327,7 @@ pub async fn publish(
 pub async fn apply_tags(
     publisher: &dyn Publisher,
     requests: &[PublishRequest<'_>],
-    new: &HashSet<String>,
+    new: &HashSet<Digest>,
 ) -> Result<usize, PublishError> {
     let jobs = requests
         .iter()

@@ -16,7 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use super::transport::{Body, Failure, NetworkSettings, Request, Response, Transport};
 use super::{BlobOutcome, ImageName, Pending, PublishError, Publisher};
-use crate::image::{media_type, sha256_digest, Blob, BlobSource, Descriptor};
+use crate::image::{media_type, sha256_digest, Blob, BlobSource, Descriptor, Digest};
 
 /// How to reach registries: which hosts speak plain HTTP, and the network policy.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +42,7 @@ pub struct Registry {
     /// One upload per blob and repository, however many callers want it: concurrent
     /// uploads of one blob race inside docker-registry (its link file is rewritten
     /// while a manifest PUT reads it, and the PUT fails with DIGEST_INVALID).
-    uploads: OncePerKey<(ImageName, String), BlobOutcome>,
+    uploads: OncePerKey<(ImageName, Digest), BlobOutcome>,
 }
 
 impl Registry {
@@ -96,7 +96,7 @@ impl Registry {
         &self,
         name: &ImageName,
         at: &str,
-    ) -> Result<(Bytes, String), PublishError> {
+    ) -> Result<(Bytes, Digest), PublishError> {
         self.find_manifest(name, at)
             .await?
             .ok_or_else(|| PublishError::Registry {
@@ -113,7 +113,7 @@ impl Registry {
         &self,
         name: &ImageName,
         at: &str,
-    ) -> Result<Option<(Bytes, String)>, PublishError> {
+    ) -> Result<Option<(Bytes, Digest)>, PublishError> {
         let found = self
             .call(
                 name,
@@ -139,7 +139,7 @@ impl Registry {
             return Err(PublishError::DigestMismatch {
                 what: format!("manifest from {name}"),
                 expected: at.to_string(),
-                actual: digest,
+                actual: digest.to_string(),
             });
         }
         Ok(Some((bytes, digest)))
@@ -169,27 +169,33 @@ impl Registry {
         &self,
         name: &ImageName,
         at: &str,
-    ) -> Result<Option<String>, PublishError> {
-        self.call(
-            name,
-            v2(name, Method::HEAD, format!("manifests/{at}")).header(
-                http::header::ACCEPT,
-                media_type::ACCEPTED_MANIFESTS.join(", "),
-            ),
-            || Body::Empty,
-            |r| async move {
-                match r.status {
-                    StatusCode::NOT_FOUND => Ok(None),
-                    s if s.is_success() => Ok(Some(
-                        r.header("docker-content-digest")
-                            .map(str::to_string)
-                            .unwrap_or_default(),
-                    )),
-                    _ => Err(unexpected(name, &format!("looking up manifest {at}"), r).await),
-                }
-            },
-        )
-        .await
+    ) -> Result<Option<Digest>, PublishError> {
+        let found = self
+            .call(
+                name,
+                v2(name, Method::HEAD, format!("manifests/{at}")).header(
+                    http::header::ACCEPT,
+                    media_type::ACCEPTED_MANIFESTS.join(", "),
+                ),
+                || Body::Empty,
+                |r| async move {
+                    match r.status {
+                        StatusCode::NOT_FOUND => Ok(None),
+                        s if s.is_success() => Ok(Some(
+                            r.header("docker-content-digest")
+                                .and_then(|d| Digest::parse(d).ok()),
+                        )),
+                        _ => Err(unexpected(name, &format!("looking up manifest {at}"), r).await),
+                    }
+                },
+            )
+            .await?;
+        match found {
+            None => Ok(None),
+            Some(Some(digest)) => Ok(Some(digest)),
+            // There, but the answer did not say its digest: the manifest itself does.
+            Some(None) => Ok(self.find_manifest(name, at).await?.map(|(_, d)| d)),
+        }
     }
 
     /// Fetches a small blob (an image config) into memory and checks its digest.
@@ -198,6 +204,8 @@ impl Registry {
         name: &ImageName,
         digest: &str,
     ) -> Result<Bytes, PublishError> {
+        // A digest from a manifest goes into a URL: only a well-formed one does.
+        let digest = &Digest::parse(digest)?;
         let bytes = self
             .call(
                 name,
@@ -213,11 +221,11 @@ impl Registry {
             )
             .await?;
         let actual = sha256_digest(&bytes);
-        if actual != digest {
+        if actual != *digest {
             return Err(PublishError::DigestMismatch {
                 what: format!("blob from {name}"),
                 expected: digest.to_string(),
-                actual,
+                actual: actual.to_string(),
             });
         }
         Ok(bytes)
@@ -537,7 +545,7 @@ impl Publisher for Registry {
         })
     }
 
-    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<String>> {
+    fn has_manifest<'a>(&'a self, repository: &'a str, at: &'a str) -> Pending<'a, Option<Digest>> {
         Box::pin(async move {
             self.manifest_digest(&ImageName::parse(repository)?, at)
                 .await

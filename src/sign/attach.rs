@@ -161,7 +161,7 @@ async fn store_subject(
                       entry: &Option<rekor::LogEntry>,
                       bundle: Option<&Value>| Attachment {
         kind,
-        subject: subject.digest.clone(),
+        subject: subject.digest.to_string(),
         predicate_type: predicate_type.map(str::to_string),
         storage,
         listed_by: None,
@@ -208,7 +208,7 @@ async fn store_subject(
             kind,
             Some(&predicate_type),
             Storage::Referrer,
-            referrer.descriptor.digest.clone(),
+            referrer.descriptor.digest.to_string(),
             &bundle.log_entry,
             Some(&bundle.bundle),
         ));
@@ -237,7 +237,10 @@ async fn store_subject(
                 let mut annotations = signer.identity_annotations();
                 annotations.insert(SIGNATURE_ANNOTATION.to_string(), String::new());
                 annotations.insert(LEGACY_PREDICATE.to_string(), predicate_type.clone());
-                annotations.insert(STATEMENT_ANNOTATION.to_string(), statement_digest.clone());
+                annotations.insert(
+                    STATEMENT_ANNOTATION.to_string(),
+                    statement_digest.to_string(),
+                );
                 annotations.insert(KEY_ANNOTATION.to_string(), signer.key.hint());
                 if let Some(entry) = &signed.log_entry {
                     annotations.insert(
@@ -509,7 +512,7 @@ pub async fn store_unsigned(
                 predicate_type: Some(predicate_type.to_string()),
                 storage: Storage::Referrer,
                 listed_by: None,
-                digest: referrer.descriptor.digest.clone(),
+                digest: referrer.descriptor.digest.to_string(),
                 rekor_log_index: None,
                 bundle: None,
             };
@@ -527,7 +530,7 @@ pub async fn store_unsigned(
     if let Some(predicate) = provenance {
         let named: Vec<(String, String)> = subjects
             .iter()
-            .map(|s| (named.to_string(), s.digest.clone()))
+            .map(|s| (named.to_string(), s.digest.to_string()))
             .collect();
         let predicate_type = crate::attest::provenance::PREDICATE_TYPE;
         let statement = statement(&named, predicate_type, predicate);

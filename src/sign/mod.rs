@@ -451,7 +451,7 @@ pub fn claims_for(
     if let Some(predicate) = provenance {
         let named: Vec<(String, String)> = subjects
             .iter()
-            .map(|s| (repository.to_string(), s.digest.clone()))
+            .map(|s| (repository.to_string(), s.digest.to_string()))
             .collect();
         let statement = statement(&named, crate::attest::provenance::PREDICATE_TYPE, predicate);
         for s in subjects {

@@ -91,7 +91,7 @@ impl SharedList {
 #[derive(Debug)]
 pub struct Listed {
     pub entries: Vec<Value>,
-    pub digest: Option<String>,
+    pub digest: Option<crate::image::Digest>,
     read_at: Instant,
 }
 
@@ -193,7 +193,7 @@ pub async fn merge_into_tag(
         };
         let Some(manifest) = merged else {
             // Complete: as found, or as written and still so after the pause.
-            return Ok(digest.unwrap_or_default());
+            return Ok(digest.map(String::from).unwrap_or_default());
         };
         let descriptor = Descriptor::for_bytes(kind.media_type(), &manifest);
         publisher

@@ -14,7 +14,7 @@ use super::{
     INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
 };
 use super::{AttachmentKind, Storage};
-use crate::image::sha256_digest;
+use crate::image::{sha256_digest, Digest};
 use crate::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions};
 
 /// A signature or attestation found about an image.
@@ -244,7 +244,7 @@ pub struct Target {
     repository: String,
     /// The root manifest or index, and its digest.
     pub manifest: bytes::Bytes,
-    pub digest: String,
+    pub digest: Digest,
 }
 
 pub async fn open(reference: &str, registries: &RegistryOptions) -> Result<Target, SignError> {
@@ -295,7 +295,7 @@ pub async fn inspect_reference(
     reference: &str,
     trust: Option<&Trust>,
     registries: &RegistryOptions,
-) -> Result<(String, Vec<Found>), SignError> {
+) -> Result<(Digest, Vec<Found>), SignError> {
     let target = open(reference, registries).await?;
     let found = inspect(&*target.store, &target.repository, &target.digest, trust).await?;
     Ok((target.digest, found))
@@ -310,7 +310,7 @@ pub async fn sign_reference(
     registries: &RegistryOptions,
     options: &super::published::ClaimOptions<'_>,
     legacy_attestations: bool,
-) -> Result<(String, Vec<super::Attachment>, Vec<String>), SignError> {
+) -> Result<(Digest, Vec<super::Attachment>, Vec<String>), SignError> {
     let target = open(reference, registries).await?;
     let store = &*target.store;
     let (claims, skipped) =

@@ -2,12 +2,15 @@
 //! variant), `jobs` at a time. As soon as one ends, its layer is written and its Go
 //! build info read, off the async threads, while the other builds run. When the
 //! images go to a registry and the layer differs from the one this output had last
-//! run, it is pushed then too, so its upload overlaps the builds still running rather
-//! than waiting for the last one. (A layer seen before is left to the publish stage,
-//! which skips whole images the registry already has without asking about each blob.)
+//! run, its upload starts then too, in the background, so it overlaps the builds still
+//! running and what follows them (the registry client remembers it: publishing waits
+//! for it rather than sending it again, and sends it itself if it failed). A layer
+//! seen before is left to the publish stage, which skips whole images the registry
+//! already has without asking about each blob.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
@@ -31,17 +34,26 @@ pub(super) struct CompileOptions<'a> {
     /// Read each binary's build info (for SBOMs).
     pub(super) build_info: bool,
     /// The registry the images go to, when they go to one.
-    pub(super) registry: Option<&'a Registry>,
+    pub(super) registry: Option<Arc<Registry>>,
+}
+
+/// A layer upload running in the background; dropping it stops it.
+pub(super) struct Upload(tokio::task::JoinHandle<()>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Builds every plan's platforms; returns, per plan, each platform's build in the
-/// plan's order. Platforms that build the same binary (wasi/wasm and wasip1/wasm)
-/// share one build and one layer.
+/// plan's order, and the layer uploads under way. Platforms that build the same
+/// binary (wasi/wasm and wasip1/wasm) share one build and one layer.
 pub(super) async fn compile(
     options: &CompileOptions<'_>,
     plans: &[PackagePlan],
     progress: &Progress<'_>,
-) -> Result<Vec<Vec<Compiled>>, BuildError> {
+) -> Result<(Vec<Vec<Compiled>>, Vec<Upload>), BuildError> {
     let limit = Semaphore::new(options.jobs.max(1));
     // One task per distinct binary; per plan, each platform's task.
     let mut tasks: Vec<(&PackagePlan, &Platform, PathBuf)> = Vec::new();
@@ -85,8 +97,12 @@ pub(super) async fn compile(
     let builds = tasks
         .iter()
         .map(|(plan, platform, out)| build_one(options, &limit, plan, platform, out, progress));
-    let built = futures::future::try_join_all(builds).await?;
-    Ok(plans
+    let (built, uploads): (Vec<_>, Vec<_>) = futures::future::try_join_all(builds)
+        .await?
+        .into_iter()
+        .map(|(layer, info, upload)| ((layer, info), upload))
+        .unzip();
+    let compiled = plans
         .iter()
         .zip(task_of)
         .map(|(plan, per_platform)| {
@@ -104,8 +120,16 @@ pub(super) async fn compile(
                 })
                 .collect()
         })
-        .collect())
+        .collect();
+    Ok((compiled, uploads.into_iter().flatten().collect()))
 }
+
+/// What one build gives: its layer (and diff_id), build info, and upload under way.
+type Built = (
+    (image::Blob, image::Digest),
+    Option<BuildInfo>,
+    Option<Upload>,
+);
 
 /// One `go build`, then its layer and build info.
 async fn build_one(
@@ -115,7 +139,7 @@ async fn build_one(
     platform: &Platform,
     out: &Path,
     progress: &Progress<'_>,
-) -> Result<((image::Blob, image::Digest), Option<BuildInfo>), BuildError> {
+) -> Result<Built, BuildError> {
     // The semaphore is never closed, so acquiring cannot fail.
     let _permit = limit.acquire().await.ok();
     progress(
@@ -158,15 +182,18 @@ async fn build_one(
         what: "writing a layer",
         source,
     })??;
-    // The registry remembers the upload: publishing later finds it done.
-    if let (Some(registry), Some(repo), true) = (
-        options.registry,
-        &plan.registry_repo,
-        layer_is_new(out, &layer.0.descriptor.digest),
-    ) {
-        registry.push_blob(&repo.to_string(), &layer.0).await?;
-    }
-    Ok((layer, info))
+    let upload = match (&options.registry, &plan.registry_repo) {
+        (Some(registry), Some(repo)) if layer_is_new(out, &layer.0.descriptor.digest) => {
+            let (registry, repo, blob) = (registry.clone(), repo.to_string(), layer.0.clone());
+            // Its outcome is the registry client's to remember: publishing waits for
+            // it, or sends the blob itself if it failed.
+            Some(Upload(tokio::spawn(async move {
+                let _ = registry.push_blob(&repo, &blob).await;
+            })))
+        }
+        _ => None,
+    };
+    Ok((layer, info, upload))
 }
 
 /// Whether `digest` differs from the layer the binary at `out` had last run, which a

@@ -299,7 +299,7 @@ pub async fn build(
         .collect();
     // Every repository this run reads or writes, so that one token per registry
     // covers them all.
-    let registry = Registry::new(&opts.registries)?;
+    let registry = Arc::new(Registry::new(&opts.registries)?);
     for b in bases.iter().filter_map(Base::image) {
         registry.declare(&publish::parse_reference(b)?.0, false);
     }
@@ -323,11 +323,13 @@ pub async fn build(
         jobs: opts.jobs,
         mtime: file_time(opts),
         build_info: !opts.sbom.is_empty(),
-        registry: destination.is_some().then_some(&registry),
+        registry: destination.is_some().then(|| registry.clone()),
     };
     // While the first go build runs, the destination is asked whether this run may push.
     let access = check_destinations(&registry, &registry_repos, &tags[0]);
-    let compiled = match &request {
+    // Layer uploads started as builds ended run on until this run ends (publishing
+    // waits for them); an early return stops them.
+    let (compiled, _uploads) = match &request {
         // The platforms come from the bases: resolve them, then build.
         PlatformRequest::All { .. } => {
             futures::try_join!(
@@ -414,7 +416,7 @@ pub async fn build(
     if let Some(dest) = &destination {
         progress(Phase::Publish, &format!("pushing to {dest}"));
         let delivered = delivery
-            .deliver(&registry, Destination::Registry, progress)
+            .deliver(&*registry, Destination::Registry, progress)
             .await?;
         add(&mut stats, delivered.stats);
         attachments = delivered.attachments;
@@ -489,7 +491,7 @@ pub async fn build(
         std::fs::write(path, refs).map_err(io(format!("writing {}", path.display())))?;
     }
     if let Some(requests) = &registry_requests {
-        publish::apply_tags(&registry, requests, &new_in_registry).await?;
+        publish::apply_tags(&*registry, requests, &new_in_registry).await?;
     }
     if let (Some(layout), Some(requests)) = (&layout_publisher, &layout_requests) {
         publish::apply_tags(layout, requests, &new_in_layout).await?;

@@ -124,3 +124,89 @@ fn ko_naming_flags_give_kos_repository_names() {
         ]
     );
 }
+
+/// ko's build flags that shape the program and image: `--image-user`, `--ldflags`,
+/// `--disable-optimizations`; read back by skopeo and by `go version -m` on the binary
+/// from the image, and the program run. `--push=false` pushes nothing.
+#[test]
+fn ko_build_flags_shape_the_program_and_push_false_pushes_nothing() {
+    let registry = TestRegistry::start();
+    let repo = format!("{}/flags", registry.host);
+    let printed = ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--image-user",
+            "1234:5678",
+            "--ldflags",
+            "-s -w",
+            "--disable-optimizations",
+        ],
+    ));
+    let reference = printed.trim().to_string();
+    let config = json(&skopeo_ok(&[
+        "inspect",
+        "--config",
+        &format!("docker://{reference}"),
+    ]));
+    assert_eq!(config["config"]["User"], "1234:5678", "{config}");
+    let (root, config) = pull_and_extract(&format!("docker://{reference}"), "linux", "amd64", None);
+    let rootfs = root.path().join("rootfs");
+    assert!(run_entrypoint(&rootfs, &config).contains("hello from linux/amd64"));
+    let binary = rootfs.join("ko-app/hello");
+    let out = std::process::Command::new(real_go())
+        .args(["version", "-m"])
+        .arg(&binary)
+        .output()
+        .expect("run go version -m");
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(info.contains("-gcflags=\"all=-N -l\""), "{info}");
+    // -trimpath keeps -ldflags out of the build info: its effect shows instead, a
+    // binary without a symbol table.
+    let symbols = std::process::Command::new(real_go())
+        .args(["tool", "nm"])
+        .arg(&binary)
+        .output()
+        .expect("run go tool nm");
+    assert!(
+        !symbols.status.success()
+            && String::from_utf8_lossy(&symbols.stderr).contains("no symbols"),
+        "--ldflags \"-s -w\" left the symbol table: {symbols:?}"
+    );
+
+    // --push=false: nothing reaches the registry; the layout holds the images.
+    let before = registry.manifests_and_tags();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let printed = ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--push=false",
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--oci-layout",
+            layout.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(registry.manifests_and_tags(), before, "--push=false pushed");
+    assert!(
+        printed.starts_with(&format!("oci:{}@sha256:", layout.display())),
+        "{printed}"
+    );
+    skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("oci:{}:latest", layout.display()),
+    ]);
+}

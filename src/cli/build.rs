@@ -72,6 +72,19 @@ pub struct BuildArgs {
     /// Manifest annotation K=V (repeatable).
     #[arg(long = "image-annotation")]
     pub image_annotations: Vec<String>,
+    /// The user Linux images run as, UID[:GID] (ko's --image-user).
+    #[arg(long, value_name = "UID[:GID]")]
+    pub image_user: Option<String>,
+    /// More -ldflags for every package, after the config's (repeatable; ko's --ldflags).
+    #[arg(long = "ldflags", value_name = "FLAGS", allow_hyphen_values = true)]
+    pub ldflags: Vec<String>,
+    /// Build without optimizations or inlining, for debuggers (-gcflags=all=-N -l).
+    #[arg(long)]
+    pub disable_optimizations: bool,
+    /// --push=false pushes nothing: the images go to the OCI layout (./oci-layout
+    /// unless --oci-layout or --oci-archive says), as ko's --push=false.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub push: bool,
     /// OS string of wasm images: wasi (Podman, Docker, runwasi), wasip1 (image-spec GOOS), or both.
     #[arg(long, value_enum, default_value_t = WasmOs::Wasi)]
     pub wasm_os: WasmOs,
@@ -183,7 +196,8 @@ pub(super) fn options(
     let repo = args
         .repo
         .clone()
-        .or_else(|| settings.ko_docker_repo.clone());
+        .or_else(|| settings.ko_docker_repo.clone())
+        .filter(|_| args.push);
     Ok(BuildOptions {
         packages: args.packages.clone(),
         workdir: std::env::current_dir().context("reading the current directory")?,
@@ -210,6 +224,13 @@ pub(super) fn options(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         labels: key_values("--image-label", &args.image_labels)?,
         annotations: key_values("--image-annotation", &args.image_annotations)?,
+        image_user: args.image_user.clone(),
+        ldflags: args.ldflags.clone(),
+        go_flags: if args.disable_optimizations {
+            vec!["-gcflags=all=-N -l".to_string()]
+        } else {
+            Vec::new()
+        },
         wasm_os: args.wasm_os,
         wasm_artifact: args.wasm_artifact,
         registries: args.network.options()?,

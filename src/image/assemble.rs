@@ -35,6 +35,8 @@ pub struct ImageSpec {
     pub created: i64,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// The user the program runs as in Linux images (`UID[:GID]`), over the base's.
+    pub user: Option<String>,
 }
 
 /// A Linux image: the base's layers, then ours (kodata, then the binary).
@@ -76,6 +78,9 @@ pub fn assemble_linux_image(
     env.retain(|e| !e.starts_with("KO_DATA_PATH="));
     env.push(format!("KO_DATA_PATH={KO_DATA_PATH}"));
     run.insert("Env".into(), json!(env));
+    if let Some(user) = &spec.user {
+        run.insert("User".into(), json!(user));
+    }
     merge_labels(run, &spec.labels);
 
     let mut manifest_layers: Vec<Blob> = base.map(|b| b.layers.clone()).unwrap_or_default();
@@ -277,6 +282,7 @@ mod tests {
             created: 0,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            user: None,
         }
     }
 

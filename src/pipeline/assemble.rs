@@ -26,6 +26,7 @@ pub(super) async fn assemble_package(
         created: opts.source_date_epoch.unwrap_or(0),
         labels: opts.labels.clone(),
         annotations: opts.annotations.clone(),
+        user: opts.image_user.clone(),
     };
     let kodata = match (
         &plan.package.kodata,
@@ -247,6 +248,7 @@ pub(super) async fn wasm_artifact(
         created: opts.source_date_epoch.unwrap_or(0),
         labels: BTreeMap::new(),
         annotations: opts.annotations.clone(),
+        user: None,
     };
     Ok(Artifact::Image(assemble_wasm_artifact(&spec, blob)))
 }

@@ -140,6 +140,13 @@ pub struct BuildOptions {
     pub jobs: usize,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// The user Linux images run as (`UID[:GID]`, ko's `--image-user`).
+    pub image_user: Option<String>,
+    /// More `-ldflags` for every package, after its configured ones (ko's `--ldflags`).
+    pub ldflags: Vec<String>,
+    /// More `go build` flags for every package (`--disable-optimizations` gives
+    /// `-gcflags=all=-N -l`, as ko does).
+    pub go_flags: Vec<String>,
     pub wasm_os: WasmOs,
     /// Also publish the CNCF Wasm OCI artifact, tagged `<tag>-wasm`.
     pub wasm_artifact: bool,
@@ -264,7 +271,7 @@ pub async fn build(
             continue;
         }
         let settings = settings_for(config.as_ref(), &package)?;
-        let settings = if settings.has_templates() {
+        let mut settings = if settings.has_templates() {
             let data = template_data.get_or_insert_with(|| {
                 TemplateData::gather(&opts.workdir, opts.source_date_epoch, &opts.go)
             });
@@ -272,6 +279,8 @@ pub async fn build(
         } else {
             settings
         };
+        settings.ldflags.extend(opts.ldflags.iter().cloned());
+        settings.flags.extend(opts.go_flags.iter().cloned());
         resolved.push((package, settings));
     }
     let (count, multi) = (resolved.len(), resolved.len() > 1);

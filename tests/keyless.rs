@@ -1164,3 +1164,86 @@ fn sign_auto_takes_a_key_else_a_token_else_signs_nothing_and_says_so() {
         "{said}"
     );
 }
+
+/// A signing config names the Fulcio and Rekor to use: with it and no URL flags, the
+/// build signs through the local services, and cosign checks the result against them.
+/// A config that names only Rekor v2 logs is refused before anything is built.
+#[test]
+fn a_signing_config_names_the_services() {
+    let stack = KeylessStack::start_with_rekor();
+    let rekor = stack.rekor.clone().unwrap();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/configured", registry.host);
+    let work = tempfile::tempdir().unwrap();
+    let config = |logs: &str| {
+        let path = work
+            .path()
+            .join(format!("signing-config-{}.json", logs.len()));
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"mediaType":"application/vnd.dev.sigstore.signingconfig.v0.2+json",
+                "caUrls":[{{"url":"{}","majorApiVersion":1,"validFor":{{"start":"2020-01-01T00:00:00Z"}}}}],
+                "oidcUrls":[],
+                "rekorTlogUrls":[{logs}],
+                "tsaUrls":[],
+                "rekorTlogConfig":{{"selector":"ANY"}},"tsaConfig":{{"selector":"ANY"}}}}"#,
+                stack.fulcio
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let v1 = config(&format!(
+        r#"{{"url":"{rekor}","majorApiVersion":1,"validFor":{{"start":"2020-01-01T00:00:00Z"}}}}"#
+    ));
+    let report = work.path().join("r.json");
+    let build = |config: &std::path::Path| {
+        gantry_env(
+            &example("with-deps"),
+            &[
+                "build",
+                "--repo",
+                &repo,
+                "--platform",
+                "linux/amd64,wasi/wasm",
+                "--base",
+                "scratch",
+                "--sign",
+                "keyless",
+                "--signing-config",
+                config.to_str().unwrap(),
+                "--json",
+                report.to_str().unwrap(),
+            ],
+            &env(&stack.actions_env()),
+        )
+    };
+    ok(&build(&v1));
+    let report = json(&std::fs::read(&report).unwrap());
+    assert_eq!(report["signer"]["rekor_url"], rekor.as_str(), "{report}");
+    cosign_accepts_the_build(&stack, &repo, &report);
+
+    let v2 = config(
+        r#"{"url":"https://log2025-1.rekor.sigstore.dev","majorApiVersion":2,"validFor":{"start":"2020-01-01T00:00:00Z"}}"#,
+    );
+    let go = RecordingGo::new();
+    let actions = stack.actions_env();
+    let mut vars = env(&actions);
+    vars.push(go.env());
+    let err = fails(&gantry_env(
+        &example("with-deps"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--sign",
+            "keyless",
+            "--signing-config",
+            v2.to_str().unwrap(),
+        ],
+        &vars,
+    ));
+    assert!(err.contains("only Rekor v2 logs"), "{err}");
+    assert!(go.builds().is_empty(), "{:?}", go.builds());
+}

@@ -10,6 +10,7 @@ use gantry::attest::sbom::SbomFormat;
 use gantry::publish::{NetworkSettings, RegistryOptions};
 use gantry::sign::keyless::{self, TokenSource};
 use gantry::sign::keys::{Secret, SigningKey};
+use gantry::sign::signing_config::{self, Services};
 use gantry::sign::trust::{Authorities, IdentityMatch, IdentityPolicy, PublicKey, Trust};
 use gantry::sign::{rekor, Keyless, SignError, Signer, Signing};
 
@@ -145,12 +146,18 @@ pub struct SigningArgs {
     /// cosign private key (password from COSIGN_PASSWORD).
     #[arg(long, env = "COSIGN_KEY")]
     pub key: Option<PathBuf>,
-    /// Fulcio, which certifies keyless signing keys.
-    #[arg(long, env = "SIGSTORE_FULCIO_URL", default_value = keyless::PUBLIC_FULCIO)]
-    pub fulcio_url: String,
-    /// Rekor, the transparency log that records keyless signatures.
-    #[arg(long, env = "SIGSTORE_REKOR_URL", default_value = rekor::PUBLIC_REKOR)]
-    pub rekor_url: String,
+    /// Fulcio, which certifies keyless signing keys (default: the signing config's,
+    /// else https://fulcio.sigstore.dev).
+    #[arg(long, env = "SIGSTORE_FULCIO_URL")]
+    pub fulcio_url: Option<String>,
+    /// Rekor, the transparency log that records keyless signatures (default: the
+    /// signing config's, else https://rekor.sigstore.dev).
+    #[arg(long, env = "SIGSTORE_REKOR_URL")]
+    pub rekor_url: Option<String>,
+    /// A Sigstore signing config (signing_config.v0.2.json) naming the Fulcio and Rekor
+    /// to use; --fulcio-url and --rekor-url win over it.
+    #[arg(long, value_name = "FILE")]
+    pub signing_config: Option<PathBuf>,
     /// Do not record keyless signatures in the (public) transparency log.
     #[arg(long)]
     pub no_tlog_upload: bool,
@@ -159,12 +166,29 @@ pub struct SigningArgs {
 impl SigningArgs {
     /// Picks what the mode asks for, or says why there is nothing to sign with.
     pub fn signing(&self, settings: &Settings) -> Result<Option<Signing>> {
+        let configured = match &self.signing_config {
+            Some(path) => signing_config::load(path, unix_now())?,
+            None => Services {
+                fulcio: None,
+                rekor: None,
+            },
+        };
+        let fulcio_url = self
+            .fulcio_url
+            .clone()
+            .or(configured.fulcio)
+            .unwrap_or_else(|| keyless::PUBLIC_FULCIO.to_string());
+        let rekor_url = self
+            .rekor_url
+            .clone()
+            .or(configured.rekor)
+            .unwrap_or_else(|| rekor::PUBLIC_REKOR.to_string());
         let keyless = || {
             TokenSource::from_env().map(|token| {
                 Signing::Keyless(Keyless {
                     token,
-                    fulcio_url: self.fulcio_url.clone(),
-                    rekor_url: (!self.no_tlog_upload).then(|| self.rekor_url.clone()),
+                    fulcio_url: fulcio_url.clone(),
+                    rekor_url: (!self.no_tlog_upload).then(|| rekor_url.clone()),
                 })
             })
         };
@@ -198,6 +222,13 @@ impl SigningArgs {
             }
         }
     }
+}
+
+/// Seconds since the epoch, for choosing the services valid now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[derive(Clone)]

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod published;
 pub mod rekor;
 mod service;
+pub mod signing_config;
 mod store;
 pub mod trust;
 pub mod verify;

@@ -1,0 +1,194 @@
+//! Sigstore's signing config (media type
+//! `application/vnd.dev.sigstore.signingconfig.v0.2+json`): which certificate
+//! authority (Fulcio), transparency log (Rekor) and timestamp authority a client signs
+//! with, each listed with the API version it speaks and the time it is valid for.
+//!
+//! gantry picks, for each kind, the first service that is valid now and speaks an API
+//! version gantry speaks: Fulcio v1 and Rekor v1. A config whose only valid logs are
+//! Rekor v2 is refused with what to do, rather than signing without a log. Timestamp
+//! authorities are read but not used yet (Rekor v1 entries carry their own signed
+//! timestamp).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The media type of the one version gantry reads.
+pub const MEDIA_TYPE: &str = "application/vnd.dev.sigstore.signingconfig.v0.2+json";
+
+#[derive(Debug, thiserror::Error)]
+#[error("signing config {}: {problem}", path.display())]
+pub struct SigningConfigError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+/// The services a signing config chose for this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Services {
+    /// Fulcio, when the config names a usable one.
+    pub fulcio: Option<String>,
+    /// Rekor v1, when the config names a usable one.
+    pub rekor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    media_type: String,
+    #[serde(default)]
+    ca_urls: Vec<Service>,
+    #[serde(default)]
+    rekor_tlog_urls: Vec<Service>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Service {
+    url: String,
+    major_api_version: u32,
+    valid_for: Validity,
+}
+
+#[derive(Deserialize)]
+struct Validity {
+    start: String,
+    #[serde(default)]
+    end: Option<String>,
+}
+
+impl Service {
+    fn valid_at(&self, now: i64) -> bool {
+        let start = unix_seconds(&self.valid_for.start);
+        let end = self.valid_for.end.as_deref().map(unix_seconds);
+        start.is_some_and(|s| s <= now) && end.is_none_or(|e| e.is_some_and(|e| now < e))
+    }
+}
+
+/// Reads the config at `path` and picks its services for a signature made at `now`
+/// (Unix seconds).
+pub fn load(path: &Path, now: i64) -> Result<Services, SigningConfigError> {
+    let problem = |problem: String| SigningConfigError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = std::fs::read(path).map_err(|e| problem(format!("cannot read it: {e}")))?;
+    let doc: Document =
+        serde_json::from_slice(&text).map_err(|e| problem(format!("not a signing config: {e}")))?;
+    if doc.media_type != MEDIA_TYPE {
+        return Err(problem(format!(
+            "its mediaType is {:?}; gantry reads {MEDIA_TYPE}",
+            doc.media_type
+        )));
+    }
+    let pick = |services: &[Service]| -> Option<String> {
+        services
+            .iter()
+            .find(|s| s.major_api_version == 1 && s.valid_at(now))
+            .map(|s| s.url.trim_end_matches('/').to_string())
+    };
+    let rekor = pick(&doc.rekor_tlog_urls);
+    if rekor.is_none()
+        && doc
+            .rekor_tlog_urls
+            .iter()
+            .any(|s| s.major_api_version == 2 && s.valid_at(now))
+    {
+        return Err(problem(
+            "it names only Rekor v2 logs, which gantry does not speak yet; pass --rekor-url with a Rekor v1 log, or --no-tlog-upload".into(),
+        ));
+    }
+    Ok(Services {
+        fulcio: pick(&doc.ca_urls),
+        rekor,
+    })
+}
+
+/// Seconds since the epoch of an RFC 3339 time in UTC (`2025-01-02T03:04:05Z`,
+/// fractions of a second and `+00:00` allowed); None for anything else.
+fn unix_seconds(text: &str) -> Option<i64> {
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.split('.').next()?;
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rekor: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            format!(
+                r#"{{"mediaType":"{MEDIA_TYPE}",
+                "caUrls":[
+                  {{"url":"https://old.example","majorApiVersion":1,"validFor":{{"start":"2020-01-01T00:00:00Z","end":"2021-01-01T00:00:00Z"}}}},
+                  {{"url":"https://fulcio.example/","majorApiVersion":1,"validFor":{{"start":"2021-01-01T00:00:00.5Z"}}}}],
+                "oidcUrls":[],
+                "rekorTlogUrls":[{rekor}],
+                "tsaUrls":[{{"url":"https://tsa.example/api/v1/timestamp","majorApiVersion":1,"validFor":{{"start":"2021-01-01T00:00:00Z"}}}}],
+                "rekorTlogConfig":{{"selector":"ANY"}},"tsaConfig":{{"selector":"ANY"}}}}"#
+            ),
+        )
+        .unwrap();
+        file
+    }
+
+    const NOW: i64 = 1_800_000_000; // 2027-01-15
+
+    #[test]
+    fn services_valid_now_that_gantry_speaks_are_chosen() {
+        let v2 = r#"{"url":"https://log2025.example","majorApiVersion":2,"validFor":{"start":"2025-01-01T00:00:00Z"}}"#;
+        let v1 = r#"{"url":"https://rekor.example","majorApiVersion":1,"validFor":{"start":"2021-01-01T00:00:00Z"}}"#;
+        let file = config(&format!("{v2},{v1}"));
+        assert_eq!(
+            load(file.path(), NOW).unwrap(),
+            Services {
+                fulcio: Some("https://fulcio.example".into()),
+                rekor: Some("https://rekor.example".into()),
+            }
+        );
+        // Before the current Fulcio's start, the old one was valid.
+        assert_eq!(
+            load(file.path(), 1_590_000_000).unwrap().fulcio.as_deref(),
+            Some("https://old.example")
+        );
+        let only_v2 = config(v2);
+        let err = load(only_v2.path(), NOW).unwrap_err().to_string();
+        assert!(err.contains("only Rekor v2"), "{err}");
+    }
+
+    #[test]
+    fn rfc3339_times_are_read() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(
+            unix_seconds("2024-02-29T12:34:56.789+00:00"),
+            Some(1_709_210_096)
+        );
+        assert_eq!(unix_seconds("2024-02-29"), None);
+        assert_eq!(unix_seconds("2024-13-01T00:00:00Z"), None);
+    }
+}

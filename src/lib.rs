@@ -19,6 +19,7 @@ pub mod git;
 pub mod github;
 pub mod gobuild;
 pub mod image;
+pub mod merge;
 pub mod pipeline;
 pub mod platform;
 pub mod publish;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::publish::PublishStats;
 use crate::sign::{Attachment, SignerIdentity};
@@ -56,7 +56,7 @@ pub struct SbomReport {
     pub file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlatformReport {
     pub platform: String,
     pub digest: String,
@@ -66,14 +66,14 @@ pub struct PlatformReport {
     pub base_digest: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerReport {
     pub digest: String,
     pub size: u64,
     pub media_type: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaseReport {
     pub name: String,
     pub digest: String,

@@ -1,15 +1,17 @@
 //! `gantry action`: the GitHub Action's inputs (INPUT_* variables, which the
-//! composite action passes through `env:`) turned into `gantry build` arguments, so
-//! the Action and the command line share one parser and one set of checks.
+//! composite action passes through `env:`) turned into `gantry build` arguments, or
+//! `gantry merge` ones when `merge-from` is given, so the Action and the command line
+//! share one parser and one set of checks.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use gantry::{cleanup, tags};
 
 use super::build::BuildArgs;
+use super::merge::MergeArgs;
 use super::{Cli, Command};
 
 /// An action input (`with: { base-image: … }` arrives as INPUT_BASE-IMAGE).
@@ -29,22 +31,29 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the Action runs: a build, or (with the `merge-from` input) a merge of what
+/// the jobs of a matrix built.
+pub enum Run {
+    Build(Box<BuildArgs>),
+    Merge(Box<MergeArgs>),
+}
+
+/// The command the action's inputs describe.
+pub fn command() -> Result<Run> {
+    match input("merge-from") {
+        Some(files) => merge_args(&files).map(|args| Run::Merge(Box::new(args))),
+        None => build_args().map(|args| Run::Build(Box::new(args))),
+    }
+}
+
 /// Translates the action's inputs into `gantry build` arguments, so the action and
 /// the command line share one parser and one set of checks.
-pub fn build_args() -> Result<BuildArgs> {
+fn build_args() -> Result<BuildArgs> {
     let mut argv: Vec<String> = vec!["gantry".into(), "build".into()];
     let push = input("push").is_none_or(|p| p == "true");
+    let by_digest = input("push-by-digest").is_some_and(|p| p == "true");
     if push {
-        let repo = match input("repository") {
-            Some(r) => r,
-            None => format!(
-                "ghcr.io/{}",
-                std::env::var("GITHUB_REPOSITORY")
-                    .context("no `repository` input and no GITHUB_REPOSITORY to default to")?
-                    .to_lowercase()
-            ),
-        };
-        argv.extend(["--repo".into(), repo]);
+        argv.extend(["--repo".into(), repository()?]);
     } else {
         let dir = std::env::var("RUNNER_TEMP").unwrap_or_else(|_| ".".into());
         argv.extend(["--oci-layout".into(), format!("{dir}/gantry-oci-layout")]);
@@ -52,8 +61,6 @@ pub fn build_args() -> Result<BuildArgs> {
     for (name, flag) in [
         ("platforms", "--platform"),
         ("base-image", "--base"),
-        ("sign", "--sign"),
-        ("sbom", "--sbom"),
         ("config", "--config"),
         ("wasm-os", "--wasm-os"),
         ("oci-archive", "--oci-archive"),
@@ -62,54 +69,20 @@ pub fn build_args() -> Result<BuildArgs> {
             argv.extend([flag.into(), v]);
         }
     }
-    let info = tags::RefInfo {
-        git_ref: std::env::var("GITHUB_REF").unwrap_or_default(),
-        sha: std::env::var("GITHUB_SHA").unwrap_or_default(),
-    };
-    let specs: Vec<String> = input("tags")
-        .map(|t| t.lines().map(str::to_string).collect())
-        .unwrap_or_default();
-    // A line is one metadata-action spec (they contain commas); plain tags may also be
-    // comma-separated.
-    let specs: Vec<String> = specs
-        .iter()
-        .flat_map(|l| {
-            if l.contains("type=") {
-                vec![l.clone()]
-            } else {
-                list(l)
-            }
-        })
-        .collect();
-    for tag in tags::expand(&specs, &info)? {
-        argv.extend(["--tag".into(), tag]);
+    if by_digest {
+        // The tags are the merge's to move.
+        argv.push("--push-by-digest".into());
+    } else {
+        argv.extend(tag_args()?);
     }
-    if input("provenance").is_some_and(|p| p == "false") {
-        argv.push("--no-provenance".into());
-    }
-    if let Some(key) = input("cosign-key") {
-        argv.extend(["--key".into(), key_file(&key)?]);
-    }
+    argv.extend(signing_args()?);
     // GHCR links a package to its repository through these.
-    if let (Ok(server), Ok(repo)) = (
-        std::env::var("GITHUB_SERVER_URL"),
-        std::env::var("GITHUB_REPOSITORY"),
-    ) {
-        let source = format!("org.opencontainers.image.source={server}/{repo}");
+    for annotation in source_annotations() {
         argv.extend([
             "--image-annotation".into(),
-            source.clone(),
+            annotation.clone(),
             "--image-label".into(),
-            source,
-        ]);
-    }
-    if let Ok(sha) = std::env::var("GITHUB_SHA") {
-        let revision = format!("org.opencontainers.image.revision={sha}");
-        argv.extend([
-            "--image-annotation".into(),
-            revision.clone(),
-            "--image-label".into(),
-            revision,
+            annotation,
         ]);
     }
     if let Ok(temp) = std::env::var("RUNNER_TEMP") {
@@ -129,6 +102,152 @@ pub fn build_args() -> Result<BuildArgs> {
         Command::Build(args) => Ok(*args),
         _ => bail!("internal: action inputs did not make a build command"),
     }
+}
+
+/// Translates the action's inputs into `gantry merge` arguments: `merge-from` lists
+/// the jobs' reports (files, or directories holding them).
+fn merge_args(files: &str) -> Result<MergeArgs> {
+    for building in ["platforms", "base-image", "config", "oci-archive"] {
+        if input(building).is_some() {
+            bail!("the inputs merge-from and {building} do not go together: merge-from merges images the jobs already built; set {building} in those jobs");
+        }
+    }
+    if input("push").is_some_and(|p| p != "true")
+        || input("push-by-digest").is_some_and(|p| p == "true")
+    {
+        bail!("merge-from pushes an index and moves its tags: leave push and push-by-digest at their defaults");
+    }
+    let mut argv: Vec<String> = vec!["gantry".into(), "merge".into()];
+    argv.extend(["--repo".into(), repository()?]);
+    for file in report_files(&list(files))? {
+        argv.extend(["--from".into(), file]);
+    }
+    argv.extend(tag_args()?);
+    argv.extend(signing_args()?);
+    for annotation in source_annotations() {
+        argv.extend(["--image-annotation".into(), annotation]);
+    }
+    if let Ok(temp) = std::env::var("RUNNER_TEMP") {
+        argv.extend(["--json".into(), format!("{temp}/gantry-result.json")]);
+    }
+    match Cli::try_parse_from(&argv)
+        .context("the action's inputs")?
+        .command
+    {
+        Command::Merge(args) => Ok(*args),
+        _ => bail!("internal: action inputs did not make a merge command"),
+    }
+}
+
+/// The `repository` input, else `ghcr.io/<owner>/<repo>` in lowercase.
+fn repository() -> Result<String> {
+    match input("repository") {
+        Some(r) => Ok(r),
+        None => Ok(format!(
+            "ghcr.io/{}",
+            std::env::var("GITHUB_REPOSITORY")
+                .context("no `repository` input and no GITHUB_REPOSITORY to default to")?
+                .to_lowercase()
+        )),
+    }
+}
+
+/// `--tag` arguments from the `tags` input, in docker/metadata-action's syntax or as
+/// plain tags.
+fn tag_args() -> Result<Vec<String>> {
+    let info = tags::RefInfo {
+        git_ref: std::env::var("GITHUB_REF").unwrap_or_default(),
+        sha: std::env::var("GITHUB_SHA").unwrap_or_default(),
+    };
+    let specs: Vec<String> = input("tags")
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    // A line is one metadata-action spec (they contain commas); plain tags may also be
+    // comma-separated.
+    let specs: Vec<String> = specs
+        .iter()
+        .flat_map(|l| {
+            if l.contains("type=") {
+                vec![l.clone()]
+            } else {
+                list(l)
+            }
+        })
+        .collect();
+    Ok(tags::expand(&specs, &info)?
+        .into_iter()
+        .flat_map(|tag| ["--tag".to_string(), tag])
+        .collect())
+}
+
+/// How to sign and what to attest, from the inputs `sign`, `sbom`, `provenance` and
+/// `cosign-key`.
+fn signing_args() -> Result<Vec<String>> {
+    let mut argv = Vec::new();
+    for (name, flag) in [("sign", "--sign"), ("sbom", "--sbom")] {
+        if let Some(v) = input(name) {
+            argv.extend([flag.into(), v]);
+        }
+    }
+    if input("provenance").is_some_and(|p| p == "false") {
+        argv.push("--no-provenance".into());
+    }
+    if let Some(key) = input("cosign-key") {
+        argv.extend(["--key".into(), key_file(&key)?]);
+    }
+    Ok(argv)
+}
+
+/// `org.opencontainers.image.source` and `.revision` (`K=V`), from the workflow's
+/// repository and commit.
+fn source_annotations() -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Ok(server), Ok(repo)) = (
+        std::env::var("GITHUB_SERVER_URL"),
+        std::env::var("GITHUB_REPOSITORY"),
+    ) {
+        out.push(format!("org.opencontainers.image.source={server}/{repo}"));
+    }
+    if let Ok(sha) = std::env::var("GITHUB_SHA") {
+        out.push(format!("org.opencontainers.image.revision={sha}"));
+    }
+    out
+}
+
+/// The reports `merge-from` names: a file as it is; a directory (where
+/// actions/download-artifact put them) gives every `.json` file in it and below, in
+/// name order.
+fn report_files(entries: &[String]) -> Result<Vec<String>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("merge-from: reading the directory {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("merge-from: reading the directory {}", dir.display()))?;
+        children.sort();
+        for path in children {
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "json") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = Path::new(entry);
+        if path.is_dir() {
+            let before = files.len();
+            walk(path, &mut files)?;
+            if files.len() == before {
+                bail!("merge-from: the directory {entry} holds no .json report");
+            }
+        } else {
+            files.push(path.to_path_buf());
+        }
+    }
+    Ok(files.iter().map(|p| p.display().to_string()).collect())
 }
 
 /// A `cosign-key` input is a path, or the key itself (from a secret): then it is

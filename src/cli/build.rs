@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gantry::pipeline::{self, BuildOptions, Naming};
+use gantry::pipeline::{self, BuildOptions, BuildReport, Naming};
 use gantry::platform::WasmOs;
 use gantry::publish::archive;
 use gantry::{cleanup, github};
@@ -51,6 +51,11 @@ pub struct BuildArgs {
         value_delimiter = ','
     )]
     pub tags: Vec<String>,
+    /// Push the images, and their signatures and attestations, by digest only: no tag
+    /// moves (not even "latest"). For one job of a CI matrix; `gantry merge` then
+    /// makes one index of the jobs' images and tags it.
+    #[arg(long, conflicts_with = "tags")]
+    pub push_by_digest: bool,
     /// Write an OCI image layout here (the default destination when there is no --repo: ./oci-layout).
     #[arg(long)]
     pub oci_layout: Option<PathBuf>,
@@ -145,12 +150,26 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
     }
     drop(temporary_layout);
     report_published(&report);
+    report_to_github(&report, settings, opts.repo.is_some(), args.json.as_deref()).await?;
+    let lines: Vec<&str> = report.images.iter().map(|i| i.reference.as_str()).collect();
+    print_result(&lines.join("\n"))
+}
+
+/// What follows a run that published: in GitHub Actions the step outputs, the job
+/// summary, the attestation store and release assets; and, for images pushed to a
+/// registry (`pushed`), their declaration in the runner's artifact list. `gantry
+/// merge` ends the same way.
+pub(super) async fn report_to_github(
+    report: &BuildReport,
+    settings: &Settings,
+    pushed: bool,
+    json: Option<&Path>,
+) -> Result<()> {
     if settings.in_actions {
-        github::report_to_actions(&report)?;
+        github::report_to_actions(report)?;
         // Attestations to GitHub's store, and release assets on a release.
-        if let (Some(token), Some(_)) = (&settings.github_token, &opts.repo) {
-            let published =
-                github::api::publish(&report, token.expose(), args.json.as_deref()).await;
+        if let Some(token) = settings.github_token.as_ref().filter(|_| pushed) {
+            let published = github::api::publish(report, token.expose(), json).await;
             if !published.attestations.is_empty() {
                 eprintln!(
                     "gantry: stored {} attestations in GitHub's attestation store",
@@ -166,8 +185,8 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         }
     }
     // For a later attestation step: the images pushed to a registry, not a layout.
-    if let (Some(path), Some(_)) = (&settings.artifacts_file, &opts.repo) {
-        let declarations = github::artifacts::declarations(&report);
+    if let Some(path) = settings.artifacts_file.as_ref().filter(|_| pushed) {
+        let declarations = github::artifacts::declarations(report);
         for skipped in &declarations.skipped {
             if settings.in_actions {
                 eprintln!("::warning::{}", github::escape_data(skipped));
@@ -182,8 +201,7 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
             )
         })?;
     }
-    let lines: Vec<&str> = report.images.iter().map(|i| i.reference.as_str()).collect();
-    print_result(&lines.join("\n"))
+    Ok(())
 }
 
 /// The pipeline's options from the build flags and the environment, with the layout
@@ -198,6 +216,9 @@ pub(super) fn options(
         .clone()
         .or_else(|| settings.ko_docker_repo.clone())
         .filter(|_| args.push);
+    if args.push_by_digest && repo.is_none() {
+        bail!("--push-by-digest pushes to a registry: give --repo (or GANTRY_REPO / KO_DOCKER_REPO), and not --push=false");
+    }
     Ok(BuildOptions {
         packages: args.packages.clone(),
         workdir: std::env::current_dir().context("reading the current directory")?,
@@ -217,6 +238,7 @@ pub(super) fn options(
         base: args.base.clone(),
         default_base: settings.ko_default_base.clone(),
         tags: args.tags.clone(),
+        push_by_digest: args.push_by_digest,
         oci_layout,
         layout_name: None,
         jobs: args

@@ -5,6 +5,7 @@ mod action;
 mod args;
 mod build;
 mod keygen;
+mod merge;
 mod output;
 mod progress;
 mod resolve;
@@ -81,6 +82,9 @@ pub enum Command {
     /// flags of `build`) and print the YAML with each replaced by its image's
     /// REPO@sha256:…, as ko resolve does.
     Resolve(Box<resolve::ResolveArgs>),
+    /// Make one signed multi-platform index of the images that separate jobs pushed
+    /// with `build --push-by-digest` (from their --json reports), and tag it.
+    Merge(Box<merge::MergeArgs>),
     /// Run as the GitHub Action: read the action's inputs from INPUT_* variables.
     Action,
     /// Write a cosign-compatible key pair (<prefix>.key, encrypted with COSIGN_PASSWORD
@@ -97,7 +101,11 @@ pub async fn run(command: Command, settings: &Settings) -> Result<()> {
         Command::Build(args) => build::build(*args, settings).await,
         Command::Resolve(args) => resolve::resolve(*args, settings).await,
         Command::Keygen { output_prefix } => keygen::keygen(&output_prefix, settings),
-        Command::Action => build::build(action::build_args()?, settings).await,
+        Command::Merge(args) => merge::merge(*args, settings).await,
+        Command::Action => match action::command()? {
+            action::Run::Build(args) => build::build(*args, settings).await,
+            action::Run::Merge(args) => merge::merge(*args, settings).await,
+        },
         Command::Verify {
             reference,
             trust,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{
-    annotation, canonical_json, media_type, rfc3339, Artifact, Blob, Digest, Image, Index, Manifest,
+    annotation, canonical_json, media_type, rfc3339, Artifact, Blob, Descriptor, Digest, Image,
+    Index, Manifest,
 };
 use crate::platform::Platform;
 
@@ -172,6 +173,23 @@ pub fn assemble_index(mut images: Vec<Image>, annotations: BTreeMap<String, Stri
     }
 }
 
+/// How an index lists an image: its manifest's descriptor with the platform, and
+/// the wasm variant annotation copied up from the manifest, since runtimes that pick
+/// an entry of an index read it there.
+pub fn index_entry(
+    mut descriptor: Descriptor,
+    platform: &Platform,
+    manifest_annotations: &BTreeMap<String, String>,
+) -> Descriptor {
+    descriptor.platform = Some(platform.clone());
+    if let Some(variant) = manifest_annotations.get(annotation::WASM_VARIANT) {
+        descriptor
+            .annotations
+            .insert(annotation::WASM_VARIANT.into(), variant.clone());
+    }
+    descriptor
+}
+
 fn finish_image(
     platform: &Platform,
     config: Blob,
@@ -184,13 +202,8 @@ fn finish_image(
         layers.iter().map(|l| l.descriptor.clone()).collect(),
     );
     manifest.annotations = annotations;
-    let (mut descriptor, bytes) = manifest.encode();
-    descriptor.platform = Some(platform.clone());
-    if let Some(variant) = manifest.annotations.get(annotation::WASM_VARIANT) {
-        descriptor
-            .annotations
-            .insert(annotation::WASM_VARIANT.into(), variant.clone());
-    }
+    let (descriptor, bytes) = manifest.encode();
+    let descriptor = index_entry(descriptor, platform, &manifest.annotations);
     Image {
         platform: platform.clone(),
         descriptor,

@@ -8,8 +8,8 @@ mod layer;
 mod oci;
 
 pub use assemble::{
-    assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image, BaseImage,
-    ImageSpec,
+    assemble_index, assemble_linux_image, assemble_wasm_artifact, assemble_wasm_image, index_entry,
+    BaseImage, ImageSpec,
 };
 pub use digest::{Digest, NotADigest};
 pub use layer::{write_layer, LayerEntry};

@@ -132,6 +132,9 @@ pub struct BuildOptions {
     /// KO_DEFAULTBASEIMAGE): beats the config's `defaultBaseImage`, not its overrides.
     pub default_base: Option<String>,
     pub tags: Vec<String>,
+    /// Push the images (and what refers to them) by digest only: no tag moves, not
+    /// even the default `latest`; `gantry merge` assembles and tags them later.
+    pub push_by_digest: bool,
     /// OCI layout to write; the destination when there is no repo.
     pub oci_layout: Option<PathBuf>,
     /// How reports name the layout's images (`NAME@sha256:…`): `oci:DIR` unless
@@ -216,7 +219,9 @@ pub async fn build(
     opts: &BuildOptions,
     progress: &Progress<'_>,
 ) -> Result<BuildReport, BuildError> {
-    let mut tags = if opts.tags.is_empty() {
+    let mut tags = if opts.push_by_digest {
+        Vec::new()
+    } else if opts.tags.is_empty() {
         vec!["latest".to_string()]
     } else {
         opts.tags.clone()
@@ -335,7 +340,9 @@ pub async fn build(
         registry: destination.is_some().then(|| registry.clone()),
     };
     // While the first go build runs, the destination is asked whether this run may push.
-    let access = check_destinations(&registry, &registry_repos, &tags[0]);
+    // (Any tag name will do for the check; a push by digest has none of its own.)
+    let probe = tags.first().map_or("latest", String::as_str);
+    let access = check_destinations(&registry, &registry_repos, probe);
     // Layer uploads started as builds ended run on until this run ends (publishing
     // waits for them); an early return stops them.
     let (compiled, _uploads) = match &request {

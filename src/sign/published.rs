@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{claims_for, Claim, SignError};
 use crate::attest::provenance::{self, BuildFacts};
 use crate::attest::sbom::SbomFormat;
-use crate::attest::{self, ImageFacts};
+use crate::attest::{self, ImageFacts, SbomDocument};
 use crate::gobuild::buildinfo::BuildInfo;
 use crate::image::{annotation, media_type, Descriptor};
 use crate::platform::Platform;
@@ -26,6 +26,18 @@ pub struct ClaimOptions<'a> {
     pub workdir: &'a Path,
 }
 
+/// What can be said about a published index or image, made from what it holds.
+#[derive(Debug, Clone)]
+pub struct Material {
+    /// The root (index or image), then each platform manifest of an index.
+    pub subjects: Vec<Descriptor>,
+    /// The SBOMs of every image whose entrypoint has Go build info, and the index's.
+    pub sboms: Vec<SbomDocument>,
+    pub provenance: Option<Value>,
+    /// What has no SBOM, and why.
+    pub skipped: Vec<String>,
+}
+
 /// Claims about the index or image `root` (its bytes), stored in `repository`:
 /// signatures for it and each platform manifest, SBOMs of every image whose
 /// entrypoint has Go build info, and provenance. Also returns what was skipped, and why.
@@ -35,6 +47,28 @@ pub async fn claims(
     root: &[u8],
     options: &ClaimOptions<'_>,
 ) -> Result<(Vec<Claim>, Vec<String>), SignError> {
+    let made = material(publisher, repository, root, options).await?;
+    let sbom_refs: Vec<_> = made.sboms.iter().collect();
+    Ok((
+        claims_for(
+            repository,
+            &made.subjects,
+            &sbom_refs,
+            made.provenance.as_ref(),
+        ),
+        made.skipped,
+    ))
+}
+
+/// The subjects, SBOMs and provenance of the index or image `root` (its bytes),
+/// stored in `repository`: what [`claims`] signs, or what is stored unsigned when
+/// nothing signs.
+pub async fn material(
+    publisher: &dyn Publisher,
+    repository: &str,
+    root: &[u8],
+    options: &ClaimOptions<'_>,
+) -> Result<Material, SignError> {
     let manifest: Value = serde_json::from_slice(root).unwrap_or_default();
     let root_type = manifest["mediaType"]
         .as_str()
@@ -165,11 +199,12 @@ pub async fn claims(
             created: options.created,
         })
     });
-    let sbom_refs: Vec<_> = sboms.iter().collect();
-    Ok((
-        claims_for(repository, &subjects, &sbom_refs, provenance.as_ref()),
+    Ok(Material {
+        subjects,
+        sboms,
+        provenance,
         skipped,
-    ))
+    })
 }
 
 /// Writes the file at `path` in the image's filesystem to `into`, from the topmost

@@ -370,3 +370,65 @@ fn the_action_input_writes_the_archive_beside_its_layout() {
     assert_eq!(sha256sum(&index), digest);
     assert_eq!(platforms(&json(&index)), ["linux/amd64", "wasi/wasm"]);
 }
+
+/// `--tarball` (ko's): the image as the tar `docker load` reads, named REPO:TAG; read
+/// back by skopeo's docker-archive transport and its program run; the same bytes from
+/// a second build; several platforms refused before anything is built.
+#[test]
+fn tarball_is_a_docker_archive_of_one_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |file: &std::path::Path| {
+        ok(&gantry(
+            &example("hello"),
+            &[
+                "build",
+                "--repo",
+                "registry.gantry-test.invalid/hello",
+                "--push=false",
+                "--platform",
+                "linux/amd64",
+                "--base",
+                "scratch",
+                "--tag",
+                "v1",
+                "--tarball",
+                file.to_str().unwrap(),
+            ],
+        ))
+    };
+    let (first, second) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+    let printed = build(&first);
+    assert!(
+        printed.starts_with(&format!("docker-archive:{}@sha256:", first.display())),
+        "{printed}"
+    );
+    build(&second);
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap(),
+        "the same build gave another tarball"
+    );
+    let named = format!(
+        "docker-archive:{}:registry.gantry-test.invalid/hello:v1",
+        first.display()
+    );
+    let config = json(&skopeo_ok(&["inspect", "--config", &named]));
+    assert_eq!(config["architecture"], "amd64", "{config}");
+    let (root, config) = pull_and_extract(&named, "linux", "amd64", None);
+    assert!(run_entrypoint(&root.path().join("rootfs"), &config).contains("hello from linux/amd64"));
+
+    let go = RecordingGo::new();
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--tarball",
+            dir.path().join("c.tar").to_str().unwrap(),
+        ],
+        &[go.env()],
+    ));
+    assert!(err.contains("--tarball holds one platform"), "{err}");
+    assert!(go.builds().is_empty(), "{:?}", go.builds());
+}

@@ -62,6 +62,9 @@ pub struct BuildArgs {
     /// Write everything the layout holds as one reproducible tar (an `oci-archive:`).
     #[arg(long, value_name = "FILE")]
     pub oci_archive: Option<PathBuf>,
+    /// Write the image (one platform) as the tar `docker load` reads (ko's --tarball).
+    #[arg(long, value_name = "FILE")]
+    pub tarball: Option<PathBuf>,
     /// Write the machine-readable result here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -111,13 +114,22 @@ pub struct BuildArgs {
 }
 
 pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
-    if let Some(file) = &args.oci_archive {
+    for file in args.oci_archive.iter().chain(&args.tarball) {
         check_archive_writable(file)?;
     }
-    // With --oci-archive alone the layout is only a step towards the archive: it is
-    // written to a directory of its own, removed however the run ends.
-    let temporary_layout = match (&args.oci_archive, &args.oci_layout) {
-        (Some(_), None) => {
+    if args.tarball.is_some()
+        && args
+            .platform
+            .as_deref()
+            .is_some_and(|p| p.contains(',') || p.trim() == "all")
+    {
+        bail!("--tarball holds one platform's image (docker load takes one): give one --platform, or keep them all with --oci-archive");
+    }
+    // With --oci-archive or --tarball alone the layout is only a step towards the
+    // archive: it is written to a directory of its own, removed however the run ends.
+    let archived = args.oci_archive.is_some() || args.tarball.is_some();
+    let temporary_layout = match (archived, &args.oci_layout) {
+        (true, None) => {
             let dir = tempfile::Builder::new()
                 .prefix("gantry-layout-")
                 .tempdir()
@@ -132,9 +144,13 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         None => args.oci_layout.clone(),
     };
     let mut opts = options(&args, settings, oci_layout)?;
-    if let (Some(file), Some(_)) = (&args.oci_archive, &temporary_layout) {
+    if temporary_layout.is_some() {
         // The layout is only a step: what the report names is the archive.
-        opts.layout_name = Some(format!("oci-archive:{}", file.display()));
+        opts.layout_name = match (&args.oci_archive, &args.tarball) {
+            (Some(file), _) => Some(format!("oci-archive:{}", file.display())),
+            (None, Some(file)) => Some(format!("docker-archive:{}", file.display())),
+            (None, None) => None,
+        };
     }
     let progress = Progress::new(settings.in_actions);
     let result = pipeline::build(&opts, &|phase, line| progress.step(phase, line)).await;
@@ -147,6 +163,29 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         archive::write_archive(layout, file, mtime)
             .with_context(|| format!("writing --oci-archive {}", file.display()))?;
         eprintln!("gantry: wrote the OCI archive {}", file.display());
+    }
+    if let (Some(file), Some(layout)) = (&args.tarball, &opts.oci_layout) {
+        let [image] = report.images.as_slice() else {
+            bail!(
+                "--tarball holds one image, and this build made {}: build one package",
+                report.images.len()
+            );
+        };
+        // Named as it would be pushed: REPO:TAG for each tag, when there is a REPO.
+        let repo = args
+            .repo
+            .clone()
+            .or_else(|| settings.ko_docker_repo.clone());
+        let repo_tags: Vec<String> = repo
+            .iter()
+            .flat_map(|r| image.tags.iter().map(move |t| format!("{r}:{t}")))
+            .collect();
+        let mtime = opts
+            .source_date_epoch
+            .map_or(0, |t| u64::try_from(t).unwrap_or(0));
+        archive::write_docker_archive(layout, &image.digest, &repo_tags, file, mtime)
+            .with_context(|| format!("writing --tarball {}", file.display()))?;
+        eprintln!("gantry: wrote the image tarball {}", file.display());
     }
     drop(temporary_layout);
     report_published(&report);

@@ -1,11 +1,14 @@
 //! An OCI image layout as one tar file (what skopeo and podman call `oci-archive:`):
 //! the layout directory's files under their relative paths, with nothing in the tar
 //! that depends on the machine or the moment, so the same layout always gives the
-//! same bytes.
+//! same bytes. And one image of a layout as the tar `docker load` reads
+//! (`docker-archive:`), ko's `--tarball`, written the same way.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+
+use crate::image::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -23,6 +26,8 @@ pub enum ArchiveError {
     },
     #[error("archiving {path}: only files and directories belong in an OCI layout, and this is a {kind}")]
     Unsupported { path: PathBuf, kind: &'static str },
+    #[error("{0}")]
+    NotOneImage(String),
 }
 
 /// Writes the layout at `layout` as a tar at `dest`, entries sorted by path, every
@@ -31,15 +36,118 @@ pub enum ArchiveError {
 /// The tar is written beside `dest` and renamed onto it once complete, so a failure
 /// leaves whatever was at `dest` before (or nothing), never half an archive.
 pub fn write_archive(layout: &Path, dest: &Path, mtime: u64) -> Result<(), ArchiveError> {
+    let mut found = Vec::new();
+    collect(layout, Path::new(""), &mut found)?;
+    let entries = found
+        .into_iter()
+        .map(|(relative, kind)| {
+            let source = match kind {
+                Kind::Dir => Source::Dir,
+                Kind::File(size) => Source::File(layout.join(&relative), size),
+            };
+            (relative, source)
+        })
+        .collect();
+    write_tar(dest, sorted(entries), mtime)
+}
+
+/// Entries in the byte order of their paths: the same on every file system.
+fn sorted(mut entries: Vec<(PathBuf, Source)>) -> Vec<(PathBuf, Source)> {
+    entries.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+    entries
+}
+
+/// Writes the image `digest` (one platform's manifest) of the layout at `layout` as
+/// the tar `docker load` reads: its config and layers under their digests, and a
+/// `manifest.json` naming them and `repo_tags`. Deterministic as [`write_archive`].
+pub fn write_docker_archive(
+    layout: &Path,
+    digest: &str,
+    repo_tags: &[String],
+    dest: &Path,
+    mtime: u64,
+) -> Result<(), ArchiveError> {
+    let parse = |d: &str| Digest::parse(d).map_err(|e| ArchiveError::NotOneImage(e.to_string()));
+    let digest = parse(digest)?;
+    let blob = |d: &Digest| -> Result<(PathBuf, u64), ArchiveError> {
+        let path = layout.join("blobs/sha256").join(d.hex());
+        let size = std::fs::metadata(&path)
+            .map_err(|cause| ArchiveError::Read {
+                path: path.clone(),
+                cause,
+            })?
+            .len();
+        Ok((path, size))
+    };
+    let (manifest_path, _) = blob(&digest)?;
+    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if manifest.get("manifests").is_some() {
+        return Err(ArchiveError::NotOneImage(format!(
+            "{digest} is an index of {} images; docker load takes one: build one platform (--platform), or keep them all with --oci-archive",
+            manifest["manifests"].as_array().map_or(0, Vec::len)
+        )));
+    }
+    let (Some(config), Some(layers)) = (
+        manifest["config"]["digest"].as_str(),
+        manifest["layers"].as_array(),
+    ) else {
+        return Err(ArchiveError::NotOneImage(format!(
+            "{digest} in the layout is not an image manifest"
+        )));
+    };
+    let config = parse(config)?;
+    let config_name = format!("{}.json", config.hex());
+    let (config_path, config_size) = blob(&config)?;
+    let mut entries = vec![(
+        PathBuf::from(&config_name),
+        Source::File(config_path, config_size),
+    )];
+    let mut layer_names = Vec::new();
+    for layer in layers {
+        let d = parse(layer["digest"].as_str().unwrap_or_default())?;
+        let (path, size) = blob(&d)?;
+        let gzip = layer["mediaType"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("gzip");
+        let name = format!("{}.tar{}", d.hex(), if gzip { ".gz" } else { "" });
+        layer_names.push(name.clone());
+        entries.push((PathBuf::from(name), Source::File(path, size)));
+    }
+    let listing = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": repo_tags,
+        "Layers": layer_names,
+    }]);
+    entries.push((
+        PathBuf::from("manifest.json"),
+        Source::Bytes(listing.to_string().into_bytes()),
+    ));
+    // A layer listed twice is stored once.
+    let mut entries = sorted(entries);
+    entries.dedup_by(|a, b| a.0 == b.0);
+    write_tar(dest, entries, mtime)
+}
+
+/// What one tar entry holds.
+enum Source {
+    Dir,
+    /// A file of this many bytes.
+    File(PathBuf, u64),
+    Bytes(Vec<u8>),
+}
+
+/// Writes `entries` (sorted by the caller) as a tar at `dest`: every time `mtime`,
+/// owner 0:0 without names, directories 0755 and files 0644. Written beside `dest`
+/// and renamed onto it once complete.
+fn write_tar(dest: &Path, entries: Vec<(PathBuf, Source)>, mtime: u64) -> Result<(), ArchiveError> {
     let write_err = |cause| ArchiveError::Write {
         path: dest.to_path_buf(),
         cause,
     };
-    let mut entries = Vec::new();
-    collect(layout, Path::new(""), &mut entries)?;
-    // Byte order of the paths as stored: the same on every file system.
-    entries.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
-
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -52,16 +160,15 @@ pub fn write_archive(layout: &Path, dest: &Path, mtime: u64) -> Result<(), Archi
     // no-op on a path that no longer exists).
     let _guard = crate::cleanup::Removal::new(tmp.path());
     let mut tar = tar::Builder::new(BufWriter::new(tmp.as_file()));
-    for (relative, kind) in &entries {
+    for (relative, source) in &entries {
         let mut header = tar::Header::new_ustar();
         header.set_mtime(mtime);
         header.set_uid(0);
         header.set_gid(0);
         header.set_username("").map_err(write_err)?;
         header.set_groupname("").map_err(write_err)?;
-        let source = layout.join(relative);
-        match kind {
-            Kind::Dir => {
+        match source {
+            Source::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_mode(0o755);
                 header.set_size(0);
@@ -70,12 +177,12 @@ pub fn write_archive(layout: &Path, dest: &Path, mtime: u64) -> Result<(), Archi
                 tar.append_data(&mut header, Path::new(&name), std::io::empty())
                     .map_err(write_err)?;
             }
-            Kind::File(size) => {
+            Source::File(path, size) => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(0o644);
                 header.set_size(*size);
-                let file = File::open(&source).map_err(|cause| ArchiveError::Read {
-                    path: source.clone(),
+                let file = File::open(path).map_err(|cause| ArchiveError::Read {
+                    path: path.clone(),
                     cause,
                 })?;
                 let reader = Exact {
@@ -84,9 +191,16 @@ pub fn write_archive(layout: &Path, dest: &Path, mtime: u64) -> Result<(), Archi
                 };
                 tar.append_data(&mut header, relative, reader)
                     .map_err(|cause| ArchiveError::Read {
-                        path: source.clone(),
+                        path: path.clone(),
                         cause,
                     })?;
+            }
+            Source::Bytes(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o644);
+                header.set_size(bytes.len() as u64);
+                tar.append_data(&mut header, relative, bytes.as_slice())
+                    .map_err(write_err)?;
             }
         }
     }

@@ -1247,3 +1247,92 @@ fn a_signing_config_names_the_services() {
     assert!(err.contains("only Rekor v2 logs"), "{err}");
     assert!(go.builds().is_empty(), "{:?}", go.builds());
 }
+
+/// Scale-out signed keyless: two unsigned `--push-by-digest` jobs, then `gantry merge`
+/// with the workflow's identity through the local Fulcio and Rekor; cosign v3 and v2
+/// verify the index and each manifest by that identity, and a platform's SBOM.
+#[test]
+fn a_keyless_merge_signs_the_index_and_every_manifest() {
+    let stack = KeylessStack::start_with_rekor();
+    let rekor = stack.rekor.clone().unwrap();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/merged", registry.host);
+    let work = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for platform in ["linux/amd64", "wasi/wasm"] {
+        let report = work
+            .path()
+            .join(format!("{}.json", platform.replace('/', "-")));
+        ok(&gantry(
+            &example("hello"),
+            &[
+                "build",
+                "--repo",
+                &repo,
+                "--platform",
+                platform,
+                "--base",
+                "scratch",
+                "--sign",
+                "none",
+                "--push-by-digest",
+                "--json",
+                report.to_str().unwrap(),
+            ],
+        ));
+        reports.push(report);
+    }
+    let merged_report = work.path().join("merged.json");
+    let mut args = vec![
+        "merge",
+        "--repo",
+        &repo,
+        "--tag",
+        "v1",
+        "--sign",
+        "keyless",
+        "--fulcio-url",
+        &stack.fulcio,
+        "--rekor-url",
+        &rekor,
+        "--json",
+        merged_report.to_str().unwrap(),
+    ];
+    for r in &reports {
+        args.extend(["--from", r.to_str().unwrap()]);
+    }
+    let printed = ok(&gantry_env(
+        std::path::Path::new("."),
+        &args,
+        &env(&stack.actions_env()),
+    ));
+    let index = printed.trim().rsplit_once('@').unwrap().1.to_string();
+    assert_eq!(
+        registry.tag_digest("merged", "v1").as_deref(),
+        Some(index.as_str())
+    );
+    let manifest = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{repo}@{index}"),
+    ]));
+    let images: Vec<String> = manifest["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(images.len(), 2, "{manifest}");
+    for digest in std::iter::once(&index).chain(&images) {
+        for version in ["cosign-v3", "cosign-v2"] {
+            assert_verifies(version, "verify", &stack, &[], &format!("{repo}@{digest}"));
+        }
+    }
+    assert_verifies(
+        "cosign-v3",
+        "verify-attestation",
+        &stack,
+        &["--type", "spdxjson"],
+        &format!("{repo}@{}", images[0]),
+    );
+}

@@ -21,7 +21,7 @@ use crate::attest::SbomDocument;
 use crate::image::{
     self, annotation, media_type, Artifact, Blob, BlobSource, Descriptor, Digest, Image,
 };
-use crate::pipeline::{check_tag, BuildError, Phase, Progress};
+use crate::pipeline::{tags_to_apply, BuildError, Phase, Progress};
 use crate::platform::Platform;
 use crate::publish::{self, ImageName, PublishError, PublishRequest, Registry, RegistryOptions};
 use crate::report::{BaseReport, BuildReport, PackageReport, PlatformReport};
@@ -167,16 +167,7 @@ impl Merged {
 /// pushes one index of them, and signs and attests it and every image (or attaches
 /// the SBOMs and provenance unsigned). Moves no tag: see [`Merged::move_tags`].
 pub async fn merge(opts: &MergeOptions<'_>, progress: &Progress<'_>) -> Result<Merged, MergeError> {
-    let mut tags = if opts.tags.is_empty() {
-        vec!["latest".to_string()]
-    } else {
-        opts.tags.clone()
-    };
-    let mut seen = HashSet::new();
-    tags.retain(|t| seen.insert(t.clone()));
-    for tag in &tags {
-        check_tag(tag).map_err(MergeError::Tag)?;
-    }
+    let tags = tags_to_apply(&opts.tags).map_err(MergeError::Tag)?;
     let name = ImageName::parse(&opts.repo)?;
     let repository = name.to_string();
     let gathered = gather(&opts.reports, &name)?;

@@ -219,18 +219,11 @@ pub async fn build(
     opts: &BuildOptions,
     progress: &Progress<'_>,
 ) -> Result<BuildReport, BuildError> {
-    let mut tags = if opts.push_by_digest {
+    let tags = if opts.push_by_digest {
         Vec::new()
-    } else if opts.tags.is_empty() {
-        vec!["latest".to_string()]
     } else {
-        opts.tags.clone()
+        tags_to_apply(&opts.tags)?
     };
-    let mut seen = HashSet::new();
-    tags.retain(|t| seen.insert(t.clone()));
-    for tag in &tags {
-        check_tag(tag)?;
-    }
     let config = match &opts.config {
         Some(path) => Some(Config::load(path)?),
         None => Config::discover(&opts.workdir)?,
@@ -571,6 +564,21 @@ async fn assemble(
         wasm,
         sboms,
     })
+}
+
+/// The tags a run moves: those given, once each and checked, or `latest`.
+pub fn tags_to_apply(given: &[String]) -> Result<Vec<String>, BuildError> {
+    let mut tags = if given.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        given.to_vec()
+    };
+    let mut seen = HashSet::new();
+    tags.retain(|t| seen.insert(t.clone()));
+    for tag in &tags {
+        check_tag(tag)?;
+    }
+    Ok(tags)
 }
 
 /// A tag the user gave, checked against the OCI grammar before anything is built.

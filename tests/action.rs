@@ -1271,3 +1271,34 @@ fn install_sh_builds_from_source_when_no_release_lists_the_asset() {
     assert!(said.contains("from the tool cache"), "{said}");
     assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
 }
+
+/// The `signing-config` input reaches `--signing-config`: a config naming only Rekor
+/// v2 logs (which gantry does not speak yet) stops the action, with what to do,
+/// before anything is built.
+#[test]
+fn the_signing_config_input_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signing_config.json");
+    std::fs::write(
+        &config,
+        r#"{"mediaType":"application/vnd.dev.sigstore.signingconfig.v0.2+json",
+        "caUrls":[{"url":"https://fulcio.example","majorApiVersion":1,"validFor":{"start":"2020-01-01T00:00:00Z"}}],
+        "rekorTlogUrls":[{"url":"https://log.example","majorApiVersion":2,"validFor":{"start":"2020-01-01T00:00:00Z"}}]}"#,
+    )
+    .unwrap();
+    let go = RecordingGo::new();
+    let err = fails(&gantry_env(
+        &example("hello"),
+        &["action"],
+        &[
+            go.env(),
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_REPOSITORY", "octo-org/octo-repo"),
+            ("INPUT_PUSH", "false"),
+            ("INPUT_SIGN", "none"),
+            ("INPUT_SIGNING-CONFIG", config.to_str().unwrap()),
+        ],
+    ));
+    assert!(err.contains("only Rekor v2 logs"), "{err}");
+    assert!(go.builds().is_empty(), "{:?}", go.builds());
+}

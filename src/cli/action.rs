@@ -180,8 +180,8 @@ fn tag_args() -> Result<Vec<String>> {
         .collect())
 }
 
-/// How to sign and what to attest, from the inputs `sign`, `sbom`, `provenance` and
-/// `cosign-key`.
+/// How to sign and what to attest, from the inputs `sign`, `sbom`, `provenance`,
+/// `cosign-key` and `signing-config`.
 fn signing_args() -> Result<Vec<String>> {
     let mut argv = Vec::new();
     for (name, flag) in [("sign", "--sign"), ("sbom", "--sbom")] {
@@ -194,6 +194,9 @@ fn signing_args() -> Result<Vec<String>> {
     }
     if let Some(key) = input("cosign-key") {
         argv.extend(["--key".into(), key_file(&key)?]);
+    }
+    if let Some(config) = input("signing-config") {
+        argv.extend(["--signing-config".into(), config]);
     }
     Ok(argv)
 }

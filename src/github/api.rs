@@ -182,7 +182,7 @@ fn statement_key(bundle: &Value) -> Option<(String, String)> {
         .ok()?;
     Some((
         payload_type.to_string(),
-        crate::image::sha256_digest(&statement).to_string(),
+        crate::image::Digest::of(&statement).to_string(),
     ))
 }
 

@@ -323,11 +323,11 @@ mod tests {
         assert_eq!(diff_a, diff_b);
 
         let gz = read_blob(&a);
-        assert_eq!(super::super::sha256_digest(&gz), a.descriptor.digest);
+        assert_eq!(super::super::Digest::of(&gz), a.descriptor.digest);
         assert_eq!(gz.len() as u64, a.descriptor.size);
         let mut tar_bytes = Vec::new();
         GzDecoder::new(&gz[..]).read_to_end(&mut tar_bytes).unwrap();
-        assert_eq!(super::super::sha256_digest(&tar_bytes), diff_a);
+        assert_eq!(super::super::Digest::of(&tar_bytes), diff_a);
 
         let mut archive = tar::Archive::new(&tar_bytes[..]);
         let names: Vec<(String, u32, u64)> = archive

@@ -49,11 +49,6 @@ pub mod annotation {
     pub const WASM_VARIANT: &str = "module.wasm.image/variant";
 }
 
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> Digest {
-    Digest::of(bytes)
-}
-
 /// `sha256:<hex>` and size of a file, read in chunks (a module can be large).
 pub fn file_digest(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
     let mut file = std::fs::File::open(path)?;
@@ -91,7 +86,7 @@ impl Descriptor {
 
     /// The descriptor of bytes held in memory (configs, manifests).
     pub fn for_bytes(media_type: &str, bytes: &[u8]) -> Self {
-        Descriptor::new(media_type, sha256_digest(bytes), bytes.len() as u64)
+        Descriptor::new(media_type, Digest::of(bytes), bytes.len() as u64)
     }
 
     /// The bare hex of the digest, for file names (`blobs/sha256/<hex>`).

@@ -231,6 +231,6 @@ fn output_dir(
         plan.settings.flags,
         plan.settings.ldflags
     );
-    let hash = image::sha256_digest(key.as_bytes());
+    let hash = image::Digest::of(key.as_bytes());
     root.join("bin").join(&hash.hex()[..24])
 }

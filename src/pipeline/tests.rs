@@ -99,7 +99,7 @@ async fn every_stage_runs_in_process_with_a_fake_go_and_a_layout() {
                 .join(digest.trim_start_matches("sha256:")),
         )
         .unwrap();
-        assert_eq!(image::sha256_digest(&bytes), digest);
+        assert_eq!(image::Digest::of(&bytes), digest);
         bytes
     };
     let arm = &image.platforms[1];

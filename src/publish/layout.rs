@@ -223,7 +223,7 @@ impl LayoutPublisher<'_> {
         Ok(self
             .fetch_manifest(repository, at)
             .await?
-            .map(|bytes| crate::image::sha256_digest(&bytes)))
+            .map(|bytes| crate::image::Digest::of(&bytes)))
     }
 
     /// An OCI layout has no referrers API: the fallback index is the list.
@@ -275,7 +275,7 @@ impl LayoutPublisher<'_> {
     async fn fetch_blob(&self, _repository: &str, digest: &str) -> Result<Bytes, PublishError> {
         let path = self.path_of(digest)?;
         let bytes = std::fs::read(&path).map_err(|e| layout_err(&self.root, e))?;
-        let actual = crate::image::sha256_digest(&bytes);
+        let actual = crate::image::Digest::of(&bytes);
         if actual != digest {
             return Err(PublishError::DigestMismatch {
                 what: path.display().to_string(),

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use super::{BlobOutcome, Pending, PublishError, Publisher};
-use crate::image::{sha256_digest, Blob, BlobSource, Descriptor, Digest};
+use crate::image::{Blob, BlobSource, Descriptor, Digest};
 
 #[derive(Default)]
 pub struct MemoryPublisher {
@@ -27,7 +27,7 @@ impl MemoryPublisher {
 
     /// Puts `bytes` at `tag` as another tool would, recording no write.
     pub fn plant(&self, repository: &str, tag: &str, bytes: &[u8]) {
-        let digest = sha256_digest(bytes);
+        let digest = Digest::of(bytes);
         let key = (repository.to_string(), digest.clone());
         self.manifests
             .lock()

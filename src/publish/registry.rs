@@ -16,7 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use super::transport::{Body, Failure, NetworkSettings, Request, Response, Transport};
 use super::{BlobOutcome, ImageName, Pending, PublishError, Publisher};
-use crate::image::{media_type, sha256_digest, Blob, BlobSource, Descriptor, Digest};
+use crate::image::{media_type, Blob, BlobSource, Descriptor, Digest};
 
 /// How to reach registries: which hosts speak plain HTTP, and the network policy.
 #[derive(Debug, Clone, Default)]
@@ -134,7 +134,7 @@ impl Registry {
         let Some(bytes) = found else {
             return Ok(None);
         };
-        let digest = sha256_digest(&bytes);
+        let digest = Digest::of(&bytes);
         if at.starts_with("sha256:") && digest != at {
             return Err(PublishError::DigestMismatch {
                 what: format!("manifest from {name}"),
@@ -220,7 +220,7 @@ impl Registry {
                 },
             )
             .await?;
-        let actual = sha256_digest(&bytes);
+        let actual = Digest::of(&bytes);
         if actual != *digest {
             return Err(PublishError::DigestMismatch {
                 what: format!("blob from {name}"),

@@ -190,11 +190,10 @@ async fn store_subject(
             SignedClaim::Attestation(signed) => signed,
         };
         let statement_digest = match statement {
-            Some(s) => crate::image::sha256_digest(s),
-            None => crate::image::sha256_digest(&signature_statement(
-                &claim.repository,
-                &subject.digest,
-            )),
+            Some(s) => crate::image::Digest::of(s),
+            None => {
+                crate::image::Digest::of(&signature_statement(&claim.repository, &subject.digest))
+            }
         };
         let mut referrer = referrer(
             claim,

@@ -118,7 +118,7 @@ pub async fn read_list(
     })?;
     Ok(Listed {
         entries,
-        digest: Some(crate::image::sha256_digest(&bytes)),
+        digest: Some(crate::image::Digest::of(&bytes)),
         read_at,
     })
 }

@@ -14,7 +14,7 @@ use super::{
     INTOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
 };
 use super::{AttachmentKind, Storage};
-use crate::image::{sha256_digest, Digest};
+use crate::image::Digest;
 use crate::publish::{parse_reference, LayoutPublisher, Publisher, Registry, RegistryOptions};
 
 /// A signature or attestation found about an image.
@@ -259,7 +259,7 @@ pub async fn open(reference: &str, registries: &RegistryOptions) -> Result<Targe
                 "{reference}: no image tagged {tag:?} in the layout"
             ))
         })?;
-        let digest = sha256_digest(&manifest);
+        let digest = Digest::of(&manifest);
         return Ok(Target {
             store: Box::new(layout),
             repository: String::new(),

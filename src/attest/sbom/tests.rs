@@ -1,4 +1,3 @@
-
 use super::*;
 
 const UUID_SUM: &str = "h1:NIvaJDMOsjHA8n1jAhLSgzrAzy1Hgr+hNrb57e+94F0=";

@@ -210,7 +210,7 @@ pub async fn merge(opts: &MergeOptions<'_>, progress: &Progress<'_>) -> Result<M
     let keyless_signer;
     let signer = match &opts.signing {
         None => None,
-        Some(Signing::Key(signer)) => Some(signer),
+        Some(Signing::Key(signer)) => Some(&**signer),
         // Its certificate lives minutes: asked for once the index is pushed.
         Some(Signing::Keyless(keyless)) => {
             progress(

@@ -1272,18 +1272,17 @@ fn install_sh_builds_from_source_when_no_release_lists_the_asset() {
     assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
 }
 
-/// The `signing-config` input reaches `--signing-config`: a config naming only Rekor
-/// v2 logs (which gantry does not speak yet) stops the action, with what to do,
-/// before anything is built.
+/// The `signing-config` input reaches `--signing-config`: a config of a version gantry
+/// does not read stops the action, naming the file and the version, before anything
+/// is built.
 #[test]
 fn the_signing_config_input_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("signing_config.json");
     std::fs::write(
         &config,
-        r#"{"mediaType":"application/vnd.dev.sigstore.signingconfig.v0.2+json",
-        "caUrls":[{"url":"https://fulcio.example","majorApiVersion":1,"validFor":{"start":"2020-01-01T00:00:00Z"}}],
-        "rekorTlogUrls":[{"url":"https://log.example","majorApiVersion":2,"validFor":{"start":"2020-01-01T00:00:00Z"}}]}"#,
+        r#"{"mediaType":"application/vnd.dev.sigstore.signingconfig.v0.1+json",
+        "caUrls":[{"url":"https://fulcio.example","majorApiVersion":1,"validFor":{"start":"2020-01-01T00:00:00Z"}}]}"#,
     )
     .unwrap();
     let go = RecordingGo::new();
@@ -1299,6 +1298,9 @@ fn the_signing_config_input_is_read() {
             ("INPUT_SIGNING-CONFIG", config.to_str().unwrap()),
         ],
     ));
-    assert!(err.contains("only Rekor v2 logs"), "{err}");
+    assert!(
+        err.contains("signing_config.json") && err.contains("signingconfig.v0.1+json"),
+        "{err}"
+    );
     assert!(go.builds().is_empty(), "{:?}", go.builds());
 }

@@ -34,6 +34,11 @@ fn cosign_keyless(
     if stack.rekor.is_none() {
         cmd.arg("--insecure-ignore-tlog=true");
     }
+    // A Rekor v2 entry has no signing time of its own: cosign v3 turns to the RFC 3161
+    // timestamps by itself, v2 is told to.
+    if stack.signing_config.is_some() && version == "cosign-v2" {
+        cmd.arg("--use-signed-timestamps=true");
+    }
     cmd.args(extra).arg(image).output().unwrap()
 }
 
@@ -287,9 +292,10 @@ fn keyless_build_in_actions(stack: &KeylessStack, repo: &str) -> ActionsRun {
         "--json",
         report.to_str().unwrap(),
     ];
-    match &stack.rekor {
-        Some(rekor) => args.extend(["--rekor-url", rekor]),
-        None => args.push("--no-tlog-upload"),
+    match (&stack.signing_config, &stack.rekor) {
+        (Some(config), _) => args.extend(["--signing-config", config.to_str().unwrap()]),
+        (None, Some(rekor)) => args.extend(["--rekor-url", rekor]),
+        (None, None) => args.push("--no-tlog-upload"),
     }
     let out = gantry_env(&example("with-deps"), &args, &env(&vars));
     ActionsRun { out, work }
@@ -993,6 +999,118 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
     );
 }
 
+/// Rekor v2 and a timestamp authority, named by a signing config: each bundle holds a
+/// `hashedrekord` 0.0.2 entry with its inclusion proof and checkpoint, and an RFC 3161
+/// timestamp; cosign v3 checks both against the trusted root. The classic `.sig`
+/// carries the timestamp in cosign's annotation, which cosign v2 checks against the
+/// authority's chain.
+#[test]
+fn keyless_signatures_in_rekor_v2_carry_timestamps_that_cosign_checks() {
+    let stack = KeylessStack::start_with_rekor_v2();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/logged-v2", registry.host);
+    let run = keyless_build_in_actions(&stack, &repo);
+    let reference = ok(&run.out).trim().to_string();
+    let digest = reference.rsplit_once('@').unwrap().1.to_string();
+    let report = run.report();
+    assert_eq!(
+        report["signer"]["rekor_url"],
+        stack.rekor.as_deref().unwrap()
+    );
+    assert!(
+        report["signer"]["timestamp_authority"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/api/v1/timestamp")),
+        "{report}"
+    );
+    // Every bundle is in the log; the classic .sig layers are not (a v2 entry does
+    // not fit cosign's annotations).
+    for a in report["images"][0]["attachments"].as_array().unwrap() {
+        let logged = a["rekor_log_index"].is_u64();
+        assert_eq!(logged, a["storage"] == "referrer", "{a}");
+    }
+
+    cosign_accepts_the_build(&stack, &repo, &report);
+
+    // The bundles themselves: a v2 entry with no signed entry timestamp, a checkpoint,
+    // and a timestamp.
+    let stored = |path: String| {
+        let (status, body) = registry.get(&path).unwrap();
+        assert_eq!(status, 200, "{path}");
+        json(&body)
+    };
+    let referrer = report["images"][0]["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["storage"] == "referrer" && a["subject"] == digest.as_str())
+        .expect("a bundle referrer")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{repo}@{referrer}"),
+    ]));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let bundle = stored(format!("/v2/logged-v2/blobs/{layer}"));
+    let entry = &bundle["verificationMaterial"]["tlogEntries"][0];
+    assert_eq!(entry["kindVersion"]["kind"], "hashedrekord", "{bundle}");
+    assert_eq!(entry["kindVersion"]["version"], "0.0.2", "{bundle}");
+    assert!(entry["inclusionPromise"].is_null(), "{bundle}");
+    assert!(
+        entry["inclusionProof"]["checkpoint"]["envelope"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1\n")),
+        "{bundle}"
+    );
+    assert!(
+        bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]
+            ["signedTimestamp"]
+            .is_string(),
+        "{bundle}"
+    );
+
+    // cosign v2 on the classic .sig alone (copied where no bundle is beside it): the
+    // certificate by identity, the signing time by the timestamp authority's chain
+    // (there is no v1 log entry to check).
+    let classic = format!("{}/classic-v2", registry.host);
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        &format!("docker://{reference}"),
+        &format!("docker://{classic}:latest"),
+    ]);
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        &format!("docker://{repo}:{sig_tag}"),
+        &format!("docker://{classic}:{sig_tag}"),
+    ]);
+    let out = Command::new(tool("cosign-v2"))
+        .args(["verify", "--certificate-identity", KeylessStack::IDENTITY])
+        .args(["--certificate-oidc-issuer", &stack.issuer])
+        .args(["--insecure-ignore-sct=true", "--insecure-ignore-tlog=true"])
+        .args([
+            "--use-signed-timestamps=true",
+            "--timestamp-certificate-chain",
+        ])
+        .arg(stack.tsa_chain_pem())
+        .arg("--allow-http-registry")
+        .arg(format!("{classic}@{digest}"))
+        .env("SIGSTORE_ROOT_FILE", stack.fulcio_root_pem())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cosign v2 (classic .sig with an RFC 3161 timestamp) failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_token_given_in_sigstore_id_token_signs_keyless() {
     let stack = KeylessStack::start();
@@ -1244,7 +1362,14 @@ fn a_signing_config_names_the_services() {
         ],
         &vars,
     ));
-    assert!(err.contains("only Rekor v2 logs"), "{err}");
+    // A Rekor v2 log and no timestamp authority: a keyless signature would have no
+    // trusted signing time.
+    assert!(
+        err.contains("Rekor v2")
+            && err.contains("tsaUrls")
+            && err.contains("--timestamp-server-url"),
+        "{err}"
+    );
     assert!(go.builds().is_empty(), "{:?}", go.builds());
 }
 

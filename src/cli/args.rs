@@ -11,6 +11,7 @@ use gantry::publish::{NetworkSettings, RegistryOptions};
 use gantry::sign::keyless::{self, TokenSource};
 use gantry::sign::keys::{Secret, SigningKey};
 use gantry::sign::signing_config::{self, Services};
+use gantry::sign::tlog::{LogService, RekorVersion, Witnesses};
 use gantry::sign::trust::{Authorities, IdentityMatch, IdentityPolicy, PublicKey, Trust};
 use gantry::sign::{rekor, Keyless, SignError, Signer, Signing};
 
@@ -150,12 +151,17 @@ pub struct SigningArgs {
     /// else https://fulcio.sigstore.dev).
     #[arg(long, env = "SIGSTORE_FULCIO_URL")]
     pub fulcio_url: Option<String>,
-    /// Rekor, the transparency log that records keyless signatures (default: the
-    /// signing config's, else https://rekor.sigstore.dev).
+    /// Rekor v1, the transparency log that records keyless signatures (default: the
+    /// signing config's, which may be a Rekor v2 log, else https://rekor.sigstore.dev).
     #[arg(long, env = "SIGSTORE_REKOR_URL")]
     pub rekor_url: Option<String>,
-    /// A Sigstore signing config (signing_config.v0.2.json) naming the Fulcio and Rekor
-    /// to use; --fulcio-url and --rekor-url win over it.
+    /// An RFC 3161 timestamp authority that countersigns each signature
+    /// (`…/api/v1/timestamp`; default: the signing config's). A Rekor v2 log needs one
+    /// for keyless signing.
+    #[arg(long, value_name = "URL")]
+    pub timestamp_server_url: Option<String>,
+    /// A Sigstore signing config (signing_config.v0.2.json) naming the Fulcio, Rekor
+    /// (v1 or v2) and timestamp authority to use; the URL flags win over it.
     #[arg(long, value_name = "FILE")]
     pub signing_config: Option<PathBuf>,
     /// Do not record keyless signatures in the (public) transparency log.
@@ -168,34 +174,53 @@ impl SigningArgs {
     pub fn signing(&self, settings: &Settings) -> Result<Option<Signing>> {
         let configured = match &self.signing_config {
             Some(path) => signing_config::load(path, unix_now())?,
-            None => Services {
-                fulcio: None,
-                rekor: None,
-            },
+            None => Services::default(),
         };
         let fulcio_url = self
             .fulcio_url
             .clone()
             .or(configured.fulcio)
             .unwrap_or_else(|| keyless::PUBLIC_FULCIO.to_string());
-        let rekor_url = self
-            .rekor_url
-            .clone()
-            .or(configured.rekor)
-            .unwrap_or_else(|| rekor::PUBLIC_REKOR.to_string());
+        let v1 = |url: String| LogService {
+            url,
+            version: RekorVersion::V1,
+        };
+        let log = match (&self.rekor_url, configured.log) {
+            (Some(url), _) => v1(url.clone()),
+            (None, Some(log)) => log,
+            (None, None) => v1(rekor::PUBLIC_REKOR.to_string()),
+        };
+        let witnesses = Witnesses {
+            log: (!self.no_tlog_upload).then_some(log),
+            timestamp_authority: self
+                .timestamp_server_url
+                .clone()
+                .or(configured.timestamp_authority),
+        };
+        // Key-based signatures are logged only where a log was named, for now.
+        let key_witnesses = Witnesses {
+            log: witnesses
+                .log
+                .clone()
+                .filter(|_| self.rekor_url.is_some() || self.signing_config.is_some()),
+            timestamp_authority: witnesses.timestamp_authority.clone(),
+        };
         let keyless = || {
             TokenSource::from_env().map(|token| {
                 Signing::Keyless(Keyless {
                     token,
                     fulcio_url: fulcio_url.clone(),
-                    rekor_url: (!self.no_tlog_upload).then(|| rekor_url.clone()),
+                    witnesses: witnesses.clone(),
                 })
             })
         };
         let with_key = |path: &PathBuf| -> Result<Signing> {
             let password = settings.cosign_password.clone();
             match SigningKey::load(path, password.as_ref().unwrap_or(&Secret::default())) {
-                Ok(key) => Ok(Signing::Key(Signer::with_key(key))),
+                Ok(key) => Ok(Signing::Key(Box::new(Signer::with_key(
+                    key,
+                    &key_witnesses,
+                )?))),
                 Err(SignError::KeyPassword { .. }) if password.is_none() => bail!(
                     "signing key {}: it is encrypted and COSIGN_PASSWORD is not set; set COSIGN_PASSWORD to its password",
                     path.display()
@@ -203,7 +228,7 @@ impl SigningArgs {
                 Err(e) => Err(e.into()),
             }
         };
-        match (self.sign, &self.key) {
+        let signing = match (self.sign, &self.key) {
             (SignMode::None, _) => Ok(None),
             (SignMode::Key | SignMode::Auto, Some(path)) => with_key(path).map(Some),
             (SignMode::Key, None) => bail!(
@@ -220,7 +245,12 @@ impl SigningArgs {
                 }
                 Ok(found)
             }
+        }?;
+        // Refused before anything is built.
+        if let Some(Signing::Keyless(keyless)) = &signing {
+            keyless.witnesses.check_keyless()?;
         }
+        Ok(signing)
     }
 }
 

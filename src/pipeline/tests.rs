@@ -39,8 +39,12 @@ fn options(dir: &Path, go: PathBuf) -> BuildOptions {
         oci_layout: Some(dir.join("layout")),
         jobs: 2,
         go,
-        signing: Some(Signing::Key(crate::sign::Signer::with_key(
-            crate::sign::keys::SigningKey::generate().unwrap(),
+        signing: Some(Signing::Key(Box::new(
+            crate::sign::Signer::with_key(
+                crate::sign::keys::SigningKey::generate().unwrap(),
+                &Default::default(),
+            )
+            .unwrap(),
         ))),
         ..BuildOptions::default()
     }

@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 
 use super::store::{self, SharedList};
 use super::{
-    digest_tag, rekor, statement, Attachment, AttachmentKind, Claim, ClaimKind, ListedBy,
-    SignError, SignedStatement, Signer, Storage, BUNDLE_ANNOTATION, BUNDLE_MEDIA_TYPE,
-    COSIGN_SIGN_PREDICATE, DSSE_ENVELOPE, EMPTY_CONFIG, KEY_ANNOTATION, PREDICATE_ANNOTATION,
-    SIGNATURE_ANNOTATION, SIMPLESIGNING, STATEMENT_ANNOTATION,
+    digest_tag, statement, tlog, Attachment, AttachmentKind, Claim, ClaimKind, ListedBy, SignError,
+    SignedStatement, Signer, Storage, BUNDLE_ANNOTATION, BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE,
+    DSSE_ENVELOPE, EMPTY_CONFIG, KEY_ANNOTATION, PREDICATE_ANNOTATION, SIGNATURE_ANNOTATION,
+    SIMPLESIGNING, STATEMENT_ANNOTATION,
 };
 use crate::attest::SbomDocument;
 use crate::image::{canonical_json, rfc3339, Blob, BlobSource, Descriptor, Manifest};
@@ -105,7 +105,7 @@ enum SignedClaim {
     Signature {
         payload: Vec<u8>,
         annotations: BTreeMap<String, String>,
-        entry: Option<rekor::LogEntry>,
+        entry: Option<tlog::LogEntry>,
         bundle: SignedStatement,
     },
     Attestation(SignedStatement),
@@ -158,7 +158,7 @@ async fn store_subject(
                       predicate_type: Option<&str>,
                       storage,
                       digest: String,
-                      entry: &Option<rekor::LogEntry>,
+                      entry: &Option<tlog::LogEntry>,
                       bundle: Option<&Value>| Attachment {
         kind,
         subject: subject.digest.to_string(),
@@ -241,11 +241,12 @@ async fn store_subject(
                     statement_digest.to_string(),
                 );
                 annotations.insert(KEY_ANNOTATION.to_string(), signer.key.hint());
-                if let Some(entry) = &signed.log_entry {
-                    annotations.insert(
-                        BUNDLE_ANNOTATION.to_string(),
-                        entry.cosign_bundle_annotation(),
-                    );
+                if let Some(annotation) = signed
+                    .log_entry
+                    .as_ref()
+                    .and_then(|e| e.cosign_annotation.clone())
+                {
+                    annotations.insert(BUNDLE_ANNOTATION.to_string(), annotation);
                 }
                 let blob = Blob::unpublished(DSSE_ENVELOPE, canonical_json(&signed.envelope));
                 att_layers.push(annotated(&blob, annotations));

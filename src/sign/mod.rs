@@ -15,6 +15,7 @@ pub mod rekor;
 mod service;
 pub mod signing_config;
 mod store;
+pub mod tlog;
 pub mod trust;
 pub mod verify;
 
@@ -30,7 +31,6 @@ use crate::image::{canonical_json, Descriptor};
 use crate::publish::PublishError;
 pub use attach::{attach, sign_claims, store_signed, store_unsigned, SignedSubject};
 use keys::SigningKey;
-use sha2::Digest as _;
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -44,6 +44,7 @@ const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+const TIMESTAMP_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
 const PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 /// On each bundle referrer: the SHA-256 of the signed statement and the signing key's
 /// hint, so that a rerun with the same key sees the attestation is already there.
@@ -230,20 +231,21 @@ pub struct Attachment {
     pub bundle: Option<Value>,
 }
 
-/// What signs: a key, and for keyless signing its Fulcio certificate and the
-/// transparency log that witnesses each signature.
+/// What signs: a key (for keyless signing, with its Fulcio certificate), and what
+/// witnesses each signature: a transparency log and a timestamp authority.
 #[derive(Debug)]
 pub struct Signer {
     key: SigningKey,
     certificate: Option<keyless::Certificate>,
-    rekor: Option<rekor::Rekor>,
+    log: Option<tlog::Log>,
+    timestamps: Option<tlog::TimestampAuthority>,
 }
 
 /// How to sign, decided before the build. A keyless signer is made only once the
 /// images are pushed: its certificate lives ten minutes.
 #[derive(Debug)]
 pub enum Signing {
-    Key(Signer),
+    Key(Box<Signer>),
     Keyless(Keyless),
 }
 
@@ -252,8 +254,7 @@ pub enum Signing {
 pub struct Keyless {
     pub token: keyless::TokenSource,
     pub fulcio_url: String,
-    /// None: no transparency log (`--no-tlog-upload`).
-    pub rekor_url: Option<String>,
+    pub witnesses: tlog::Witnesses,
 }
 
 /// Who signed: what `cosign verify` needs to be told.
@@ -268,37 +269,54 @@ pub struct SignerIdentity {
     /// The transparency log the signatures were entered in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rekor_url: Option<String>,
+    /// The timestamp authority that countersigned them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_authority: Option<String>,
 }
 
 /// A statement signed into a DSSE envelope, and the bundle that carries it.
 struct SignedStatement {
     envelope: Value,
     bundle: Value,
-    log_entry: Option<rekor::LogEntry>,
+    log_entry: Option<tlog::LogEntry>,
 }
 
 impl Signer {
-    pub fn with_key(key: SigningKey) -> Self {
-        Signer {
-            key,
-            certificate: None,
-            rekor: None,
-        }
+    /// Signs with `key`, witnessed by `witnesses`.
+    pub fn with_key(key: SigningKey, witnesses: &tlog::Witnesses) -> Result<Self, SignError> {
+        let client = service::client()?;
+        Self::witnessed(key, None, witnesses, client)
     }
 
     /// A fresh key with a Fulcio certificate for the token's identity.
     pub async fn keyless(config: &Keyless) -> Result<Self, SignError> {
+        config.witnesses.check_keyless()?;
         let client = service::client()?;
         let key = SigningKey::generate()?;
         let certificate =
             keyless::certificate(&client, &config.fulcio_url, &config.token, &key).await?;
+        Self::witnessed(key, Some(certificate), &config.witnesses, client)
+    }
+
+    fn witnessed(
+        key: SigningKey,
+        certificate: Option<keyless::Certificate>,
+        witnesses: &tlog::Witnesses,
+        client: reqwest::Client,
+    ) -> Result<Self, SignError> {
         Ok(Signer {
             key,
-            certificate: Some(certificate),
-            rekor: config
-                .rekor_url
+            certificate,
+            log: witnesses
+                .log
+                .as_ref()
+                .map(|log| tlog::Log::new(log, client.clone()))
+                .transpose()?,
+            timestamps: witnesses
+                .timestamp_authority
                 .as_deref()
-                .map(|url| rekor::Rekor::new(url, client)),
+                .map(|url| tlog::TimestampAuthority::new(url, client))
+                .transpose()?,
         })
     }
 
@@ -317,15 +335,32 @@ impl Signer {
             },
             certificate_identity: identity,
             certificate_oidc_issuer: issuer,
-            rekor_url: self.rekor.as_ref().map(|r| r.url.clone()),
+            rekor_url: self.log.as_ref().map(|l| l.url().to_string()),
+            timestamp_authority: self.timestamps.as_ref().map(|t| t.url().to_string()),
         }
     }
 
-    /// What verifies the signatures: the certificate, else the public key (PEM).
-    fn verifier_pem(&self) -> &str {
+    /// What verifies the signatures: the certificate, else the public key.
+    fn verifier(&self) -> tlog::Verifier<'_> {
         match &self.certificate {
-            Some(c) => &c.leaf_pem,
-            None => &self.key.public_pem,
+            Some(c) => tlog::Verifier {
+                der: &c.leaf_der,
+                pem: &c.leaf_pem,
+                is_certificate: true,
+            },
+            None => tlog::Verifier {
+                der: &self.key.public_der,
+                pem: &self.key.public_pem,
+                is_certificate: false,
+            },
+        }
+    }
+
+    /// A signed timestamp over `signature`, when there is a timestamp authority.
+    async fn timestamp(&self, signature: &[u8]) -> Result<Option<Vec<u8>>, SignError> {
+        match &self.timestamps {
+            Some(tsa) => tsa.timestamp(signature).await.map(Some),
+            None => Ok(None),
         }
     }
 
@@ -352,49 +387,66 @@ impl Signer {
     }
 
     /// Signs cosign's simplesigning payload; returns the `.sig` layer's annotations
-    /// and the log entry.
+    /// and the log entry. Only a v1 log's entry fits those annotations (cosign's
+    /// bundle annotation is built on its signed timestamp), so a v2 log is not asked:
+    /// the image's bundle referrer carries the v2 entry.
     async fn sign_payload(
         &self,
         payload: &[u8],
-    ) -> Result<(BTreeMap<String, String>, Option<rekor::LogEntry>), SignError> {
+    ) -> Result<(BTreeMap<String, String>, Option<tlog::LogEntry>), SignError> {
         let signature = self.key.sign(payload)?;
         let mut annotations = self.identity_annotations();
         annotations.insert(SIGNATURE_ANNOTATION.to_string(), b64(&signature));
-        let entry = match &self.rekor {
-            Some(rekor) => {
-                let digest = hex::encode(sha2::Sha256::digest(payload));
-                let entry = rekor
-                    .hashedrekord(&signature, self.verifier_pem(), &digest)
-                    .await?;
-                annotations.insert(
-                    BUNDLE_ANNOTATION.to_string(),
-                    entry.cosign_bundle_annotation(),
-                );
-                Some(entry)
+        let verifier = self.verifier();
+        let logging = async {
+            match &self.log {
+                Some(log) if log.annotates_sig_layers() => log
+                    .enter_signature(&signature, &verifier, payload)
+                    .await
+                    .map(Some),
+                _ => Ok(None),
             }
-            None => None,
         };
+        let (entry, timestamp) = futures::try_join!(logging, self.timestamp(&signature))?;
+        if let Some(annotation) = entry.as_ref().and_then(|e| e.cosign_annotation.clone()) {
+            annotations.insert(BUNDLE_ANNOTATION.to_string(), annotation);
+        }
+        if let Some(timestamp) = &timestamp {
+            annotations.insert(
+                TIMESTAMP_ANNOTATION.to_string(),
+                tlog::cosign_timestamp_annotation(timestamp),
+            );
+        }
         Ok((annotations, entry))
     }
 
     /// Signs an in-toto statement into a DSSE envelope, logs it, and wraps both in a
     /// Sigstore bundle v0.3.
     async fn sign_statement(&self, statement: &[u8]) -> Result<SignedStatement, SignError> {
-        let signature = self.key.sign(&pae(INTOTO_PAYLOAD_TYPE, statement))?;
+        let pae = pae(INTOTO_PAYLOAD_TYPE, statement);
+        let signature = self.key.sign(&pae)?;
         let envelope = json!({
             "payloadType": INTOTO_PAYLOAD_TYPE,
             "payload": b64(statement),
             "signatures": [{"keyid": "", "sig": b64(&signature)}],
         });
-        let log_entry = match &self.rekor {
-            Some(rekor) => Some(rekor.dsse(&envelope, self.verifier_pem()).await?),
-            None => None,
+        let verifier = self.verifier();
+        let logging = async {
+            match &self.log {
+                Some(log) => log
+                    .enter_envelope(&envelope, &signature, &verifier, &pae)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
         };
-        let tlog_entries: Vec<Value> = log_entry
-            .iter()
-            .map(rekor::LogEntry::bundle_tlog_entry)
-            .collect();
+        let (log_entry, timestamp) = futures::try_join!(logging, self.timestamp(&signature))?;
+        let tlog_entries: Vec<&Value> = log_entry.iter().map(|e| &e.bundle_entry).collect();
         let mut material = json!({"tlogEntries": tlog_entries});
+        if let Some(timestamp) = &timestamp {
+            material["timestampVerificationData"] =
+                json!({"rfc3161Timestamps": [{"signedTimestamp": b64(timestamp)}]});
+        }
         match &self.certificate {
             Some(c) => material["certificate"] = json!({"rawBytes": b64(&c.leaf_der)}),
             None => material["publicKey"] = json!({"hint": self.key.hint()}),

@@ -1,6 +1,7 @@
-//! Rekor v1, the transparency log: every keyless signature is entered in it
-//! (`hashedrekord` for signatures over a payload, `dsse` for envelopes), so the
-//! signing time is witnessed while the short-lived certificate was valid.
+//! Rekor v1, the transparency log: a signature is entered in it (`hashedrekord` for
+//! signatures over a payload, `dsse` for envelopes), so the signing time is witnessed
+//! while the short-lived certificate was valid. gantry's own client: the Rekor crate's
+//! v1 entries take a certificate only, not the public key a key-based signature has.
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -23,7 +24,7 @@ pub struct Rekor {
 
 /// An entry as Rekor v1 returns it.
 #[derive(Debug, Clone)]
-pub struct LogEntry {
+pub struct V1Entry {
     /// `hashedrekord` or `dsse`.
     pub kind: &'static str,
     /// The canonicalized entry, base64.
@@ -51,7 +52,7 @@ impl Rekor {
         signature: &[u8],
         verifier_pem: &str,
         digest_hex: &str,
-    ) -> Result<LogEntry, SignError> {
+    ) -> Result<V1Entry, SignError> {
         let entry = json!({
             "apiVersion": "0.0.1",
             "kind": "hashedrekord",
@@ -67,7 +68,7 @@ impl Rekor {
     }
 
     /// Enters a signed DSSE envelope.
-    pub async fn dsse(&self, envelope: &Value, verifier_pem: &str) -> Result<LogEntry, SignError> {
+    pub async fn dsse(&self, envelope: &Value, verifier_pem: &str) -> Result<V1Entry, SignError> {
         let entry = json!({
             "apiVersion": "0.0.1",
             "kind": "dsse",
@@ -81,7 +82,7 @@ impl Rekor {
 
     /// POST /api/v1/log/entries; an entry already there (409) is fetched instead, so
     /// a rerun finishes rather than fails.
-    async fn create(&self, kind: &'static str, entry: &Value) -> Result<LogEntry, SignError> {
+    async fn create(&self, kind: &'static str, entry: &Value) -> Result<V1Entry, SignError> {
         let url = format!("{}/api/v1/log/entries", self.url);
         let hint = "Rekor refused the entry; --no-tlog-upload skips the transparency log (private projects)";
         let reply = Call {
@@ -113,7 +114,7 @@ impl Rekor {
             }
             _ => reply.json,
         };
-        LogEntry::from_response(kind, &json).ok_or_else(|| SignError::Service {
+        V1Entry::from_response(kind, &json).ok_or_else(|| SignError::Service {
             service: "Rekor",
             url,
             detail: "its answer is not a log entry (body, integratedTime, logID, logIndex, verification)".into(),
@@ -121,11 +122,11 @@ impl Rekor {
     }
 }
 
-impl LogEntry {
+impl V1Entry {
     /// Reads `{"<uuid>": {body, integratedTime, logID, logIndex, verification}}`.
     fn from_response(kind: &'static str, json: &Value) -> Option<Self> {
         let (_uuid, entry) = json.as_object()?.iter().next()?;
-        Some(LogEntry {
+        Some(V1Entry {
             kind,
             body: entry["body"].as_str()?.to_string(),
             integrated_time: entry["integratedTime"].as_i64()?,
@@ -195,7 +196,7 @@ mod tests {
                     "hashes": ["0102"], "checkpoint": "rekor.sigstore.dev - 1\n8\n"},
             },
         }});
-        let entry = LogEntry::from_response("dsse", &response).unwrap();
+        let entry = V1Entry::from_response("dsse", &response).unwrap();
         let bundle = entry.bundle_tlog_entry();
         assert_eq!(bundle["logIndex"], "42");
         assert_eq!(bundle["logId"]["keyId"], b64(&[0xc0, 0xd2, 0x3d, 0x6a]));
@@ -205,6 +206,6 @@ mod tests {
         let annotation: Value = serde_json::from_str(&entry.cosign_bundle_annotation()).unwrap();
         assert_eq!(annotation["Payload"]["logIndex"], 42);
         assert_eq!(annotation["SignedEntryTimestamp"], "U0VU");
-        assert!(LogEntry::from_response("dsse", &json!({"x": {}})).is_none());
+        assert!(V1Entry::from_response("dsse", &json!({"x": {}})).is_none());
     }
 }

@@ -139,3 +139,43 @@ fn first_line(text: &str) -> String {
     let line = text.trim().lines().next().unwrap_or("(empty body)");
     line.chars().take(300).collect()
 }
+
+/// Runs `attempt` (a call through another crate's client) until it succeeds, fails
+/// in a way `retryable` says is final, or [`POLICY`] gives up.
+pub async fn retried<T, E, F, Fut>(
+    service: &'static str,
+    url: &str,
+    retryable: impl Fn(&E) -> bool,
+    attempt: F,
+) -> Result<T, SignError>
+where
+    E: std::fmt::Display,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut waited = Duration::ZERO;
+    let mut tries = 1;
+    loop {
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let wait = retryable(&error)
+            .then(|| POLICY.wait_before(tries, waited, None))
+            .flatten();
+        match wait {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                waited += wait;
+                tries += 1;
+            }
+            None => {
+                return Err(SignError::Service {
+                    service,
+                    url: url.to_string(),
+                    detail: format!("{error} (after {tries} attempts)"),
+                })
+            }
+        }
+    }
+}

@@ -3,15 +3,15 @@
 //! authority (Fulcio), transparency log (Rekor) and timestamp authority a client signs
 //! with, each listed with the API version it speaks and the time it is valid for.
 //!
-//! gantry picks, for each kind, the first service that is valid now and speaks an API
-//! version gantry speaks: Fulcio v1 and Rekor v1. A config whose only valid logs are
-//! Rekor v2 is refused with what to do, rather than signing without a log. Timestamp
-//! authorities are read but not used yet (Rekor v1 entries carry their own signed
-//! timestamp).
+//! gantry picks, for each kind, a service that is valid now and speaks an API version
+//! gantry speaks: Fulcio v1, Rekor v2 before v1 (the newest API a config offers, as
+//! Sigstore's clients do), and timestamp authorities v1.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::tlog::{LogService, RekorVersion};
 
 /// The media type of the one version gantry reads.
 pub const MEDIA_TYPE: &str = "application/vnd.dev.sigstore.signingconfig.v0.2+json";
@@ -24,12 +24,14 @@ pub struct SigningConfigError {
 }
 
 /// The services a signing config chose for this run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Services {
     /// Fulcio, when the config names a usable one.
     pub fulcio: Option<String>,
-    /// Rekor v1, when the config names a usable one.
-    pub rekor: Option<String>,
+    /// The transparency log, when the config names a usable one.
+    pub log: Option<LogService>,
+    /// The timestamp authority, when the config names a usable one.
+    pub timestamp_authority: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +42,8 @@ struct Document {
     ca_urls: Vec<Service>,
     #[serde(default)]
     rekor_tlog_urls: Vec<Service>,
+    #[serde(default)]
+    tsa_urls: Vec<Service>,
 }
 
 #[derive(Deserialize)]
@@ -81,26 +85,21 @@ pub fn load(path: &Path, now: i64) -> Result<Services, SigningConfigError> {
             doc.media_type
         )));
     }
-    let pick = |services: &[Service]| -> Option<String> {
+    let pick = |services: &[Service], version: u32| -> Option<String> {
         services
             .iter()
-            .find(|s| s.major_api_version == 1 && s.valid_at(now))
+            .find(|s| s.major_api_version == version && s.valid_at(now))
             .map(|s| s.url.trim_end_matches('/').to_string())
     };
-    let rekor = pick(&doc.rekor_tlog_urls);
-    if rekor.is_none()
-        && doc
-            .rekor_tlog_urls
-            .iter()
-            .any(|s| s.major_api_version == 2 && s.valid_at(now))
-    {
-        return Err(problem(
-            "it names only Rekor v2 logs, which gantry does not speak yet; pass --rekor-url with a Rekor v1 log, or --no-tlog-upload".into(),
-        ));
-    }
+    let log = [(2, RekorVersion::V2), (1, RekorVersion::V1)]
+        .into_iter()
+        .find_map(|(major, version)| {
+            pick(&doc.rekor_tlog_urls, major).map(|url| LogService { url, version })
+        });
     Ok(Services {
-        fulcio: pick(&doc.ca_urls),
-        rekor,
+        fulcio: pick(&doc.ca_urls, 1),
+        log,
+        timestamp_authority: pick(&doc.tsa_urls, 1),
     })
 }
 
@@ -162,22 +161,30 @@ mod tests {
     fn services_valid_now_that_gantry_speaks_are_chosen() {
         let v2 = r#"{"url":"https://log2025.example","majorApiVersion":2,"validFor":{"start":"2025-01-01T00:00:00Z"}}"#;
         let v1 = r#"{"url":"https://rekor.example","majorApiVersion":1,"validFor":{"start":"2021-01-01T00:00:00Z"}}"#;
-        let file = config(&format!("{v2},{v1}"));
+        let file = config(&format!("{v1},{v2}"));
         assert_eq!(
             load(file.path(), NOW).unwrap(),
             Services {
                 fulcio: Some("https://fulcio.example".into()),
-                rekor: Some("https://rekor.example".into()),
+                log: Some(LogService {
+                    url: "https://log2025.example".into(),
+                    version: RekorVersion::V2,
+                }),
+                timestamp_authority: Some("https://tsa.example/api/v1/timestamp".into()),
             }
         );
-        // Before the current Fulcio's start, the old one was valid.
+        // Before the current Fulcio's start, the old one was valid; before the v2
+        // log's, the v1 one alone.
+        let before = load(file.path(), 1_590_000_000).unwrap();
+        assert_eq!(before.fulcio.as_deref(), Some("https://old.example"));
         assert_eq!(
-            load(file.path(), 1_590_000_000).unwrap().fulcio.as_deref(),
-            Some("https://old.example")
+            load(file.path(), 1_620_000_000).unwrap().log,
+            Some(LogService {
+                url: "https://rekor.example".into(),
+                version: RekorVersion::V1,
+            })
         );
-        let only_v2 = config(v2);
-        let err = load(only_v2.path(), NOW).unwrap_err().to_string();
-        assert!(err.contains("only Rekor v2"), "{err}");
+        assert_eq!(load(config("").path(), NOW).unwrap().log, None);
     }
 
     #[test]

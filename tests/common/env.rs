@@ -34,10 +34,10 @@ pub fn require(tool: &str, install: &str) {
 /// A Go tool scripts/test installs into target/tools (cosign-v2, cosign-v3, fulcio,
 /// referrers-registry, oidc-issuer).
 pub fn tool(name: &str) -> PathBuf {
-    let binary = if name.starts_with("cosign") {
-        "cosign"
-    } else {
-        name
+    let binary = match name {
+        _ if name.starts_with("cosign") => "cosign",
+        "rekor-tiles" => "posix",
+        _ => name,
     };
     let path = repo_root().join("target/tools").join(name).join(binary);
     assert!(

@@ -416,6 +416,9 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
                 &stack.issuer,
                 "--trusted-root",
                 root.to_str().unwrap(),
+                // Signed with --no-tlog-upload, by a Fulcio with no CT log.
+                "--insecure-ignore-tlog",
+                "--insecure-ignore-sct",
             ],
         )
     };
@@ -426,10 +429,17 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
     .unwrap();
     let found = found.as_array().unwrap();
     assert!(found.len() >= 5, "{found:?}");
+    // The bundles are checked against the trusted root; the classic .sig, whose
+    // evidence is cosign's format, is named as not checked.
     assert!(
         found
             .iter()
-            .all(|f| f["verified"] == true && f["certificate_identity"] == KeylessStack::IDENTITY),
+            .all(|f| f["certificate_identity"] == KeylessStack::IDENTITY
+                && if f["storage"] == "sig-tag" {
+                    f["verified"] == false && f["reason"].as_str().unwrap().contains("classic .sig")
+                } else {
+                    f["verified"] == true && f["witnessed"].is_object()
+                }),
         "{found:?}"
     );
     let out = ok(&gantry(
@@ -986,15 +996,20 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
             &stack.issuer,
             "--trusted-root",
             stack.trusted_root.to_str().unwrap(),
+            "--insecure-ignore-sct",
         ],
     )))
     .unwrap();
+    // Every bundle's inclusion proof and signed entry timestamp hold against the log's
+    // key in the trusted root.
     assert!(
         found
             .as_array()
             .unwrap()
             .iter()
-            .all(|f| f["tlog_entry"] == true),
+            .all(|f| f["tlog_entry"] == true
+                && (f["storage"] == "sig-tag"
+                    || (f["witnessed"]["tlog"] == true && f["witnessed"]["timestamps"] == 1))),
         "{found}"
     );
 }
@@ -1070,6 +1085,124 @@ fn keyless_signatures_in_rekor_v2_carry_timestamps_that_cosign_checks() {
             ["signedTimestamp"]
             .is_string(),
         "{bundle}"
+    );
+
+    // gantry verify checks the same evidence against the trusted root: each bundle's
+    // inclusion proof against the log's signed checkpoint, and its timestamp against
+    // the authority's chain. (The certificates have no SCT: there is no CT log.)
+    let verify = |reference: &str, root: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            reference,
+            "--certificate-identity",
+            KeylessStack::IDENTITY,
+            "--certificate-oidc-issuer",
+            &stack.issuer,
+            "--trusted-root",
+            root.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        gantry(&example("hello"), &args)
+    };
+    let found = json(
+        ok(&verify(
+            &reference,
+            &stack.trusted_root,
+            &["--insecure-ignore-sct"],
+        ))
+        .as_bytes(),
+    );
+    let bundles: Vec<&Value> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["storage"] == "referrer")
+        .collect();
+    assert!(bundles.len() >= 3, "{found}");
+    assert!(
+        bundles.iter().all(|f| f["verified"] == true
+            && f["witnessed"]["tlog"] == true
+            && f["witnessed"]["timestamps"].as_u64() >= Some(1)),
+        "{found}"
+    );
+    // Refused, naming what failed: a certificate without an SCT when one is required;
+    // a log the trusted root does not list.
+    let stderr = fails(&verify(&reference, &stack.trusted_root, &[]));
+    assert!(
+        stderr.contains("no signature verifies")
+            && stderr.contains("the trusted root does not back it: invalid signed certificate timestamp: certificate is missing SCT extension"),
+        "{stderr}"
+    );
+    let mut root = json(&std::fs::read(&stack.trusted_root).unwrap());
+    root["tlogs"] = serde_json::json!([]);
+    let work = tempfile::tempdir().unwrap();
+    let logless = work.path().join("no-logs.json");
+    std::fs::write(&logless, root.to_string()).unwrap();
+    let stderr = fails(&verify(&reference, &logless, &["--insecure-ignore-sct"]));
+    assert!(
+        stderr.contains("the trusted root does not back it: invalid checkpoint: No matching Rekor key found for checkpoint signature"),
+        "{stderr}"
+    );
+    // A bundle whose inclusion proof was altered, alone beside a copy of the image.
+    let signature = report["images"][0]["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            a["storage"] == "referrer"
+                && a["subject"] == digest.as_str()
+                && a["predicate_type"] == "https://sigstore.dev/cosign/sign/v1"
+        })
+        .expect("a signature bundle")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{repo}@{signature}"),
+    ]));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let mut tampered = stored(format!("/v2/logged-v2/blobs/{layer}"));
+    let hash =
+        &mut tampered["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"][0];
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut bytes = b64
+        .decode(
+            hash.as_str()
+                .expect("an inclusion proof with a hash (the log has several entries)"),
+        )
+        .unwrap();
+    bytes[0] ^= 1;
+    *hash = Value::String(b64.encode(bytes));
+    let bundle_file = work.path().join("bundle.json");
+    std::fs::write(&bundle_file, tampered.to_string()).unwrap();
+    let copy = format!("{}/tampered", registry.host);
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        &format!("docker://{reference}"),
+        &format!("docker://{copy}:latest"),
+    ]);
+    let media_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    oras_ok(&[
+        "attach",
+        "--disable-path-validation",
+        "--artifact-type",
+        media_type,
+        &format!("{copy}@{digest}"),
+        &format!("{}:{media_type}", bundle_file.display()),
+    ]);
+    let stderr = fails(&verify(
+        &format!("{copy}@{digest}"),
+        &stack.trusted_root,
+        &["--insecure-ignore-sct"],
+    ));
+    assert!(
+        stderr.contains("the trusted root does not back it: invalid inclusion proof: inclusion proof verification failed: root hash mismatch"),
+        "{stderr}"
     );
 
     // cosign v2 on the classic .sig alone (copied where no bundle is beside it): the

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gantry::attest::sbom::SbomFormat;
 use gantry::publish::{NetworkSettings, RegistryOptions};
+use gantry::sign::evidence::Evidence;
 use gantry::sign::keyless::{self, TokenSource};
 use gantry::sign::keys::{Secret, SigningKey};
 use gantry::sign::signing_config::{self, Services};
@@ -79,15 +80,33 @@ pub struct TrustArgs {
     /// Keyless: the OIDC issuer; for GitHub Actions https://token.actions.githubusercontent.com.
     #[arg(long)]
     pub certificate_oidc_issuer: Option<String>,
-    /// Sigstore trusted root (trusted_root.json) holding the Fulcio CAs; default: the
-    /// trust bundle --fulcio-url serves.
+    /// Sigstore trusted root (trusted_root.json): the Fulcio CAs, transparency logs, CT
+    /// logs and timestamp authorities. Given, each Sigstore bundle's evidence is checked
+    /// too (log inclusion, SCT, timestamps); without it, the CAs come from the trust
+    /// bundle --fulcio-url serves and only signer and signature are checked.
     #[arg(long)]
     pub trusted_root: Option<PathBuf>,
+    /// With --trusted-root: accept bundles without a transparency-log entry (signed with
+    /// --no-tlog-upload).
+    #[arg(long, requires = "trusted_root")]
+    pub insecure_ignore_tlog: bool,
+    /// With --trusted-root: accept certificates without an SCT (a Fulcio with no CT log).
+    #[arg(long, requires = "trusted_root")]
+    pub insecure_ignore_sct: bool,
     #[arg(long, env = "SIGSTORE_FULCIO_URL", default_value = keyless::PUBLIC_FULCIO)]
     pub fulcio_url: String,
 }
 
 impl TrustArgs {
+    /// What bundles' evidence is checked against: the trusted root, when given.
+    pub fn evidence(&self) -> Result<Option<Evidence>> {
+        self.trusted_root
+            .as_deref()
+            .map(|path| Evidence::load(path, self.insecure_ignore_tlog, self.insecure_ignore_sct))
+            .transpose()
+            .map_err(Into::into)
+    }
+
     /// The trust these flags describe; None when none was asked for.
     pub async fn trust(&self) -> Result<Option<Trust>> {
         if let Some(key) = &self.key {

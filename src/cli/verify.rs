@@ -7,6 +7,7 @@ use gantry::attest::sbom::SbomFormat;
 use gantry::image::Digest;
 use gantry::platform::{Platform, PlatformError};
 use gantry::publish::RegistryOptions;
+use gantry::sign::evidence::Evidence;
 use gantry::sign::trust::Trust;
 use gantry::sign::{verify, AttachmentKind};
 use serde_json::Value;
@@ -14,12 +15,14 @@ use serde_json::Value;
 use super::args::{NetworkArgs, TrustArgs};
 use super::output::print_result;
 
-pub async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -> Result<()> {
+pub async fn verify(reference: &str, trust_args: &TrustArgs, network: &NetworkArgs) -> Result<()> {
     let registries = network.options()?;
-    let Some(trust) = trust.trust().await? else {
+    let Some(trust) = trust_args.trust().await? else {
         bail!("say whom to trust: --key cosign.pub, or --certificate-identity ID --certificate-oidc-issuer URL for keyless signatures");
     };
-    let (digest, found) = verify::inspect_reference(reference, Some(&trust), &registries).await?;
+    let evidence = trust_args.evidence()?;
+    let (digest, found) =
+        verify::inspect_reference(reference, Some(&trust), evidence.as_ref(), &registries).await?;
     let whom = match &trust {
         Trust::Key(_) => "this key",
         Trust::Identity(_) => "this identity and issuer",
@@ -36,10 +39,20 @@ pub async fn verify(reference: &str, trust: &TrustArgs, network: &NetworkArgs) -
                 .as_deref()
                 .map(|i| format!(", signed by {i}"))
                 .unwrap_or_default(),
-            if f.tlog_entry {
-                ", in the transparency log"
-            } else {
-                ""
+            match (&f.witnessed, f.tlog_entry) {
+                (Some(w), _) => format!(
+                    ", backed by the trusted root ({}{} signing time{} checked)",
+                    match (w.tlog, w.sct) {
+                        (true, true) => "log inclusion, SCT, ",
+                        (true, false) => "log inclusion, ",
+                        (false, true) => "SCT, ",
+                        (false, false) => "",
+                    },
+                    w.timestamps,
+                    if w.timestamps == 1 { "" } else { "s" },
+                ),
+                (None, true) => ", in the transparency log".to_string(),
+                (None, false) => String::new(),
             },
             match (&f.verified, &f.reason) {
                 (Some(true), _) => "verified".to_string(),
@@ -108,12 +121,14 @@ pub async fn sbom(
     reference: &str,
     format: SbomFormat,
     platform: Option<&str>,
-    trust: &TrustArgs,
+    trust_args: &TrustArgs,
     unverified: bool,
     network: &NetworkArgs,
 ) -> Result<()> {
     let wanted = platform.map(parse_platform).transpose()?;
-    let trust = trust.trust().await?;
+    let trust = trust_args.trust().await?;
+    let evidence = trust_args.evidence()?;
+    let evidence = evidence.as_ref();
     if trust.is_none() {
         if !unverified {
             bail!("say whom to trust: --key cosign.pub, or --certificate-identity ID --certificate-oidc-issuer URL; or --unverified to print an SBOM whose signer is not checked");
@@ -122,8 +137,10 @@ pub async fn sbom(
     }
     let registries = network.options()?;
     let (digest, found) = match &wanted {
-        None => verify::inspect_reference(reference, trust.as_ref(), &registries).await?,
-        Some(wanted) => platform_image(reference, wanted, trust.as_ref(), &registries).await?,
+        None => verify::inspect_reference(reference, trust.as_ref(), evidence, &registries).await?,
+        Some(wanted) => {
+            platform_image(reference, wanted, trust.as_ref(), evidence, &registries).await?
+        }
     };
     let sbom = found.iter().find(|f| {
         f.predicate_type.as_deref() == Some(format.predicate_type()) && f.verified != Some(false)
@@ -164,6 +181,7 @@ async fn platform_image(
     reference: &str,
     wanted: &Platform,
     trust: Option<&Trust>,
+    evidence: Option<&Evidence>,
     registries: &RegistryOptions,
 ) -> Result<(Digest, Vec<verify::Found>)> {
     let root = verify::open(reference, registries).await?;
@@ -190,7 +208,7 @@ async fn platform_image(
                 root.digest
             );
         }
-        let found = verify::inspect(store, repository, &root.digest, trust).await?;
+        let found = verify::inspect(store, repository, &root.digest, trust, evidence).await?;
         return Ok((root.digest.clone(), found));
     };
     let listed: Vec<(Platform, Digest)> = entries
@@ -212,7 +230,7 @@ async fn platform_image(
             }
         );
     };
-    let found = verify::inspect(store, repository, digest, trust).await?;
+    let found = verify::inspect(store, repository, digest, trust, evidence).await?;
     Ok((digest.clone(), found))
 }
 

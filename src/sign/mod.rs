@@ -8,6 +8,7 @@
 //! - optionally the legacy `sha256-<hex>.att` tag (DSSE envelope layers).
 
 mod attach;
+pub mod evidence;
 pub mod keyless;
 pub mod keys;
 pub mod published;

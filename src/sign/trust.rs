@@ -1,8 +1,8 @@
 //! What a signature must verify against: a public key, or for keyless signatures a
 //! certificate that chains to a trusted Fulcio CA and names the expected identity and
 //! OIDC issuer — the checks `cosign verify --certificate-identity … --certificate-oidc-issuer …`
-//! makes. (Transparency-log proofs are cosign's to check; `gantry verify` reports
-//! whether there is one.)
+//! makes. What witnessed a bundle's signature (log, SCT, timestamps) is checked after
+//! this, against a trusted root, in [`super::evidence`].
 
 use std::path::Path;
 
@@ -16,7 +16,11 @@ use super::service::{client, Call};
 use super::SignError;
 
 /// A public key to check signatures with.
-pub struct PublicKey(CosignVerificationKey);
+pub struct PublicKey {
+    key: CosignVerificationKey,
+    /// PKIX DER, as the trusted-root verifier takes it.
+    der: Vec<u8>,
+}
 
 impl PublicKey {
     pub fn load(path: &Path) -> Result<Self, SignError> {
@@ -34,13 +38,21 @@ impl PublicKey {
         if String::from_utf8_lossy(pem).contains("PRIVATE KEY-----") {
             return Err("this is a private key; verifying needs its public half (cosign.pub beside cosign.key), which is safe to share".into());
         }
-        CosignVerificationKey::from_pem(pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
-            .map(PublicKey)
-            .map_err(|e| format!("not a PEM public key ({e})"))
+        let key = CosignVerificationKey::from_pem(pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .map_err(|e| format!("not a PEM public key ({e})"))?;
+        let der = pem::parse(pem)
+            .map_err(|e| format!("not a PEM public key ({e})"))?
+            .into_contents();
+        Ok(PublicKey { key, der })
+    }
+
+    /// PKIX DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
     }
 
     pub(crate) fn verifies(&self, signature: &[u8], message: &[u8]) -> bool {
-        self.0
+        self.key
             .verify_signature(Signature::Raw(signature), message)
             .is_ok()
     }
@@ -257,6 +269,14 @@ pub enum Rejection {
     NoSignature,
     #[error("its payload type is {0:?}, not an in-toto statement")]
     NotInToto(String),
+    /// What witnessed the signature (log, SCT, timestamps) does not hold against the
+    /// trusted root.
+    #[error("the trusted root does not back it: {0}")]
+    Unwitnessed(String),
+    /// A classic `.sig` signature, when the evidence was asked for: its log entry is
+    /// cosign's format, which only cosign checks.
+    #[error("a classic .sig signature, whose log evidence gantry does not check (cosign v2 does); the Sigstore bundles beside it are checked")]
+    ClassicSignature,
 }
 
 /// Which check a certificate failed.
@@ -353,9 +373,9 @@ fn certificate_key(der: &[u8]) -> Option<PublicKey> {
         .subject_public_key_info()
         .to_der()
         .ok()?;
-    CosignVerificationKey::from_der(&spki, &SigningScheme::ECDSA_P256_SHA256_ASN1)
-        .ok()
-        .map(PublicKey)
+    let key =
+        CosignVerificationKey::from_der(&spki, &SigningScheme::ECDSA_P256_SHA256_ASN1).ok()?;
+    Some(PublicKey { key, der: spki })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::evidence::{Evidence, Witnessed};
 use super::trust::{Rejection, Trust};
 use super::{
     digest_tag, keyless, pae, SignError, BUNDLE_MEDIA_TYPE, CERTIFICATE_ANNOTATION,
@@ -29,6 +30,9 @@ pub struct Found {
     pub certificate_identity: Option<String>,
     /// Whether a transparency log entry came with it.
     pub tlog_entry: bool,
+    /// What the trusted root backed, when one was given and the signer verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<Witnessed>,
     /// Whether the trust given accepted it (None: nothing given to check with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
@@ -71,12 +75,14 @@ fn identity_of(certificate: Option<&[u8]>) -> Option<String> {
 }
 
 /// Everything stored about `digest` in `repository`: the classic `.sig` layers and
-/// the bundle referrers listed in the fallback index, each checked against `trust`.
+/// the bundle referrers listed in the fallback index, each checked against `trust`,
+/// and each bundle's evidence against the trusted root when `evidence` is given.
 pub async fn inspect(
     publisher: &dyn Publisher,
     repository: &str,
-    digest: &str,
+    digest: &Digest,
     trust: Option<&Trust>,
+    evidence: Option<&Evidence>,
 ) -> Result<Vec<Found>, SignError> {
     let mut found = Vec::new();
     if let Some(sig) = publisher
@@ -90,7 +96,7 @@ pub async fn inspect(
             };
             let payload = publisher.fetch_blob(repository, layer_digest).await?;
             let claims: Value = serde_json::from_slice(&payload).unwrap_or_default();
-            let about_this = claims["critical"]["image"]["docker-manifest-digest"] == digest;
+            let about_this = claims["critical"]["image"]["docker-manifest-digest"] == **digest;
             let annotations = &layer["annotations"];
             let signature = annotations[SIGNATURE_ANNOTATION]
                 .as_str()
@@ -104,7 +110,11 @@ pub async fn inspect(
                     return Err(Rejection::OtherImage);
                 }
                 let signature = signature.as_deref().ok_or(Rejection::NoSignature)?;
-                t.verifies(signature, &payload, certificate.as_deref())
+                t.verifies(signature, &payload, certificate.as_deref())?;
+                match evidence {
+                    Some(_) => Err(Rejection::ClassicSignature),
+                    None => Ok(()),
+                }
             }));
             found.push(Found {
                 kind: AttachmentKind::Signature,
@@ -112,6 +122,7 @@ pub async fn inspect(
                 predicate_type: None,
                 certificate_identity: identity_of(certificate.as_deref()),
                 tlog_entry: annotations.get(super::BUNDLE_ANNOTATION).is_some(),
+                witnessed: None,
                 verified,
                 reason,
                 statement: None,
@@ -144,16 +155,24 @@ pub async fn inspect(
                 continue;
             };
             let manifest: Value = serde_json::from_slice(&manifest).unwrap_or_default();
-            if manifest["subject"]["digest"] != digest {
+            if manifest["subject"]["digest"] != **digest {
                 continue;
             }
             let Some(layer_digest) = manifest["layers"][0]["digest"].as_str() else {
                 continue;
             };
-            let bundle: Value =
-                serde_json::from_slice(&publisher.fetch_blob(repository, layer_digest).await?)
-                    .unwrap_or_default();
-            found.push(bundle_finding(&bundle, digest, trust));
+            let bytes = publisher.fetch_blob(repository, layer_digest).await?;
+            let mut finding = bundle_finding(&bytes, digest, trust);
+            if let (Some(evidence), Some(trust), Some(true)) = (evidence, trust, finding.verified) {
+                match evidence.check(&String::from_utf8_lossy(&bytes), digest, trust) {
+                    Ok(witnessed) => finding.witnessed = Some(witnessed),
+                    Err(why) => {
+                        finding.verified = Some(false);
+                        finding.reason = Some(Rejection::Unwitnessed(why));
+                    }
+                }
+            }
+            found.push(finding);
         }
     }
     Ok(found)
@@ -161,7 +180,8 @@ pub async fn inspect(
 
 /// A Sigstore bundle's DSSE envelope, checked: is it about `digest`, and signed by
 /// whom `trust` names.
-fn bundle_finding(bundle: &Value, digest: &str, trust: Option<&Trust>) -> Found {
+fn bundle_finding(bytes: &[u8], digest: &str, trust: Option<&Trust>) -> Found {
+    let bundle: Value = serde_json::from_slice(bytes).unwrap_or_default();
     let envelope = &bundle["dsseEnvelope"];
     let material = &bundle["verificationMaterial"];
     let payload = envelope["payload"]
@@ -230,6 +250,7 @@ fn bundle_finding(bundle: &Value, digest: &str, trust: Option<&Trust>) -> Found 
         tlog_entry: material["tlogEntries"]
             .as_array()
             .is_some_and(|e| !e.is_empty()),
+        witnessed: None,
         verified,
         reason,
         statement: Some(statement),
@@ -294,10 +315,18 @@ impl Target {
 pub async fn inspect_reference(
     reference: &str,
     trust: Option<&Trust>,
+    evidence: Option<&Evidence>,
     registries: &RegistryOptions,
 ) -> Result<(Digest, Vec<Found>), SignError> {
     let target = open(reference, registries).await?;
-    let found = inspect(&*target.store, &target.repository, &target.digest, trust).await?;
+    let found = inspect(
+        &*target.store,
+        &target.repository,
+        &target.digest,
+        trust,
+        evidence,
+    )
+    .await?;
     Ok((target.digest, found))
 }
 

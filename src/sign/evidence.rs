@@ -1,0 +1,106 @@
+//! The evidence around a bundle's signature, checked against a Sigstore trusted root
+//! (`--trusted-root`) by sigstore-verify: the certificate's chain and SCT, the
+//! transparency-log entry (its inclusion proof against a signed checkpoint, or its
+//! signed entry timestamp), RFC 3161 timestamps against the timestamp authorities'
+//! chains, the certificate's validity at the verified signing time, and that the log
+//! entry is this signature's.
+//!
+//! gantry's own check ([`super::trust`]) runs first and names the signer
+//! (identities by regular expression included); this one then says whether what
+//! witnessed the signature holds.
+
+use std::path::Path;
+
+use sigstore_trust_root::TrustedRoot;
+use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
+
+use super::trust::Trust;
+use super::SignError;
+use crate::image::Digest;
+
+/// What the evidence of a bundle must show, and the roots it is checked against.
+pub struct Evidence {
+    verifier: Verifier,
+    /// `--insecure-ignore-tlog`: no log entry needed.
+    pub ignore_tlog: bool,
+    /// `--insecure-ignore-sct`: no SCT needed (a certificate authority without a CT log).
+    pub ignore_sct: bool,
+}
+
+/// What the evidence showed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Witnessed {
+    /// The log entry's inclusion (proof and checkpoint, or signed entry timestamp).
+    pub tlog: bool,
+    /// The certificate's signed certificate timestamp.
+    pub sct: bool,
+    /// Signing times vouched for (RFC 3161 timestamps, a v1 log's integrated time).
+    pub timestamps: usize,
+}
+
+impl Evidence {
+    pub fn load(path: &Path, ignore_tlog: bool, ignore_sct: bool) -> Result<Self, SignError> {
+        let bad = |detail: String| SignError::Key {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let root = TrustedRoot::from_json(text.trim())
+            .map_err(|e| bad(format!("not a Sigstore trusted root: {e}")))?;
+        let verifier = Verifier::new(&root)
+            .map_err(|e| bad(format!("its trust material is unusable: {e}")))?;
+        Ok(Evidence {
+            verifier,
+            ignore_tlog,
+            ignore_sct,
+        })
+    }
+
+    /// Checks the bundle `json`, whose statement is about `subject`, signed by whom
+    /// `trust` names; says what failed.
+    pub fn check(&self, json: &str, subject: &Digest, trust: &Trust) -> Result<Witnessed, String> {
+        let bundle = Bundle::from_json(json).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
+        let material = &bundle.verification_material;
+        if self.ignore_tlog
+            && material.tlog_entries.is_empty()
+            && material
+                .timestamp_verification_data
+                .rfc3161_timestamps
+                .is_empty()
+        {
+            // Signed with --no-tlog-upload and no timestamp authority: nothing
+            // witnessed it, and the log was to be ignored.
+            return Ok(Witnessed::default());
+        }
+        let artifact =
+            Sha256Hash::from_hex(subject.hex()).map_err(|e| format!("the subject digest: {e}"))?;
+        let result = match trust {
+            Trust::Key(key) => {
+                let mut policy =
+                    PublicKeyVerificationPolicy::new(DerPublicKey::from_bytes(key.der()));
+                if self.ignore_tlog {
+                    policy = policy.skip_tlog_unsafe();
+                }
+                self.verifier.verify(artifact, &bundle, &policy)
+            }
+            Trust::Identity(_) => {
+                let mut policy = VerificationPolicy::any_identity();
+                if self.ignore_tlog {
+                    policy = policy.skip_tlog_unsafe();
+                }
+                if self.ignore_sct {
+                    policy = policy.skip_sct();
+                }
+                self.verifier.verify(artifact, &bundle, &policy)
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(Witnessed {
+            tlog: result.tlog_verified(),
+            sct: result.sct_verified(),
+            timestamps: result.verified_timestamps().len(),
+        })
+    }
+}

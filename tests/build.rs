@@ -652,6 +652,7 @@ fn provenance_says_github_only_when_the_runner_said_enough() {
                 "wasi/wasm",
                 "--oci-layout",
                 layout.to_str().unwrap(),
+                "--no-tlog-upload",
                 "--key",
                 key.to_str().unwrap(),
                 "--sbom",

@@ -1594,3 +1594,98 @@ fn a_keyless_merge_signs_the_index_and_every_manifest() {
         &format!("{repo}@{}", images[0]),
     );
 }
+
+/// Key-based signatures are entered in the transparency log by default, as cosign
+/// enters them: in Rekor v1 (`--rekor-url`) and in Rekor v2 with timestamps (a signing
+/// config). cosign v3 checks the entries with the key and the trusted root, without
+/// --insecure-ignore-tlog, and so does `gantry verify --trusted-root`. With no log named,
+/// the default is the public Rekor, which a sealed test cannot reach: the failure names
+/// it and the way out.
+#[test]
+fn key_signatures_are_logged_by_default() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = cosign_key_pair(work.path(), "logged-key");
+    let build = |repo: &str, extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--repo",
+            repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        gantry_env(
+            &example("hello"),
+            &args,
+            &[("COSIGN_PASSWORD", "logged-key")],
+        )
+    };
+    let v1 = KeylessStack::start_with_rekor();
+    let v2 = KeylessStack::start_with_rekor_v2();
+    let config = v2.signing_config.as_ref().unwrap().to_str().unwrap();
+    for (name, stack, extra) in [
+        (
+            "key-v1",
+            &v1,
+            vec!["--rekor-url", v1.rekor.as_deref().unwrap()],
+        ),
+        ("key-v2", &v2, vec!["--signing-config", config]),
+    ] {
+        let repo = format!("{}/{name}", registry.host);
+        let reference = ok(&build(&repo, &extra)).trim().to_string();
+        for verb in [
+            vec!["verify"],
+            vec!["verify-attestation", "--type", "slsaprovenance1"],
+        ] {
+            let out = Command::new(tool("cosign-v3"))
+                .args(&verb)
+                .arg("--key")
+                .arg(&public)
+                .arg("--trusted-root")
+                .arg(&stack.trusted_root)
+                .arg("--allow-http-registry")
+                .arg(&reference)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: cosign v3 {verb:?} with the log checked:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let found = json(
+            ok(&gantry(
+                &example("hello"),
+                &[
+                    "verify",
+                    &reference,
+                    "--key",
+                    public.to_str().unwrap(),
+                    "--trusted-root",
+                    stack.trusted_root.to_str().unwrap(),
+                ],
+            ))
+            .as_bytes(),
+        );
+        assert!(
+            found
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["storage"] == "referrer")
+                .all(|f| f["verified"] == true && f["witnessed"]["tlog"] == true),
+            "{name}: {found}"
+        );
+    }
+
+    let stderr = fails(&build(&format!("{}/key-default", registry.host), &[]));
+    assert!(
+        stderr.contains("https://rekor.sigstore.dev") && stderr.contains("--no-tlog-upload"),
+        "{stderr}"
+    );
+}

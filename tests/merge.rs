@@ -139,12 +139,12 @@ fn merge_makes_one_signed_index_of_the_jobs_images_and_tags_it_last() {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let signing = if i == 0 {
-                ["--key", key]
+            let signing: &[&str] = if i == 0 {
+                &["--no-tlog-upload", "--key", key]
             } else {
-                ["--sign", "none"]
+                &["--sign", "none"]
             };
-            job(&repo, p, reports.path(), &signing)
+            job(&repo, p, reports.path(), signing)
         })
         .collect();
     assert_eq!(
@@ -177,6 +177,7 @@ fn merge_makes_one_signed_index_of_the_jobs_images_and_tags_it_last() {
         &from(0),
         "--from",
         &from(1),
+        "--no-tlog-upload",
         "--key",
         key,
         "--json",

@@ -105,6 +105,7 @@ fn every_kind_of_transient_failure_is_retried_and_the_signed_build_succeeds() {
     let args = build_args(
         &repo,
         &[
+            "--no-tlog-upload",
             "--key",
             key.to_str().unwrap(),
             "--json",
@@ -238,7 +239,7 @@ fn two_signers_at_once_both_keep_their_signatures_and_signing_again_adds_nothing
 
     let sign = |key: &Path| {
         let mut cmd = gantry_command(Path::new("."));
-        cmd.args(["sign", "--legacy-attestations", "--key"])
+        cmd.args(["sign", "--legacy-attestations", "--no-tlog-upload", "--key"])
             .arg(key)
             .arg(&reference)
             .env("COSIGN_PASSWORD", PASSWORD);
@@ -303,7 +304,10 @@ fn garbage_at_the_signature_tag_is_never_overwritten() {
     let repo = format!("{}/keep", registry.host);
     let out = ok(&gantry_env(
         &example("hello"),
-        &build_args(&repo, &["--key", key1.to_str().unwrap()]),
+        &build_args(
+            &repo,
+            &["--no-tlog-upload", "--key", key1.to_str().unwrap()],
+        ),
         &[("COSIGN_PASSWORD", PASSWORD)],
     ));
     let index = subjects(&registry, "keep", &printed_digest(&out))[0].clone();
@@ -317,6 +321,7 @@ fn garbage_at_the_signature_tag_is_never_overwritten() {
         Path::new("."),
         &[
             "sign",
+            "--no-tlog-upload",
             "--key",
             key2.to_str().unwrap(),
             &format!("{}/keep@{index}", proxy.host),
@@ -418,6 +423,7 @@ fn a_body_cut_short_is_fetched_again() {
         Path::new("."),
         &[
             "sign",
+            "--no-tlog-upload",
             "--key",
             key.to_str().unwrap(),
             &format!("{}/cut:latest", proxy.host),

@@ -493,6 +493,7 @@ fn sbom_per_platform_and_provenance_without_a_remote() {
             "scratch",
             "--oci-layout",
             layout.to_str().unwrap(),
+            "--no-tlog-upload",
             "--key",
             key.to_str().unwrap(),
             "--json",

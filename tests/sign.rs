@@ -177,6 +177,7 @@ fn build_signed(host: &str, repo: &str, keys: &Keys, extra: &[&str]) -> Value {
         PLATFORMS,
         "--base",
         "scratch",
+        "--no-tlog-upload",
         "--key",
         key.to_str().unwrap(),
         "--json",
@@ -931,6 +932,7 @@ fn signatures_live_in_the_oci_layout_too() {
             "scratch",
             "--oci-layout",
             layout.to_str().unwrap(),
+            "--no-tlog-upload",
             "--key",
             keys.key().to_str().unwrap(),
             "--json",
@@ -1007,6 +1009,7 @@ fn bad_keys_fail_clearly_before_anything_is_pushed() {
         "linux/amd64",
         "--base",
         "scratch",
+        "--no-tlog-upload",
         "--key",
     ];
 
@@ -1167,6 +1170,7 @@ fn gantry_sign_signs_what_was_pushed_unsigned() {
         Path::new("."),
         &[
             "sign",
+            "--no-tlog-upload",
             "--key",
             key.to_str().unwrap(),
             &format!("{repo}:latest"),
@@ -1233,6 +1237,7 @@ fn a_registry_that_refuses_the_referrer_manifest_fails_clearly_and_leaves_nothin
             "linux/amd64",
             "--base",
             "scratch",
+            "--no-tlog-upload",
             "--key",
             key.to_str().unwrap(),
         ],
@@ -1304,6 +1309,7 @@ fn verify_fails_when_a_kind_of_attestation_has_none_by_this_key() {
         &[
             "sign",
             &image,
+            "--no-tlog-upload",
             "--key",
             their_key.to_str().unwrap(),
             "--sbom",
@@ -1357,6 +1363,7 @@ fn a_registry_and_a_layout_get_the_same_signatures_made_once() {
             PLATFORMS,
             "--base",
             "scratch",
+            "--no-tlog-upload",
             "--key",
             key.to_str().unwrap(),
         ],

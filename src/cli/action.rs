@@ -181,7 +181,7 @@ fn tag_args() -> Result<Vec<String>> {
 }
 
 /// How to sign and what to attest, from the inputs `sign`, `sbom`, `provenance`,
-/// `cosign-key` and `signing-config`.
+/// `cosign-key`, `signing-config` and `tlog-upload`.
 fn signing_args() -> Result<Vec<String>> {
     let mut argv = Vec::new();
     for (name, flag) in [("sign", "--sign"), ("sbom", "--sbom")] {
@@ -197,6 +197,9 @@ fn signing_args() -> Result<Vec<String>> {
     }
     if let Some(config) = input("signing-config") {
         argv.extend(["--signing-config".into(), config]);
+    }
+    if input("tlog-upload").is_some_and(|t| t == "false") {
+        argv.push("--no-tlog-upload".into());
     }
     Ok(argv)
 }

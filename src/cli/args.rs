@@ -183,7 +183,8 @@ pub struct SigningArgs {
     /// (v1 or v2) and timestamp authority to use; the URL flags win over it.
     #[arg(long, value_name = "FILE")]
     pub signing_config: Option<PathBuf>,
-    /// Do not record keyless signatures in the (public) transparency log.
+    /// Do not record signatures in the (public) transparency log: for private
+    /// projects, and offline. Verifiers then need --insecure-ignore-tlog.
     #[arg(long)]
     pub no_tlog_upload: bool,
 }
@@ -216,14 +217,6 @@ impl SigningArgs {
                 .clone()
                 .or(configured.timestamp_authority),
         };
-        // Key-based signatures are logged only where a log was named, for now.
-        let key_witnesses = Witnesses {
-            log: witnesses
-                .log
-                .clone()
-                .filter(|_| self.rekor_url.is_some() || self.signing_config.is_some()),
-            timestamp_authority: witnesses.timestamp_authority.clone(),
-        };
         let keyless = || {
             TokenSource::from_env().map(|token| {
                 Signing::Keyless(Keyless {
@@ -238,7 +231,7 @@ impl SigningArgs {
             match SigningKey::load(path, password.as_ref().unwrap_or(&Secret::default())) {
                 Ok(key) => Ok(Signing::Key(Box::new(Signer::with_key(
                     key,
-                    &key_witnesses,
+                    &witnesses,
                 )?))),
                 Err(SignError::KeyPassword { .. }) if password.is_none() => bail!(
                     "signing key {}: it is encrypted and COSIGN_PASSWORD is not set; set COSIGN_PASSWORD to its password",

@@ -126,12 +126,13 @@ impl Log {
     ) -> Result<LogEntry, SignError> {
         let digest = Sha256Hash::new(sha256(payload));
         match self {
-            Log::V1(rekor) => Ok(rekor
+            Log::V1(rekor) => rekor
                 .hashedrekord(signature, verifier.pem, &hex::encode(digest.as_bytes()))
-                .await?
-                .into()),
+                .await
+                .map(Into::into),
             Log::V2 { .. } => self.enter_v2(signature, verifier, &digest).await,
         }
+        .map_err(offer_no_tlog)
     }
 
     /// Enters a signed DSSE envelope: a `dsse` entry in v1, in v2 a `hashedrekord`
@@ -144,12 +145,13 @@ impl Log {
         pae: &[u8],
     ) -> Result<LogEntry, SignError> {
         match self {
-            Log::V1(rekor) => Ok(rekor.dsse(envelope, verifier.pem).await?.into()),
+            Log::V1(rekor) => rekor.dsse(envelope, verifier.pem).await.map(Into::into),
             Log::V2 { .. } => {
                 let digest = Sha256Hash::new(sha256(pae));
                 self.enter_v2(signature, verifier, &digest).await
             }
         }
+        .map_err(offer_no_tlog)
     }
 
     async fn enter_v2(
@@ -201,6 +203,24 @@ impl From<super::rekor::V1Entry> for LogEntry {
             bundle_entry: entry.bundle_tlog_entry(),
             cosign_annotation: Some(entry.cosign_bundle_annotation()),
         }
+    }
+}
+
+/// A log that cannot be reached or refuses: the way around it, unless said already.
+fn offer_no_tlog(error: SignError) -> SignError {
+    match error {
+        SignError::Service {
+            service,
+            url,
+            detail,
+        } if !detail.contains("--no-tlog-upload") => SignError::Service {
+            service,
+            url,
+            detail: format!(
+                "{detail}; a run that must not (or cannot) use a transparency log, for a private project or offline, passes --no-tlog-upload"
+            ),
+        },
+        other => other,
     }
 }
 

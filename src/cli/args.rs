@@ -167,11 +167,12 @@ pub struct SigningArgs {
     #[arg(long, env = "COSIGN_KEY")]
     pub key: Option<PathBuf>,
     /// Fulcio, which certifies keyless signing keys (default: the signing config's,
-    /// else https://fulcio.sigstore.dev).
+    /// else the public-good one Sigstore's TUF repository names).
     #[arg(long, env = "SIGSTORE_FULCIO_URL")]
     pub fulcio_url: Option<String>,
-    /// Rekor v1, the transparency log that records keyless signatures (default: the
-    /// signing config's, which may be a Rekor v2 log, else https://rekor.sigstore.dev).
+    /// Rekor v1, the transparency log that records signatures (default: the signing
+    /// config's, which may be a Rekor v2 log, else the public-good one Sigstore's TUF
+    /// repository names).
     #[arg(long, env = "SIGSTORE_REKOR_URL")]
     pub rekor_url: Option<String>,
     /// An RFC 3161 timestamp authority that countersigns each signature
@@ -190,10 +191,82 @@ pub struct SigningArgs {
 }
 
 impl SigningArgs {
-    /// Picks what the mode asks for, or says why there is nothing to sign with.
-    pub fn signing(&self, settings: &Settings) -> Result<Option<Signing>> {
-        let configured = match &self.signing_config {
-            Some(path) => signing_config::load(path, unix_now())?,
+    /// Picks what the mode asks for, or says why there is nothing to sign with; then
+    /// the services that witness it (see [`SigningArgs::services`]).
+    pub async fn signing(&self, settings: &Settings) -> Result<Option<Signing>> {
+        // A config given is read even when not signing: a wrong one is named at once.
+        let configured = self
+            .signing_config
+            .as_deref()
+            .map(|path| signing_config::load(path, unix_now()))
+            .transpose()?;
+        let key = match (self.sign, &self.key) {
+            (SignMode::None, _) => return Ok(None),
+            (SignMode::Keyless, _) => None,
+            (SignMode::Key | SignMode::Auto, Some(path)) => {
+                let password = settings.cosign_password.clone();
+                match SigningKey::load(path, password.as_ref().unwrap_or(&Secret::default())) {
+                    Ok(key) => Some(key),
+                    Err(SignError::KeyPassword { .. }) if password.is_none() => bail!(
+                        "signing key {}: it is encrypted and COSIGN_PASSWORD is not set; set COSIGN_PASSWORD to its password",
+                        path.display()
+                    ),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            (SignMode::Key, None) => bail!(
+                "--sign key needs --key PATH (or COSIGN_KEY); create one with `gantry keygen`"
+            ),
+            (SignMode::Auto, None) => None,
+        };
+        let token = match (&key, TokenSource::from_env()) {
+            (Some(_), _) => None,
+            (None, Some(token)) => Some(token),
+            (None, None) if self.sign == SignMode::Keyless => bail!("{}", TokenSource::MISSING),
+            (None, None) => {
+                eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no OIDC token for keyless signing (in GitHub Actions: `permissions: id-token: write`); SBOMs and provenance are attached unsigned");
+                return Ok(None);
+            }
+        };
+        let (fulcio_url, witnesses) = self.services(configured, token.is_some(), settings).await;
+        match (key, token) {
+            (Some(key), _) => Ok(Some(Signing::Key(Box::new(Signer::with_key(
+                key, &witnesses,
+            )?)))),
+            (None, Some(token)) => {
+                // Refused before anything is built.
+                witnesses.check_keyless()?;
+                Ok(Some(Signing::Keyless(Keyless {
+                    token,
+                    fulcio_url,
+                    witnesses,
+                })))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Fulcio and the witnesses: the flags, else the signing config given, else,
+    /// for what is still needed, the public-good signing config (from Sigstore's TUF
+    /// repository, or the copy built into gantry when that cannot be reached).
+    async fn services(
+        &self,
+        configured: Option<Services>,
+        keyless: bool,
+        settings: &Settings,
+    ) -> (String, Witnesses) {
+        let needs_fulcio = keyless && self.fulcio_url.is_none();
+        let needs_log = !self.no_tlog_upload && self.rekor_url.is_none();
+        let configured = match configured {
+            Some(services) => services,
+            None if needs_fulcio || needs_log => {
+                let (services, warning) =
+                    signing_config::public_good(settings.cache_dir.as_deref(), unix_now()).await;
+                if let Some(warning) = warning {
+                    eprintln!("gantry: warning: {warning}");
+                }
+                services
+            }
             None => Services::default(),
         };
         let fulcio_url = self
@@ -217,52 +290,7 @@ impl SigningArgs {
                 .clone()
                 .or(configured.timestamp_authority),
         };
-        let keyless = || {
-            TokenSource::from_env().map(|token| {
-                Signing::Keyless(Keyless {
-                    token,
-                    fulcio_url: fulcio_url.clone(),
-                    witnesses: witnesses.clone(),
-                })
-            })
-        };
-        let with_key = |path: &PathBuf| -> Result<Signing> {
-            let password = settings.cosign_password.clone();
-            match SigningKey::load(path, password.as_ref().unwrap_or(&Secret::default())) {
-                Ok(key) => Ok(Signing::Key(Box::new(Signer::with_key(
-                    key,
-                    &witnesses,
-                )?))),
-                Err(SignError::KeyPassword { .. }) if password.is_none() => bail!(
-                    "signing key {}: it is encrypted and COSIGN_PASSWORD is not set; set COSIGN_PASSWORD to its password",
-                    path.display()
-                ),
-                Err(e) => Err(e.into()),
-            }
-        };
-        let signing = match (self.sign, &self.key) {
-            (SignMode::None, _) => Ok(None),
-            (SignMode::Key | SignMode::Auto, Some(path)) => with_key(path).map(Some),
-            (SignMode::Key, None) => bail!(
-                "--sign key needs --key PATH (or COSIGN_KEY); create one with `gantry keygen`"
-            ),
-            (SignMode::Keyless, _) => match keyless() {
-                Some(k) => Ok(Some(k)),
-                None => bail!("{}", TokenSource::MISSING),
-            },
-            (SignMode::Auto, None) => {
-                let found = keyless();
-                if found.is_none() {
-                    eprintln!("gantry: not signing: no --key (or COSIGN_KEY) and no OIDC token for keyless signing (in GitHub Actions: `permissions: id-token: write`); SBOMs and provenance are attached unsigned");
-                }
-                Ok(found)
-            }
-        }?;
-        // Refused before anything is built.
-        if let Some(Signing::Keyless(keyless)) = &signing {
-            keyless.witnesses.check_keyless()?;
-        }
-        Ok(signing)
+        (fulcio_url, witnesses)
     }
 }
 

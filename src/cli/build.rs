@@ -143,7 +143,7 @@ pub async fn build(args: BuildArgs, settings: &Settings) -> Result<()> {
         Some((dir, _)) => Some(dir.path().to_path_buf()),
         None => args.oci_layout.clone(),
     };
-    let mut opts = options(&args, settings, oci_layout)?;
+    let mut opts = options(&args, settings, oci_layout).await?;
     if temporary_layout.is_some() {
         // The layout is only a step: what the report names is the archive.
         opts.layout_name = match (&args.oci_archive, &args.tarball) {
@@ -245,7 +245,7 @@ pub(super) async fn report_to_github(
 
 /// The pipeline's options from the build flags and the environment, with the layout
 /// to write (`gantry resolve` takes the same flags).
-pub(super) fn options(
+pub(super) async fn options(
     args: &BuildArgs,
     settings: &Settings,
     oci_layout: Option<PathBuf>,
@@ -309,7 +309,7 @@ pub(super) fn options(
         sbom_dir: args.sbom_dir.clone(),
         report_file: args.json.clone(),
         image_refs: args.image_refs.clone(),
-        signing: args.signing.signing(settings)?,
+        signing: args.signing.signing(settings).await?,
         provenance: !args.attest.no_provenance,
         legacy_attestations: args.attest.legacy_attestations,
         go: settings.go.clone(),

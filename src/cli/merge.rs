@@ -60,7 +60,7 @@ pub async fn merge(args: MergeArgs, settings: &Settings) -> Result<()> {
         reports: args.from.clone(),
         tags: args.tags.clone(),
         annotations: key_values("--image-annotation", &args.image_annotations)?,
-        signing: args.signing.signing(settings)?,
+        signing: args.signing.signing(settings).await?,
         claims: ClaimOptions {
             sbom: &args.attest.sbom.0,
             provenance: !args.attest.no_provenance,

@@ -92,7 +92,7 @@ async fn build_images(
     settings: &Settings,
     found: &[Found],
 ) -> Result<HashMap<String, String>> {
-    let mut opts = options(&args.build, settings, args.build.oci_layout.clone())?;
+    let mut opts = options(&args.build, settings, args.build.oci_layout.clone()).await?;
     if opts.repo.is_none() {
         bail!(
             "gantry resolve needs a registry to push to, so that the YAML names images a cluster can pull: \

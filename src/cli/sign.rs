@@ -16,7 +16,7 @@ pub async fn sign(
     attest: &AttestArgs,
     network: &NetworkArgs,
 ) -> Result<()> {
-    let signer = match signing.signing(settings)? {
+    let signer = match signing.signing(settings).await? {
         Some(Signing::Key(signer)) => *signer,
         Some(Signing::Keyless(keyless)) => Signer::keyless(&keyless).await?,
         None => bail!("nothing to sign with: pass --key PATH, or run where an OIDC token is available (--sign keyless)"),

@@ -6,10 +6,16 @@
 //! gantry picks, for each kind, a service that is valid now and speaks an API version
 //! gantry speaks: Fulcio v1, Rekor v2 before v1 (the newest API a config offers, as
 //! Sigstore's clients do), and timestamp authorities v1.
+//!
+//! The config comes from a file (`--signing-config`), or is the public-good
+//! instance's: Sigstore's TUF repository serves it (sigstore-trust-root fetches and
+//! verifies it), and a copy is built in for when that cannot be reached.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use sigstore_trust_root::{SigningConfig, TufConfig};
 
 use super::tlog::{LogService, RekorVersion};
 
@@ -72,18 +78,73 @@ impl Service {
 /// Reads the config at `path` and picks its services for a signature made at `now`
 /// (Unix seconds).
 pub fn load(path: &Path, now: i64) -> Result<Services, SigningConfigError> {
-    let problem = |problem: String| SigningConfigError {
+    let text = std::fs::read(path).map_err(|e| SigningConfigError {
+        path: path.to_path_buf(),
+        problem: format!("cannot read it: {e}"),
+    })?;
+    parse(&text, now).map_err(|problem| SigningConfigError {
         path: path.to_path_buf(),
         problem,
+    })
+}
+
+/// The public-good instance's signing config, as Sigstore's TUF repository serves it
+/// (verified from the root of trust built into the TUF crate, and cached under
+/// `cache_dir`), else the copy built into gantry, with the warning to print. Its
+/// timestamp authority is used only with a Rekor v2 log, which needs one: a v1 log
+/// gives its own signing time, and a run that does not need a timestamp should not
+/// depend on another service.
+pub async fn public_good(cache_dir: Option<&Path>, now: i64) -> (Services, Option<String>) {
+    let mut tuf = TufConfig::production();
+    if let Some(dir) = cache_dir {
+        tuf = tuf.with_cache_dir(dir.join("sigstore-tuf"));
+    }
+    if let Ok(client) = super::service::client() {
+        tuf = tuf.with_http_client(client);
+    }
+    let (text, warning) = match SigningConfig::from_tuf(tuf).await {
+        Ok(config) => match serde_json::to_vec(&config) {
+            Ok(text) => (text, None),
+            Err(e) => (embedded(), Some(format!("the public-good signing config from Sigstore's TUF repository does not encode ({e}); using the copy built into gantry"))),
+        },
+        Err(e) => (
+            embedded(),
+            Some(format!(
+                "cannot refresh the public-good signing config from Sigstore's TUF repository ({e}); using the copy built into gantry (pass --signing-config FILE, or the URL flags, to choose the services)"
+            )),
+        ),
     };
-    let text = std::fs::read(path).map_err(|e| problem(format!("cannot read it: {e}")))?;
+    (defaults(parse(&text, now).unwrap_or_default()), warning)
+}
+
+/// What a run takes from the public-good config: its timestamp authority only for a
+/// Rekor v2 log.
+fn defaults(mut services: Services) -> Services {
+    if services
+        .log
+        .as_ref()
+        .is_none_or(|log| log.version != RekorVersion::V2)
+    {
+        services.timestamp_authority = None;
+    }
+    services
+}
+
+fn embedded() -> Vec<u8> {
+    sigstore_trust_root::SIGSTORE_PRODUCTION_SIGNING_CONFIG
+        .as_bytes()
+        .to_vec()
+}
+
+/// Picks a signing config's services valid at `now`; or says what is wrong with it.
+fn parse(text: &[u8], now: i64) -> Result<Services, String> {
     let doc: Document =
-        serde_json::from_slice(&text).map_err(|e| problem(format!("not a signing config: {e}")))?;
+        serde_json::from_slice(text).map_err(|e| format!("not a signing config: {e}"))?;
     if doc.media_type != MEDIA_TYPE {
-        return Err(problem(format!(
+        return Err(format!(
             "its mediaType is {:?}; gantry reads {MEDIA_TYPE}",
             doc.media_type
-        )));
+        ));
     }
     let pick = |services: &[Service], version: u32| -> Option<String> {
         services
@@ -185,6 +246,21 @@ mod tests {
             })
         );
         assert_eq!(load(config("").path(), NOW).unwrap().log, None);
+    }
+
+    #[test]
+    fn the_built_in_public_good_config_names_fulcio_and_a_log() {
+        let services = defaults(parse(&embedded(), NOW).unwrap());
+        assert_eq!(
+            services.fulcio.as_deref(),
+            Some("https://fulcio.sigstore.dev")
+        );
+        let log = services.log.expect("a transparency log");
+        assert!(log.url.starts_with("https://"), "{log:?}");
+        assert_eq!(
+            services.timestamp_authority.is_some(),
+            log.version == RekorVersion::V2
+        );
     }
 
     #[test]

@@ -201,6 +201,7 @@ fn the_signed_multi_platform_result_as_one_reproducible_archive() {
             Path::new("."),
             &[
                 "verify",
+                "--insecure-ignore-tlog",
                 "--key",
                 public.to_str().unwrap(),
                 &format!("oci:{}:latest", extracted.display()),

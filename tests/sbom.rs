@@ -518,7 +518,15 @@ fn sbom_per_platform_and_provenance_without_a_remote() {
 
     let public = public.to_str().unwrap();
     let sbom = |reference: &str, platform: Option<&str>| {
-        let mut args = vec!["sbom", "--format", "cyclonedx", "--key", public, reference];
+        let mut args = vec![
+            "sbom",
+            "--insecure-ignore-tlog",
+            "--format",
+            "cyclonedx",
+            "--key",
+            public,
+            reference,
+        ];
         if let Some(p) = platform {
             args.extend(["--platform", p]);
         }

@@ -404,13 +404,20 @@ fn cosign_v2_and_v3_verify_signatures_and_attestations() {
     let wasm_ref = format!("{repo}@{}", platforms[1]);
     let out = gantry(
         Path::new("."),
-        &["verify", "--key", public.to_str().unwrap(), &wasm_ref],
+        &[
+            "verify",
+            "--insecure-ignore-tlog",
+            "--key",
+            public.to_str().unwrap(),
+            &wasm_ref,
+        ],
     );
     assert_gantry_verified_all(&ok(&out));
     let sbom = ok(&gantry(
         Path::new("."),
         &[
             "sbom",
+            "--insecure-ignore-tlog",
             "--format",
             "spdx",
             "--key",
@@ -448,6 +455,7 @@ fn cosign_v2_and_v3_verify_signatures_and_attestations() {
         Path::new("."),
         &[
             "verify",
+            "--insecure-ignore-tlog",
             "--key",
             keys.key().to_str().unwrap(),
             &format!("{repo}@{index}"),
@@ -469,8 +477,20 @@ fn cosign_v2_and_v3_verify_signatures_and_attestations() {
     );
     // A reader that stops early (`| head -1`) ends gantry quietly, not with a panic.
     for args in [
-        vec!["sbom", "--key", public.to_str().unwrap(), &wasm_ref],
-        vec!["verify", "--key", public.to_str().unwrap(), &wasm_ref],
+        vec![
+            "sbom",
+            "--insecure-ignore-tlog",
+            "--key",
+            public.to_str().unwrap(),
+            &wasm_ref,
+        ],
+        vec![
+            "verify",
+            "--insecure-ignore-tlog",
+            "--key",
+            public.to_str().unwrap(),
+            &wasm_ref,
+        ],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
             .args(&args)
@@ -977,6 +997,7 @@ fn signatures_live_in_the_oci_layout_too() {
         Path::new("."),
         &[
             "verify",
+            "--insecure-ignore-tlog",
             "--key",
             public.to_str().unwrap(),
             &format!("oci:{}:latest", layout.display()),
@@ -986,6 +1007,7 @@ fn signatures_live_in_the_oci_layout_too() {
         Path::new("."),
         &[
             "sbom",
+            "--insecure-ignore-tlog",
             "--format",
             "cyclonedx",
             "--key",
@@ -1322,7 +1344,13 @@ fn verify_fails_when_a_kind_of_attestation_has_none_by_this_key() {
     // attestation (our `.sig` signature is found too, and does not verify with theirs).
     let found = gantry_found(&ok(&gantry(
         Path::new("."),
-        &["verify", "--key", theirs.public().to_str().unwrap(), &image],
+        &[
+            "verify",
+            "--insecure-ignore-tlog",
+            "--key",
+            theirs.public().to_str().unwrap(),
+            &image,
+        ],
     )));
     let verified: Vec<&str> = found
         .iter()
@@ -1335,7 +1363,13 @@ fn verify_fails_when_a_kind_of_attestation_has_none_by_this_key() {
     // Ours verifies the signature, but no SPDX attestation.
     let err = fails(&gantry(
         Path::new("."),
-        &["verify", "--key", ours.public().to_str().unwrap(), &image],
+        &[
+            "verify",
+            "--insecure-ignore-tlog",
+            "--key",
+            ours.public().to_str().unwrap(),
+            &image,
+        ],
     ));
     assert!(
         err.contains("its signature verifies, but no attestation of type https://spdx.dev/Document verifies with this key"),
@@ -1403,6 +1437,7 @@ fn a_registry_and_a_layout_get_the_same_signatures_made_once() {
         Path::new("."),
         &[
             "verify",
+            "--insecure-ignore-tlog",
             "--key",
             keys.public().to_str().unwrap(),
             &format!("oci:{}:latest", layout.display()),

@@ -2,7 +2,7 @@
 //! sign, and what to attest.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -11,6 +11,7 @@ use gantry::publish::{NetworkSettings, RegistryOptions};
 use gantry::sign::evidence::Evidence;
 use gantry::sign::keyless::{self, TokenSource};
 use gantry::sign::keys::{Secret, SigningKey};
+use gantry::sign::public_good;
 use gantry::sign::signing_config::{self, Services};
 use gantry::sign::tlog::{LogService, RekorVersion, Witnesses};
 use gantry::sign::trust::{Authorities, IdentityMatch, IdentityPolicy, PublicKey, Trust};
@@ -81,62 +82,94 @@ pub struct TrustArgs {
     #[arg(long)]
     pub certificate_oidc_issuer: Option<String>,
     /// Sigstore trusted root (trusted_root.json): the Fulcio CAs, transparency logs, CT
-    /// logs and timestamp authorities. Given, each Sigstore bundle's evidence is checked
-    /// too (log inclusion, SCT, timestamps); without it, the CAs come from the trust
-    /// bundle --fulcio-url serves and only signer and signature are checked.
+    /// logs and timestamp authorities that each Sigstore bundle's evidence (log
+    /// inclusion, SCT, timestamps) is checked against. Default: the public-good one,
+    /// from Sigstore's TUF repository (else the copy built in, with a warning); none
+    /// when --fulcio-url names the CA, or for a key with --insecure-ignore-tlog.
     #[arg(long)]
     pub trusted_root: Option<PathBuf>,
-    /// With --trusted-root: accept bundles without a transparency-log entry (signed with
-    /// --no-tlog-upload).
-    #[arg(long, requires = "trusted_root")]
+    /// Accept bundles without a transparency-log entry (signed with --no-tlog-upload).
+    #[arg(long)]
     pub insecure_ignore_tlog: bool,
-    /// With --trusted-root: accept certificates without an SCT (a Fulcio with no CT log).
-    #[arg(long, requires = "trusted_root")]
+    /// Accept certificates without an SCT (a Fulcio with no CT log).
+    #[arg(long)]
     pub insecure_ignore_sct: bool,
-    #[arg(long, env = "SIGSTORE_FULCIO_URL", default_value = keyless::PUBLIC_FULCIO)]
-    pub fulcio_url: String,
+    /// Keyless: the Fulcio whose CA (its trust bundle) certificates must chain to,
+    /// instead of a trusted root's; then no evidence is checked.
+    #[arg(long, env = "SIGSTORE_FULCIO_URL", conflicts_with = "trusted_root")]
+    pub fulcio_url: Option<String>,
 }
 
 impl TrustArgs {
-    /// What bundles' evidence is checked against: the trusted root, when given.
-    pub fn evidence(&self) -> Result<Option<Evidence>> {
-        self.trusted_root
-            .as_deref()
-            .map(|path| Evidence::load(path, self.insecure_ignore_tlog, self.insecure_ignore_sct))
-            .transpose()
-            .map_err(Into::into)
-    }
-
-    /// The trust these flags describe; None when none was asked for.
-    pub async fn trust(&self) -> Result<Option<Trust>> {
-        if let Some(key) = &self.key {
-            return Ok(Some(Trust::Key(PublicKey::load(key)?)));
-        }
+    /// Whom to trust (None when none was asked for), and what each bundle's evidence
+    /// is checked against (see the field docs for when there is none).
+    pub async fn policy(
+        &self,
+        cache_dir: Option<&Path>,
+    ) -> Result<(Option<Trust>, Option<Evidence>)> {
         let identity = match (
             &self.certificate_identity,
             &self.certificate_identity_regexp,
         ) {
-            (Some(exact), _) => IdentityMatch::Exact(exact.clone()),
-            (None, Some(re)) => IdentityMatch::Regex(
+            (Some(exact), _) => Some(IdentityMatch::Exact(exact.clone())),
+            (None, Some(re)) => Some(IdentityMatch::Regex(
                 regex::Regex::new(re)
                     .with_context(|| format!("--certificate-identity-regexp {re:?}"))?,
-            ),
+            )),
             (None, None) => {
                 if self.certificate_oidc_issuer.is_some() {
                     bail!("--certificate-oidc-issuer needs --certificate-identity (or --certificate-identity-regexp)");
                 }
-                return Ok(None);
+                None
             }
         };
-        let authorities = match &self.trusted_root {
-            Some(path) => Authorities::from_trusted_root(path)?,
-            None => Authorities::from_fulcio(&self.fulcio_url).await?,
+        let key = self.key.as_deref().map(PublicKey::load).transpose()?;
+        if key.is_none() && identity.is_none() {
+            return Ok((None, None));
+        }
+        let root: Option<(Vec<u8>, String)> = match (&self.trusted_root, &self.fulcio_url) {
+            (Some(path), _) => Some((
+                std::fs::read(path)
+                    .with_context(|| format!("trusted root {}: cannot read it", path.display()))?,
+                path.display().to_string(),
+            )),
+            (None, Some(_)) if identity.is_some() => None,
+            (None, _) if key.is_some() && self.insecure_ignore_tlog => None,
+            (None, _) => {
+                let (json, warning) = public_good::trusted_root(cache_dir).await;
+                if let Some(warning) = warning {
+                    eprintln!(
+                        "gantry: warning: {warning} (pass --trusted-root FILE to choose the roots)"
+                    );
+                }
+                Some((json, "the public-good trusted root".to_string()))
+            }
         };
-        Ok(Some(Trust::Identity(IdentityPolicy {
-            identity,
-            issuer: self.certificate_oidc_issuer.clone().unwrap_or_default(),
-            authorities,
-        })))
+        let evidence = root
+            .as_ref()
+            .map(|(json, source)| {
+                Evidence::from_json(json, self.insecure_ignore_tlog, self.insecure_ignore_sct)
+                    .map_err(|e| anyhow::anyhow!("trusted root {source}: {e}"))
+            })
+            .transpose()?;
+        let trust = match (key, identity) {
+            (Some(key), _) => Trust::Key(key),
+            (None, Some(identity)) => {
+                let authorities = match (&root, &self.fulcio_url) {
+                    (Some((json, source)), _) => Authorities::from_trusted_root_json(json)
+                        .map_err(|e| anyhow::anyhow!("trusted root {source}: {e}"))?,
+                    (None, Some(url)) => Authorities::from_fulcio(url).await?,
+                    (None, None) => unreachable!("keyless trust always has a root or a Fulcio"),
+                };
+                Trust::Identity(IdentityPolicy {
+                    identity,
+                    issuer: self.certificate_oidc_issuer.clone().unwrap_or_default(),
+                    authorities,
+                })
+            }
+            (None, None) => unreachable!("returned above"),
+        };
+        Ok((Some(trust), evidence))
     }
 }
 

@@ -110,7 +110,7 @@ pub async fn run(command: Command, settings: &Settings) -> Result<()> {
             reference,
             trust,
             network,
-        } => verify::verify(&reference, &trust, &network).await,
+        } => verify::verify(&reference, &trust, &network, settings).await,
         Command::Sign {
             reference,
             signing,
@@ -132,6 +132,7 @@ pub async fn run(command: Command, settings: &Settings) -> Result<()> {
                 &trust,
                 unverified,
                 &network,
+                settings,
             )
             .await
         }

@@ -14,13 +14,19 @@ use serde_json::Value;
 
 use super::args::{NetworkArgs, TrustArgs};
 use super::output::print_result;
+use super::settings::Settings;
 
-pub async fn verify(reference: &str, trust_args: &TrustArgs, network: &NetworkArgs) -> Result<()> {
+pub async fn verify(
+    reference: &str,
+    trust_args: &TrustArgs,
+    network: &NetworkArgs,
+    settings: &Settings,
+) -> Result<()> {
     let registries = network.options()?;
-    let Some(trust) = trust_args.trust().await? else {
+    let (trust, evidence) = trust_args.policy(settings.cache_dir.as_deref()).await?;
+    let Some(trust) = trust else {
         bail!("say whom to trust: --key cosign.pub, or --certificate-identity ID --certificate-oidc-issuer URL for keyless signatures");
     };
-    let evidence = trust_args.evidence()?;
     let (digest, found) =
         verify::inspect_reference(reference, Some(&trust), evidence.as_ref(), &registries).await?;
     let whom = match &trust {
@@ -124,10 +130,10 @@ pub async fn sbom(
     trust_args: &TrustArgs,
     unverified: bool,
     network: &NetworkArgs,
+    settings: &Settings,
 ) -> Result<()> {
     let wanted = platform.map(parse_platform).transpose()?;
-    let trust = trust_args.trust().await?;
-    let evidence = trust_args.evidence()?;
+    let (trust, evidence) = trust_args.policy(settings.cache_dir.as_deref()).await?;
     let evidence = evidence.as_ref();
     if trust.is_none() {
         if !unverified {

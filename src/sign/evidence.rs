@@ -9,14 +9,11 @@
 //! (identities by regular expression included); this one then says whether what
 //! witnessed the signature holds.
 
-use std::path::Path;
-
 use sigstore_trust_root::TrustedRoot;
 use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
 use super::trust::Trust;
-use super::SignError;
 use crate::image::Digest;
 
 /// What the evidence of a bundle must show, and the roots it is checked against.
@@ -40,17 +37,13 @@ pub struct Witnessed {
 }
 
 impl Evidence {
-    pub fn load(path: &Path, ignore_tlog: bool, ignore_sct: bool) -> Result<Self, SignError> {
-        let bad = |detail: String| SignError::Key {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    /// From a trusted root's JSON; or what is wrong with it.
+    pub fn from_json(text: &[u8], ignore_tlog: bool, ignore_sct: bool) -> Result<Self, String> {
+        let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8 ({e})"))?;
         let root = TrustedRoot::from_json(text.trim())
-            .map_err(|e| bad(format!("not a Sigstore trusted root: {e}")))?;
-        let verifier = Verifier::new(&root)
-            .map_err(|e| bad(format!("its trust material is unusable: {e}")))?;
+            .map_err(|e| format!("not a Sigstore trusted root: {e}"))?;
+        let verifier =
+            Verifier::new(&root).map_err(|e| format!("its trust material is unusable: {e}"))?;
         Ok(Evidence {
             verifier,
             ignore_tlog,

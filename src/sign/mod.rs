@@ -11,6 +11,7 @@ mod attach;
 pub mod evidence;
 pub mod keyless;
 pub mod keys;
+pub mod public_good;
 pub mod published;
 pub mod rekor;
 mod service;

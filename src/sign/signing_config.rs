@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use sigstore_trust_root::{SigningConfig, TufConfig};
-
 use super::tlog::{LogService, RekorVersion};
 
 /// The media type of the one version gantry reads.
@@ -88,32 +86,16 @@ pub fn load(path: &Path, now: i64) -> Result<Services, SigningConfigError> {
     })
 }
 
-/// The public-good instance's signing config, as Sigstore's TUF repository serves it
-/// (verified from the root of trust built into the TUF crate, and cached under
-/// `cache_dir`), else the copy built into gantry, with the warning to print. Its
+/// The public-good instance's signing config (see [`super::public_good`]), and the
+/// warning to print when it is the built-in copy. Its
 /// timestamp authority is used only with a Rekor v2 log, which needs one: a v1 log
 /// gives its own signing time, and a run that does not need a timestamp should not
 /// depend on another service.
 pub async fn public_good(cache_dir: Option<&Path>, now: i64) -> (Services, Option<String>) {
-    let mut tuf = TufConfig::production();
-    if let Some(dir) = cache_dir {
-        tuf = tuf.with_cache_dir(dir.join("sigstore-tuf"));
-    }
-    if let Ok(client) = super::service::client() {
-        tuf = tuf.with_http_client(client);
-    }
-    let (text, warning) = match SigningConfig::from_tuf(tuf).await {
-        Ok(config) => match serde_json::to_vec(&config) {
-            Ok(text) => (text, None),
-            Err(e) => (embedded(), Some(format!("the public-good signing config from Sigstore's TUF repository does not encode ({e}); using the copy built into gantry"))),
-        },
-        Err(e) => (
-            embedded(),
-            Some(format!(
-                "cannot refresh the public-good signing config from Sigstore's TUF repository ({e}); using the copy built into gantry (pass --signing-config FILE, or the URL flags, to choose the services)"
-            )),
-        ),
-    };
+    let (text, warning) = super::public_good::signing_config(cache_dir).await;
+    let warning = warning.map(|w| {
+        format!("{w} (pass --signing-config FILE, or the URL flags, to choose the services)")
+    });
     (defaults(parse(&text, now).unwrap_or_default()), warning)
 }
 
@@ -128,12 +110,6 @@ fn defaults(mut services: Services) -> Services {
         services.timestamp_authority = None;
     }
     services
-}
-
-fn embedded() -> Vec<u8> {
-    sigstore_trust_root::SIGSTORE_PRODUCTION_SIGNING_CONFIG
-        .as_bytes()
-        .to_vec()
 }
 
 /// Picks a signing config's services valid at `now`; or says what is wrong with it.
@@ -250,7 +226,8 @@ mod tests {
 
     #[test]
     fn the_built_in_public_good_config_names_fulcio_and_a_log() {
-        let services = defaults(parse(&embedded(), NOW).unwrap());
+        let built_in = sigstore_trust_root::SIGSTORE_PRODUCTION_SIGNING_CONFIG.as_bytes();
+        let services = defaults(parse(built_in, NOW).unwrap());
         assert_eq!(
             services.fulcio.as_deref(),
             Some("https://fulcio.sigstore.dev")

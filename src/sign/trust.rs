@@ -102,13 +102,20 @@ impl Authorities {
     /// From a Sigstore trusted root file (`trusted_root.json`, what `cosign
     /// --trusted-root` reads).
     pub fn from_trusted_root(path: &Path) -> Result<Self, SignError> {
-        let bad = |detail: String| SignError::Key {
+        let text = std::fs::read(path).map_err(|e| SignError::Key {
+            path: path.to_path_buf(),
+            detail: format!("cannot read it: {e}"),
+        })?;
+        Self::from_trusted_root_json(&text).map_err(|detail| SignError::Key {
             path: path.to_path_buf(),
             detail,
-        };
-        let text = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-        let root: Value = serde_json::from_slice(&text)
-            .map_err(|e| bad(format!("not a Sigstore trusted root (JSON: {e})")))?;
+        })
+    }
+
+    /// From a trusted root's JSON; or what is wrong with it.
+    pub fn from_trusted_root_json(text: &[u8]) -> Result<Self, String> {
+        let root: Value = serde_json::from_slice(text)
+            .map_err(|e| format!("not a Sigstore trusted root (JSON: {e})"))?;
         let chains = root["certificateAuthorities"]
             .as_array()
             .into_iter()
@@ -123,8 +130,8 @@ impl Authorities {
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("a certificate is not base64 ({e})")))?;
-        Self::from_chains(chains).ok_or_else(|| bad("it lists no certificate authority".into()))
+            .map_err(|e| format!("a certificate is not base64 ({e})"))?;
+        Self::from_chains(chains).ok_or_else(|| "it lists no certificate authority".to_string())
     }
 
     /// What a Fulcio instance says it issues under (`GET /api/v2/trustBundle`).

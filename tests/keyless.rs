@@ -1125,6 +1125,24 @@ fn keyless_signatures_in_rekor_v2_carry_timestamps_that_cosign_checks() {
             && f["witnessed"]["timestamps"].as_u64() >= Some(1)),
         "{found}"
     );
+    // With no root named, the public-good one is the judge (from Sigstore's TUF
+    // repository, or the copy built in): the local CA is not in it.
+    let stderr = fails(&gantry(
+        &example("hello"),
+        &[
+            "verify",
+            &reference,
+            "--certificate-identity",
+            KeylessStack::IDENTITY,
+            "--certificate-oidc-issuer",
+            &stack.issuer,
+        ],
+    ));
+    assert!(
+        stderr.contains("no signature verifies")
+            && stderr.contains("does not chain to a trusted Fulcio CA"),
+        "{stderr}"
+    );
     // Refused, naming what failed: a certificate without an SCT when one is required;
     // a log the trusted root does not list.
     let stderr = fails(&verify(&reference, &stack.trusted_root, &[]));

@@ -70,7 +70,7 @@ def signed_figures(hello, host, slow_host, env, keys, changed):
 
     def cmd(h):
         return [GANTRY, "build", "--repo", f"{h}/signed", "--platform", "linux/amd64,linux/arm64,wasi/wasm",
-                "--base", "scratch", "--key", os.path.join(keys, "k.key"), "."]
+                "--base", "scratch", "--key", os.path.join(keys, "k.key"), "--no-tlog-upload", "."]
 
     def run(h):
         e = dict(env, SOURCE_DATE_EPOCH=str(next(runs))) if changed else env

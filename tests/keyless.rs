@@ -966,7 +966,7 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
         let out = gh(&["attestation", "verify", &subject, "--owner", "octo-org"]);
         provenance_verified(&out, &subject);
     }
-    // Another owner, another repository: refused. gh (2.74) drops the verifier's
+    // Another owner, another repository: refused. gh (2.83) drops the verifier's
     // reason and says only that verifying with the certificate's issuer failed; the
     // commands above, identical but for the owner or repository, pass, so that flag
     // is what failed it. The message shows gh found the bundle and checked it (not,
@@ -1046,6 +1046,28 @@ fn keyless_signatures_in_rekor_v2_carry_timestamps_that_cosign_checks() {
     }
 
     cosign_accepts_the_build(&stack, &repo, &report);
+
+    // GitHub's verifier takes the Rekor v2 entry and the timestamp too.
+    let gh_config = tempfile::tempdir().unwrap();
+    let out = Command::new(tool("gh"))
+        .args(["attestation", "verify", &format!("oci://{reference}")])
+        .args(["--owner", "octo-org", "--bundle-from-oci"])
+        .args(["--cert-oidc-issuer", &stack.issuer, "--format", "json"])
+        .arg("--custom-trusted-root")
+        .arg(&stack.trusted_root)
+        .env("GH_TOKEN", "unused-offline")
+        .env("GH_CONFIG_DIR", gh_config.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gh attestation verify (Rekor v2):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json(&out.stdout)[0]["verificationResult"]["statement"]["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
 
     // The bundles themselves: a v2 entry with no signed entry timestamp, a checkpoint,
     // and a timestamp.

@@ -2,6 +2,12 @@
 //! SIGSTORE_ID_TOKEN) buys a short-lived Fulcio certificate for a key made for this
 //! run. The certificate names the workflow, so verifiers check who signed, not which
 //! key.
+//!
+//! The Fulcio call is gantry's own: sigstore-fulcio's client wants its own key and
+//! token types (sigstore-crypto's `KeyPair`, sigstore-oidc's `IdentityToken`), where
+//! gantry's keys are the cosign-format keys of `keys.rs`, and it makes one attempt
+//! with no word on what to fix; this one retries as every Sigstore call here does
+//! (`service.rs`) and says why Fulcio refused.
 
 use base64::Engine as _;
 use serde_json::{json, Value};

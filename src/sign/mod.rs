@@ -6,6 +6,10 @@
 //!   registries without the referrers API: an image signature (cosign v3's
 //!   `https://sigstore.dev/cosign/sign/v1` statement) and every attestation;
 //! - optionally the legacy `sha256-<hex>.att` tag (DSSE envelope layers).
+//!
+//! The bundles are written here as JSON, in one place (`Signer::sign_statement`): the
+//! v0.3 document is small, and the Rekor v2 entry goes in as sigstore-rekor returns
+//! it. What reads them back is sigstore-verify (`evidence.rs`), cosign and `gh`.
 
 mod attach;
 pub mod evidence;

@@ -1729,3 +1729,217 @@ fn key_signatures_are_logged_by_default() {
         "{stderr}"
     );
 }
+
+/// A signing time the certificate was not valid at is refused. The bundle is made by
+/// hand from real parts: a key (openssl) signs cosign's statement about an image, the
+/// timestamp authority countersigns that signature, and only then does Fulcio certify
+/// the key, so the timestamp is older than the certificate.
+#[test]
+fn a_timestamp_before_the_certificate_is_refused() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let stack = KeylessStack::start_with_rekor_v2();
+    let registry = TestRegistry::start();
+    let repo = format!("{}/early", registry.host);
+    let reference = ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--sign",
+            "none",
+            "--sbom",
+            "none",
+            "--no-provenance",
+        ],
+    ))
+    .trim()
+    .to_string();
+    let digest = reference.rsplit_once('@').unwrap().1.to_string();
+
+    let work = tempfile::tempdir().unwrap();
+    let file = |name: &str| work.path().join(name);
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let key = file("key.pem");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let public =
+        String::from_utf8(openssl(&["ec", "-in", key.to_str().unwrap(), "-pubout"])).unwrap();
+    let sign = |bytes: &[u8]| {
+        std::fs::write(file("message"), bytes).unwrap();
+        openssl(&[
+            "dgst",
+            "-sha256",
+            "-sign",
+            key.to_str().unwrap(),
+            file("message").to_str().unwrap(),
+        ])
+    };
+
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": repo, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    })
+    .to_string();
+    let payload_type = "application/vnd.in-toto+json";
+    let pae = format!(
+        "DSSEv1 {} {payload_type} {} {statement}",
+        payload_type.len(),
+        statement.len()
+    );
+    let signature = sign(pae.as_bytes());
+
+    // The timestamp, over the signature.
+    let config = json(&std::fs::read(stack.signing_config.as_ref().unwrap()).unwrap());
+    let tsa = config["tsaUrls"][0]["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://");
+    let (tsa_host, tsa_path) = tsa.split_once('/').unwrap();
+    let signature_digest = sha256sum(&signature);
+    let query = openssl(&[
+        "ts",
+        "-query",
+        "-sha256",
+        "-cert",
+        "-digest",
+        signature_digest.trim_start_matches("sha256:"),
+    ]);
+    let timestamp = || {
+        let (status, timestamp) = http_request_typed(
+            tsa_host,
+            "POST",
+            &format!("/{tsa_path}"),
+            Some("application/timestamp-query"),
+            &query,
+        )
+        .expect("the timestamp authority answers");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&timestamp));
+        timestamp
+    };
+    let early = timestamp();
+
+    // Later: the certificate (Fulcio's times are in whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let token = id_token(&stack);
+    let claims = json(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    );
+    let proof = sign(claims["sub"].as_str().unwrap().as_bytes());
+    let request = serde_json::json!({
+        "credentials": {"oidcIdentityToken": token},
+        "publicKeyRequest": {
+            "publicKey": {"algorithm": "ECDSA", "content": public},
+            "proofOfPossession": b64.encode(&proof),
+        },
+    });
+    let (status, answer) = http_request_typed(
+        stack.fulcio.trim_start_matches("http://"),
+        "POST",
+        "/api/v2/signingCert",
+        Some("application/json"),
+        request.to_string().as_bytes(),
+    )
+    .expect("Fulcio answers");
+    assert!(
+        status < 300,
+        "Fulcio: {status} {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let answer = json(&answer);
+    let leaf = answer["signedCertificateEmbeddedSct"]["chain"]["certificates"][0]
+        .as_str()
+        .or_else(|| answer["signedCertificateDetachedSct"]["chain"]["certificates"][0].as_str())
+        .expect("a certificate");
+    let leaf = pem::parse(leaf).unwrap().into_contents();
+
+    let bundle = |timestamp: &[u8]| {
+        serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {
+                "certificate": {"rawBytes": b64.encode(&leaf)},
+                "tlogEntries": [],
+                "timestampVerificationData": {"rfc3161Timestamps": [{"signedTimestamp": b64.encode(timestamp)}]},
+            },
+            "dsseEnvelope": {
+                "payload": b64.encode(&statement),
+                "payloadType": payload_type,
+                "signatures": [{"sig": b64.encode(&signature), "keyid": ""}],
+            },
+        })
+    };
+    // The bundle alone beside a copy of the image; then gantry verify's word on it.
+    let verify_with = |name: &str, bundle: Value| {
+        let copy = format!("{}/{name}", registry.host);
+        skopeo_ok(&[
+            "copy",
+            "--preserve-digests",
+            &format!("docker://{reference}"),
+            &format!("docker://{copy}:latest"),
+        ]);
+        let path = file(&format!("{name}.json"));
+        std::fs::write(&path, bundle.to_string()).unwrap();
+        let media_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        let image = format!("{copy}@{digest}");
+        oras_ok(&[
+            "attach",
+            "--disable-path-validation",
+            "--artifact-type",
+            media_type,
+            &image,
+            &format!("{}:{media_type}", path.display()),
+        ]);
+        gantry(
+            &example("hello"),
+            &[
+                "verify",
+                &image,
+                "--certificate-identity",
+                KeylessStack::IDENTITY,
+                "--certificate-oidc-issuer",
+                &stack.issuer,
+                "--trusted-root",
+                stack.trusted_root.to_str().unwrap(),
+                "--insecure-ignore-sct",
+                "--insecure-ignore-tlog",
+            ],
+        )
+    };
+    // Countersigned after the certificate was issued, the same signature verifies:
+    // the bundle is sound but for the time.
+    ok(&verify_with("in-time", bundle(&timestamp())));
+    let stderr = fails(&verify_with("too-early", bundle(&early)));
+    assert!(
+        stderr.contains("no signature verifies")
+            && stderr.contains("the trusted root does not back it: certificate chain is invalid")
+            && stderr.contains("CertNotValidYet"),
+        "{stderr}"
+    );
+}

@@ -88,11 +88,25 @@ fn listens_on(pid: u32, port: u16) -> Option<bool> {
 
 /// Status and body of one HTTP/1.0 request on loopback, None when nothing answers.
 pub fn http_request(host: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    http_request_typed(host, method, path, None, body)
+}
+
+/// [`http_request`] with a `Content-Type`.
+pub fn http_request_typed(
+    host: &str,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let typed = content_type
+        .map(|t| format!("Content-Type: {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\n{typed}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .ok()?;

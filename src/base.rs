@@ -183,7 +183,7 @@ async fn load_image(
     registry: &Registry,
     reference: &str,
     name: &ImageName,
-    digest: &str,
+    digest: &Digest,
     manifest: Manifest,
 ) -> Result<BaseImage, BaseError> {
     let malformed = |detail: String| BaseError::Malformed {
@@ -224,7 +224,7 @@ async fn load_image(
         .collect();
     Ok(BaseImage {
         name: reference.to_string(),
-        digest: digest.to_string(),
+        digest: digest.clone(),
         config,
         layers,
     })

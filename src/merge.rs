@@ -188,7 +188,7 @@ pub async fn merge(opts: &MergeOptions<'_>, progress: &Progress<'_>) -> Result<M
     // the platforms in one run would say it.
     if let [base] = gathered.bases.as_slice() {
         annotations.insert(annotation::BASE_NAME.into(), base.name.clone());
-        annotations.insert(annotation::BASE_DIGEST.into(), base.digest.clone());
+        annotations.insert(annotation::BASE_DIGEST.into(), base.digest.to_string());
     }
     let artifact = image::assemble_index(images, annotations);
     let descriptor = artifact.descriptor().clone();
@@ -236,7 +236,7 @@ pub async fn merge(opts: &MergeOptions<'_>, progress: &Progress<'_>) -> Result<M
             import_path: gathered.import_path,
             reference: pushed,
             repository: repository.clone(),
-            digest: descriptor.digest.to_string(),
+            digest: descriptor.digest.clone(),
             media_type: descriptor.media_type.clone(),
             tags: tags.clone(),
             platforms: gathered.entries.into_values().map(|e| e.facts).collect(),
@@ -535,8 +535,8 @@ mod tests {
     fn facts(platform: &str, digest: &Digest) -> PlatformReport {
         PlatformReport {
             platform: platform.into(),
-            digest: digest.to_string(),
-            config_digest: Digest::of(b"config").to_string(),
+            digest: digest.clone(),
+            config_digest: Digest::of(b"config"),
             layers: Vec::new(),
             base_digest: None,
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::Digest;
 use crate::publish::PublishStats;
 use crate::sign::{Attachment, SignerIdentity};
 
@@ -28,7 +29,7 @@ pub struct PackageReport {
     /// `registry/repo`, or `oci:DIR` for a layout-only build.
     pub repository: String,
     /// Digest of the index (or of the single manifest).
-    pub digest: String,
+    pub digest: Digest,
     pub media_type: String,
     /// `repository@digest`.
     pub reference: String,
@@ -48,7 +49,7 @@ pub struct PackageReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct SbomReport {
     /// Digest of the image or index described.
-    pub subject: String,
+    pub subject: Digest,
     /// `index`, or the platform.
     pub platform: String,
     pub format: String,
@@ -59,16 +60,16 @@ pub struct SbomReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlatformReport {
     pub platform: String,
-    pub digest: String,
-    pub config_digest: String,
+    pub digest: Digest,
+    pub config_digest: Digest,
     pub layers: Vec<LayerReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub base_digest: Option<String>,
+    pub base_digest: Option<Digest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerReport {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub media_type: String,
 }
@@ -76,11 +77,11 @@ pub struct LayerReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaseReport {
     pub name: String,
-    pub digest: String,
+    pub digest: Digest,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WasmArtifactReport {
-    pub digest: String,
+    pub digest: Digest,
     pub tags: Vec<String>,
 }

@@ -5,6 +5,7 @@ pub mod provenance;
 pub mod sbom;
 
 use crate::gobuild::buildinfo::BuildInfo;
+use crate::image::Digest;
 use crate::platform::Platform;
 use sbom::{SbomFormat, SbomSubject};
 
@@ -76,7 +77,7 @@ fn percent_encode(text: &str, keep_slash: bool, out: &mut String) {
 #[derive(Debug, Clone)]
 pub struct SbomDocument {
     /// Digest of the manifest or index it describes.
-    pub subject: String,
+    pub subject: Digest,
     /// None for the index's SBOM.
     pub platform: Option<Platform>,
     pub format: SbomFormat,
@@ -86,10 +87,10 @@ pub struct SbomDocument {
 /// One platform image, as an SBOM describes it.
 #[derive(Debug, Clone)]
 pub struct ImageFacts<'a> {
-    pub digest: &'a str,
+    pub digest: &'a Digest,
     pub platform: &'a Platform,
     /// The base image's manifest digest for this platform, when built on one.
-    pub base_digest: Option<&'a str>,
+    pub base_digest: Option<&'a Digest>,
     pub build_info: &'a BuildInfo,
 }
 
@@ -98,9 +99,9 @@ pub struct ImageFacts<'a> {
 /// image's `(name, digest)`, which the images descend from.
 pub fn sboms(
     repository: &str,
-    index_digest: Option<&str>,
+    index_digest: Option<&Digest>,
     images: &[ImageFacts],
-    base: Option<(&str, &str)>,
+    base: Option<(&str, &Digest)>,
     created: i64,
     formats: &[SbomFormat],
 ) -> Vec<SbomDocument> {
@@ -128,7 +129,7 @@ pub fn sboms(
             digest,
             platform: *platform,
             build_info: *info,
-            base: *base,
+            base: base.map(|(name, digest)| (name, digest.as_str())),
             variants,
             created,
         };
@@ -138,7 +139,7 @@ pub fn sboms(
                 SbomFormat::Cyclonedx => sbom::cyclonedx(&subject),
             };
             out.push(SbomDocument {
-                subject: digest.to_string(),
+                subject: (*digest).clone(),
                 platform: platform.cloned(),
                 format: *format,
                 json: crate::image::canonical_json(&doc),

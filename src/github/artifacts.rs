@@ -23,6 +23,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::GithubError;
+use crate::image::Digest;
 use crate::report::BuildReport;
 
 /// The variable naming the step's declaration file.
@@ -33,8 +34,7 @@ pub const FILE_VARIABLE: &str = "GITHUB_ARTIFACTS";
 pub struct Declaration {
     /// `registry/repository`, no tag, no digest.
     pub name: String,
-    /// `sha256:<64 lowercase hex>`.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 impl Declaration {
@@ -66,7 +66,7 @@ pub fn declarations(report: &BuildReport) -> Declarations {
         };
         if !acceptable(&declaration) {
             out.skipped.push(format!(
-                "{}@{} is not declared in {FILE_VARIABLE}: the runner takes only a name without `=` or whitespace and a sha256 digest",
+                "{}@{} is not declared in {FILE_VARIABLE}: the runner takes only a name without `=`, `@` or whitespace",
                 declaration.name, declaration.digest
             ));
             continue;
@@ -86,14 +86,7 @@ pub fn declarations(report: &BuildReport) -> Declarations {
 /// Whether the runner would take the declaration as an image (and not, say, fail
 /// the step looking for a file of that name).
 fn acceptable(d: &Declaration) -> bool {
-    let hex = d.digest.strip_prefix("sha256:").unwrap_or("");
-    !d.name.is_empty()
-        && !d.name.contains(['=', '@'])
-        && !d.name.chars().any(char::is_whitespace)
-        && hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !d.name.is_empty() && !d.name.contains(['=', '@']) && !d.name.chars().any(char::is_whitespace)
 }
 
 /// Appends the declarations to the file at `path` (created if missing), in one
@@ -137,11 +130,11 @@ mod tests {
     use crate::publish::PublishStats;
     use crate::report::PackageReport;
 
-    fn image(repository: &str, digest: &str) -> PackageReport {
+    fn image(repository: &str, digest: &Digest) -> PackageReport {
         PackageReport {
             import_path: "example.com/hello".into(),
             repository: repository.into(),
-            digest: digest.into(),
+            digest: digest.clone(),
             media_type: "application/vnd.oci.image.index.v1+json".into(),
             reference: format!("{repository}@{digest}"),
             tags: vec!["latest".into()],
@@ -163,8 +156,8 @@ mod tests {
         }
     }
 
-    fn digest(c: char) -> String {
-        format!("sha256:{}", c.to_string().repeat(64))
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
     }
 
     #[test]
@@ -196,7 +189,7 @@ mod tests {
             image("ghcr.io/acme/a", &digest('a')),
             image("ghcr.io/acme/a", &digest('c')),
             image("oci:out/layout", &digest('d')),
-            image("ghcr.io/acme/bad", "sha512:00"),
+            image("ghcr.io/acme/a=b", &digest('f')),
         ]);
         let d = declarations(&r);
         let names: Vec<(&str, &str)> = d
@@ -214,7 +207,7 @@ mod tests {
         );
         assert_eq!(d.skipped.len(), 2, "{:?}", d.skipped);
         assert!(d.skipped[0].contains("refuses a second digest"));
-        assert!(d.skipped[1].contains("sha256"));
+        assert!(d.skipped[1].contains("without `=`"));
         assert!(declarations(&report(vec![image("oci:x", &digest('e'))]))
             .declared
             .is_empty());

@@ -105,7 +105,7 @@ pub fn outputs(report: &BuildReport) -> Vec<(String, String)> {
         .iter()
         .find(|p| p.platform.starts_with("linux/"))
         .or(first.platforms.first())
-        .map(|p| p.config_digest.clone())
+        .map(|p| p.config_digest.to_string())
         .unwrap_or_default();
     let of_kind = |pred: &dyn Fn(&crate::sign::Attachment) -> bool| {
         let digests: Vec<&str> = report
@@ -123,7 +123,7 @@ pub fn outputs(report: &BuildReport) -> Vec<(String, String)> {
         })
     };
     vec![
-        ("digest".into(), first.digest.clone()),
+        ("digest".into(), first.digest.to_string()),
         ("image".into(), first.reference.clone()),
         ("imageid".into(), imageid),
         (

@@ -22,7 +22,7 @@ pub struct BaseImage {
     /// The reference the user gave (`cgr.dev/chainguard/static:latest`).
     pub name: String,
     /// The digest of this platform's manifest.
-    pub digest: String,
+    pub digest: Digest,
     pub config: Value,
     pub layers: Vec<Blob>,
 }
@@ -107,7 +107,7 @@ pub fn assemble_linux_image(
     let mut annotations = spec.annotations.clone();
     if let Some(base) = base {
         annotations.insert(annotation::BASE_NAME.into(), base.name.clone());
-        annotations.insert(annotation::BASE_DIGEST.into(), base.digest.clone());
+        annotations.insert(annotation::BASE_DIGEST.into(), base.digest.to_string());
     }
     let config = Blob::from_bytes(media_type::OCI_CONFIG, canonical_json(&config));
     finish_image(
@@ -195,7 +195,7 @@ fn finish_image(
     config: Blob,
     layers: Vec<Blob>,
     annotations: BTreeMap<String, String>,
-    base_digest: Option<String>,
+    base_digest: Option<Digest>,
 ) -> Image {
     let mut manifest = Manifest::new(
         config.descriptor.clone(),
@@ -303,7 +303,7 @@ mod tests {
     fn linux_image_on_base_keeps_base_and_sets_ko_layout() {
         let base = BaseImage {
             name: "example.com/base:1".into(),
-            digest: "sha256:base".into(),
+            digest: Digest::of(b"base"),
             config: json!({"architecture": "arm", "os": "linux", "variant": "v7",
                 "config": {"Env": ["PATH=/usr/bin", "TZ=UTC"], "Cmd": ["/bin/sh"], "User": "65532"},
                 "rootfs": {"type": "layers", "diff_ids": ["sha256:d0"]},
@@ -349,7 +349,10 @@ mod tests {
         assert_eq!(m["layers"][0]["mediaType"], media_type::OCI_LAYER_GZIP);
         assert_eq!(m["layers"][0]["digest"], json!(digest("l0")));
         assert_eq!(m["layers"][1]["digest"], json!(digest("sha256:l1")));
-        assert_eq!(m["annotations"][annotation::BASE_DIGEST], "sha256:base");
+        assert_eq!(
+            m["annotations"][annotation::BASE_DIGEST],
+            Digest::of(b"base").to_string()
+        );
         assert_eq!(image.descriptor.platform, Some(platform));
     }
 

@@ -144,7 +144,7 @@ pub struct Image {
     pub config: Blob,
     pub layers: Vec<Blob>,
     /// The base image's manifest digest, when built on one.
-    pub base_digest: Option<String>,
+    pub base_digest: Option<Digest>,
 }
 
 /// What gets published for one package: an index of platform images, or a single

@@ -534,7 +534,7 @@ async fn assemble(
             attest::sboms(
                 &name,
                 match &artifact {
-                    Artifact::Index { descriptor, .. } => Some(descriptor.digest.as_str()),
+                    Artifact::Index { descriptor, .. } => Some(&descriptor.digest),
                     Artifact::Image(_) => None,
                 },
                 &artifact
@@ -544,13 +544,11 @@ async fn assemble(
                     .map(|(image, info)| attest::ImageFacts {
                         digest: &image.descriptor.digest,
                         platform: &image.platform,
-                        base_digest: image.base_digest.as_deref(),
+                        base_digest: image.base_digest.as_ref(),
                         build_info: info,
                     })
                     .collect::<Vec<_>>(),
-                plan.base
-                    .as_ref()
-                    .map(|(n, r)| (n.as_str(), r.digest.as_str())),
+                plan.base.as_ref().map(|(n, r)| (n.as_str(), &r.digest)),
                 opts.source_date_epoch.unwrap_or(0),
                 &opts.sbom,
             )

@@ -57,7 +57,7 @@ pub(super) fn report(
         import_path: plan.package.import_path.clone(),
         reference: format!("{repository}@{}", descriptor.digest),
         repository,
-        digest: descriptor.digest.to_string(),
+        digest: descriptor.digest.clone(),
         media_type: descriptor.media_type.clone(),
         tags: tags.to_vec(),
         platforms: artifact
@@ -65,13 +65,13 @@ pub(super) fn report(
             .iter()
             .map(|i| PlatformReport {
                 platform: i.platform.to_string(),
-                digest: i.descriptor.digest.to_string(),
-                config_digest: i.config.descriptor.digest.to_string(),
+                digest: i.descriptor.digest.clone(),
+                config_digest: i.config.descriptor.digest.clone(),
                 layers: i
                     .layers
                     .iter()
                     .map(|l| LayerReport {
-                        digest: l.descriptor.digest.to_string(),
+                        digest: l.descriptor.digest.clone(),
                         size: l.descriptor.size,
                         media_type: l.descriptor.media_type.clone(),
                     })
@@ -81,10 +81,10 @@ pub(super) fn report(
             .collect(),
         base_image: plan.base.as_ref().map(|(name, r)| BaseReport {
             name: name.clone(),
-            digest: r.digest.to_string(),
+            digest: r.digest.clone(),
         }),
         wasm_artifact: package.wasm.as_ref().map(|w| WasmArtifactReport {
-            digest: w.descriptor().digest.to_string(),
+            digest: w.descriptor().digest.clone(),
             tags: wasm_tags.to_vec(),
         }),
         sboms: package

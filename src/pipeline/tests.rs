@@ -92,7 +92,7 @@ async fn every_stage_runs_in_process_with_a_fake_go_and_a_layout() {
         .into_iter()
         .filter(|(name, _)| name == "v1")
         .collect();
-    assert_eq!(tagged, [("v1".to_string(), image.digest.clone())]);
+    assert_eq!(tagged, [("v1".to_string(), image.digest.to_string())]);
 
     // The arm64 image's last layer holds what `go build` wrote for arm64, at
     // ko-app/app; the blob's bytes hash to its digest.

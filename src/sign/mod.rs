@@ -495,7 +495,7 @@ pub fn claims_for(
         let predicate: Value = serde_json::from_slice(&doc.json).unwrap_or_default();
         let predicate_type = doc.format.predicate_type().to_string();
         let statement = statement(
-            &[(repository.to_string(), doc.subject.clone())],
+            &[(repository.to_string(), doc.subject.to_string())],
             &predicate_type,
             &predicate,
         );

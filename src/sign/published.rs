@@ -12,7 +12,7 @@ use crate::attest::provenance::{self, BuildFacts};
 use crate::attest::sbom::SbomFormat;
 use crate::attest::{self, ImageFacts, SbomDocument};
 use crate::gobuild::buildinfo::BuildInfo;
-use crate::image::{annotation, media_type, Descriptor};
+use crate::image::{annotation, media_type, Descriptor, Digest};
 use crate::platform::Platform;
 use crate::publish::Publisher;
 
@@ -92,7 +92,7 @@ pub async fn material(
     }
 
     let mut skipped = Vec::new();
-    let mut read: Vec<(Descriptor, Platform, Option<String>, BuildInfo)> = Vec::new();
+    let mut read: Vec<(Descriptor, Platform, Option<Digest>, BuildInfo)> = Vec::new();
     let scratch = tempfile::tempdir().map_err(|source| SignError::Io {
         context: "creating a work directory".into(),
         source,
@@ -126,9 +126,10 @@ pub async fn material(
         }
         match BuildInfo::read(&file) {
             Ok(info) => {
+                // An annotation that is not a digest names no base.
                 let base = image["annotations"][annotation::BASE_DIGEST]
                     .as_str()
-                    .map(str::to_string);
+                    .and_then(|d| Digest::parse(d).ok());
                 read.push((descriptor.clone(), platform, base, info));
             }
             Err(_) => skipped.push(format!(
@@ -156,7 +157,7 @@ pub async fn material(
         .map(|(d, platform, base, info)| ImageFacts {
             digest: &d.digest,
             platform,
-            base_digest: base.as_deref(),
+            base_digest: base.as_ref(),
             build_info: info,
         })
         .collect();
@@ -172,9 +173,14 @@ pub async fn material(
         } else {
             repository
         },
-        is_index.then_some(root_descriptor.digest.as_str()),
+        is_index.then_some(&root_descriptor.digest),
         &facts,
-        base_name.zip(manifest["annotations"][annotation::BASE_DIGEST].as_str()),
+        base_name.zip(
+            manifest["annotations"][annotation::BASE_DIGEST]
+                .as_str()
+                .and_then(|d| Digest::parse(d).ok())
+                .as_ref(),
+        ),
         options.created,
         options.sbom,
     );

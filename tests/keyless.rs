@@ -314,6 +314,41 @@ fn platform_digest(report: &Value, platform: &str) -> String {
         .to_string()
 }
 
+/// `reference` and its classic `.sig` copied to `name` in `registry`, where no bundle
+/// sits beside them; returns the new repository.
+fn classic_copy(registry: &TestRegistry, repo: &str, reference: &str, name: &str) -> String {
+    let classic = format!("{}/{name}", registry.host);
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        &format!("docker://{reference}"),
+        &format!("docker://{classic}:latest"),
+    ]);
+    let digest = reference.rsplit_once('@').unwrap().1;
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        &format!("docker://{repo}:{sig_tag}"),
+        &format!("docker://{classic}:{sig_tag}"),
+    ]);
+    classic
+}
+
+/// Attaches the Sigstore bundle in `file` to `image` as its referrer, with oras.
+fn attach_bundle(image: &str, file: &std::path::Path) {
+    let media_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    oras_ok(&[
+        "attach",
+        "--disable-path-validation",
+        "--artifact-type",
+        media_type,
+        image,
+        &format!("{}:{media_type}", file.display()),
+    ]);
+}
+
 /// cosign v3 and v2 accept the signatures of the index and the wasm image; cosign
 /// v3 their SBOMs (SPDX, CycloneDX) and the index's provenance.
 fn cosign_accepts_the_build(stack: &KeylessStack, repo: &str, report: &Value) {
@@ -889,21 +924,7 @@ fn keyless_signatures_are_entered_in_rekor_and_cosign_checks_the_log() {
 
     // The classic signature alone, as cosign v2 reads it without bundles: the
     // certificate, chain and Rekor bundle annotations (the SET, checked offline).
-    let classic = format!("{}/classic", registry.host);
-    skopeo_ok(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        &format!("docker://{reference}"),
-        &format!("docker://{classic}:latest"),
-    ]);
-    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
-    skopeo_ok(&[
-        "copy",
-        "--preserve-digests",
-        &format!("docker://{repo}:{sig_tag}"),
-        &format!("docker://{classic}:{sig_tag}"),
-    ]);
+    let classic = classic_copy(&registry, &repo, &reference, "classic");
     let out = Command::new(tool("cosign-v2"))
         .args(["verify", "--certificate-identity", KeylessStack::IDENTITY])
         .args([
@@ -1226,15 +1247,7 @@ fn keyless_signatures_in_rekor_v2_carry_timestamps_that_cosign_checks() {
         &format!("docker://{reference}"),
         &format!("docker://{copy}:latest"),
     ]);
-    let media_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
-    oras_ok(&[
-        "attach",
-        "--disable-path-validation",
-        "--artifact-type",
-        media_type,
-        &format!("{copy}@{digest}"),
-        &format!("{}:{media_type}", bundle_file.display()),
-    ]);
+    attach_bundle(&format!("{copy}@{digest}"), &bundle_file);
     let stderr = fails(&verify(
         &format!("{copy}@{digest}"),
         &stack.trusted_root,
@@ -1248,21 +1261,7 @@ fn keyless_signatures_in_rekor_v2_carry_timestamps_that_cosign_checks() {
     // cosign v2 on the classic .sig alone (copied where no bundle is beside it): the
     // certificate by identity, the signing time by the timestamp authority's chain
     // (there is no v1 log entry to check).
-    let classic = format!("{}/classic-v2", registry.host);
-    skopeo_ok(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        &format!("docker://{reference}"),
-        &format!("docker://{classic}:latest"),
-    ]);
-    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
-    skopeo_ok(&[
-        "copy",
-        "--preserve-digests",
-        &format!("docker://{repo}:{sig_tag}"),
-        &format!("docker://{classic}:{sig_tag}"),
-    ]);
+    let classic = classic_copy(&registry, &repo, &reference, "classic-v2");
     let out = Command::new(tool("cosign-v2"))
         .args(["verify", "--certificate-identity", KeylessStack::IDENTITY])
         .args(["--certificate-oidc-issuer", &stack.issuer])
@@ -1764,18 +1763,6 @@ fn a_timestamp_before_the_certificate_is_refused() {
 
     let work = tempfile::tempdir().unwrap();
     let file = |name: &str| work.path().join(name);
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
     let key = file("key.pem");
     openssl(&[
         "ecparam",
@@ -1906,16 +1893,8 @@ fn a_timestamp_before_the_certificate_is_refused() {
         ]);
         let path = file(&format!("{name}.json"));
         std::fs::write(&path, bundle.to_string()).unwrap();
-        let media_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
         let image = format!("{copy}@{digest}");
-        oras_ok(&[
-            "attach",
-            "--disable-path-validation",
-            "--artifact-type",
-            media_type,
-            &image,
-            &format!("{}:{media_type}", path.display()),
-        ]);
+        attach_bundle(&image, &path);
         gantry(
             &example("hello"),
             &[

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+use super::clients::openssl;
 use super::env::tool;
 use super::net::{free_port, start_server};
 
@@ -337,18 +338,6 @@ fn tlog(host: &str, public_pem: &[u8], key_details: &str, log_id: Vec<u8>) -> Va
 /// verifiers expect, and cut every 100 ms (an entry is answered once one covers it).
 fn start_rekor_v2(dir: &std::path::Path, children: &mut Vec<Child>) -> (String, Vec<u8>) {
     let key = dir.join("rekor-v2.pem");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
     openssl(&[
         "genpkey",
         "-algorithm",

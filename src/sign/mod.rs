@@ -87,6 +87,8 @@ pub enum SignError {
     },
     #[error("{tag}: other writers kept replacing it, {rounds} merges in a row; sign again when they are done")]
     Contended { tag: String, rounds: usize },
+    #[error("the transparency log {log} is a Rekor v2 log, whose entries carry no signing time, and no timestamp authority is configured: a keyless certificate lives minutes, so verifiers need one; add tsaUrls to the signing config or pass --timestamp-server-url")]
+    NoSigningTime { log: String },
     #[error("{service} ({url}) {detail}")]
     Service {
         service: &'static str,

@@ -51,10 +51,9 @@ impl Witnesses {
     /// log (no signed timestamp of its own) with no timestamp authority.
     pub fn check_keyless(&self) -> Result<(), SignError> {
         match (&self.log, &self.timestamp_authority) {
-            (Some(log), None) if log.version == RekorVersion::V2 => Err(SignError::Crypto(format!(
-                "the transparency log {} is a Rekor v2 log, whose entries carry no signing time, and no timestamp authority is configured: a keyless certificate lives minutes, so verifiers need one; add tsaUrls to the signing config or pass --timestamp-server-url",
-                log.url
-            ))),
+            (Some(log), None) if log.version == RekorVersion::V2 => Err(SignError::NoSigningTime {
+                log: log.url.clone(),
+            }),
             _ => Ok(()),
         }
     }

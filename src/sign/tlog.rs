@@ -262,14 +262,28 @@ impl TimestampAuthority {
     /// cosign's annotation carry it).
     pub async fn timestamp(&self, signature: &[u8]) -> Result<Vec<u8>, SignError> {
         let signature = SignatureBytes::from_bytes(signature);
-        let token = service::retried(
-            "the timestamp authority",
-            &self.url,
-            |e: &sigstore_tsa::Error| matches!(e, sigstore_tsa::Error::Http(_)),
-            || self.client.timestamp_signature(&signature),
-        )
+        let token = service::retried("the timestamp authority", &self.url, tsa_retryable, || {
+            self.client.timestamp_signature(&signature)
+        })
         .await?;
         Ok(token.as_bytes().to_vec())
+    }
+}
+
+/// Whether a timestamp authority's failure is worth another try: one that could not
+/// be reached, or a status that says "later". The crate reports both as `Http`, a
+/// status as "TSA returned status N".
+fn tsa_retryable(error: &sigstore_tsa::Error) -> bool {
+    let sigstore_tsa::Error::Http(message) = error else {
+        return false;
+    };
+    match message
+        .strip_prefix("TSA returned status ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+    {
+        Some(status) => crate::retry::retryable_status(status),
+        None => true,
     }
 }
 
@@ -284,4 +298,27 @@ pub fn cosign_timestamp_annotation(response: &[u8]) -> String {
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timestamp_authority_is_asked_again_only_when_it_may_answer_later() {
+        let http = |m: &str| sigstore_tsa::Error::Http(m.to_string());
+        assert!(!tsa_retryable(&http("TSA returned status 400 Bad Request")));
+        assert!(tsa_retryable(&http(
+            "TSA returned status 503 Service Unavailable"
+        )));
+        assert!(tsa_retryable(&http(
+            "TSA returned status 429 Too Many Requests"
+        )));
+        assert!(tsa_retryable(&http(
+            "error sending request: connection refused"
+        )));
+        assert!(!tsa_retryable(&sigstore_tsa::Error::InvalidResponse(
+            "nonce mismatch".into()
+        )));
+    }
 }

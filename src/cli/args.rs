@@ -96,7 +96,9 @@ pub struct TrustArgs {
     pub insecure_ignore_sct: bool,
     /// Keyless: the Fulcio whose CA (its trust bundle) certificates must chain to,
     /// instead of a trusted root's; then no evidence is checked.
-    #[arg(long, env = "SIGSTORE_FULCIO_URL", conflicts_with = "trusted_root")]
+    /// (Not read from SIGSTORE_FULCIO_URL, which signing reads: a variable set for
+    /// signing must not turn the checks off.)
+    #[arg(long, conflicts_with = "trusted_root")]
     pub fulcio_url: Option<String>,
 }
 
@@ -133,10 +135,15 @@ impl TrustArgs {
                     .with_context(|| format!("trusted root {}: cannot read it", path.display()))?,
                 path.display().to_string(),
             )),
-            (None, Some(_)) if identity.is_some() => None,
+            (None, Some(url)) if key.is_none() && identity.is_some() => {
+                eprintln!("gantry: warning: --fulcio-url {url}: certificates are checked against its CA only; no log entry, SCT or timestamp is checked (pass --trusted-root FILE instead to check them)");
+                None
+            }
             (None, _) if key.is_some() && self.insecure_ignore_tlog => None,
             (None, _) => {
-                let (json, warning) = public_good::trusted_root(cache_dir).await;
+                let (json, warning) = public_good::trusted_root(cache_dir)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
                 if let Some(warning) = warning {
                     eprintln!(
                         "gantry: warning: {warning} (pass --trusted-root FILE to choose the roots)"
@@ -261,7 +268,7 @@ impl SigningArgs {
                 return Ok(None);
             }
         };
-        let (fulcio_url, witnesses) = self.services(configured, token.is_some(), settings).await;
+        let (fulcio_url, witnesses) = self.services(configured, token.is_some(), settings).await?;
         match (key, token) {
             (Some(key), _) => Ok(Some(Signing::Key(Box::new(Signer::with_key(
                 key, &witnesses,
@@ -279,22 +286,27 @@ impl SigningArgs {
         }
     }
 
-    /// Fulcio and the witnesses: the flags, else the signing config given, else,
-    /// for what is still needed, the public-good signing config (from Sigstore's TUF
-    /// repository, or the copy built into gantry when that cannot be reached).
+    /// Fulcio and the witnesses: the flags, else the signing config given (which must
+    /// name what is still needed), else, for what is still needed, the public-good
+    /// signing config (from Sigstore's TUF repository, or the copy built into gantry
+    /// when that cannot be reached). A timestamp authority from the public-good config
+    /// serves only a Rekor v2 log, which needs one: a v1 log gives its own signing time.
     async fn services(
         &self,
         configured: Option<Services>,
         keyless: bool,
         settings: &Settings,
-    ) -> (String, Witnesses) {
+    ) -> Result<(String, Witnesses)> {
         let needs_fulcio = keyless && self.fulcio_url.is_none();
         let needs_log = !self.no_tlog_upload && self.rekor_url.is_none();
+        let given = configured.is_some();
         let configured = match configured {
             Some(services) => services,
             None if needs_fulcio || needs_log => {
                 let (services, warning) =
-                    signing_config::public_good(settings.cache_dir.as_deref(), unix_now()).await;
+                    signing_config::public_good(settings.cache_dir.as_deref(), unix_now())
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
                 if let Some(warning) = warning {
                     eprintln!("gantry: warning: {warning}");
                 }
@@ -302,28 +314,55 @@ impl SigningArgs {
             }
             None => Services::default(),
         };
+        // A config given decides: what it lacks is not fetched from elsewhere.
+        let named = |path: &Option<PathBuf>| {
+            path.as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        if given && needs_log && configured.log.is_none() {
+            bail!(
+                "signing config {}: it names no transparency log valid now that gantry speaks (Rekor v1 or v2); pass --rekor-url, or --no-tlog-upload",
+                named(&self.signing_config)
+            );
+        }
+        if given && needs_fulcio && configured.fulcio.is_none() {
+            bail!(
+                "signing config {}: it names no Fulcio (v1) valid now; pass --fulcio-url",
+                named(&self.signing_config)
+            );
+        }
         let fulcio_url = self
             .fulcio_url
             .clone()
             .or(configured.fulcio)
             .unwrap_or_else(|| keyless::PUBLIC_FULCIO.to_string());
-        let v1 = |url: String| LogService {
-            url,
-            version: RekorVersion::V1,
-        };
         let log = match (&self.rekor_url, configured.log) {
-            (Some(url), _) => v1(url.clone()),
+            (Some(url), _) => LogService {
+                url: url.clone(),
+                version: RekorVersion::V1,
+            },
             (None, Some(log)) => log,
-            (None, None) => v1(rekor::PUBLIC_REKOR.to_string()),
+            (None, None) => LogService {
+                url: rekor::PUBLIC_REKOR.to_string(),
+                version: RekorVersion::V1,
+            },
         };
-        let witnesses = Witnesses {
-            log: (!self.no_tlog_upload).then_some(log),
-            timestamp_authority: self
-                .timestamp_server_url
-                .clone()
-                .or(configured.timestamp_authority),
+        let log = (!self.no_tlog_upload).then_some(log);
+        let timestamp_authority = match &self.timestamp_server_url {
+            Some(url) => Some(url.clone()),
+            None if given => configured.timestamp_authority,
+            None => configured
+                .timestamp_authority
+                .filter(|_| log.as_ref().is_some_and(|l| l.version == RekorVersion::V2)),
         };
-        (fulcio_url, witnesses)
+        Ok((
+            fulcio_url,
+            Witnesses {
+                log,
+                timestamp_authority,
+            },
+        ))
     }
 }
 

@@ -64,7 +64,15 @@ impl Evidence {
                 .is_empty()
         {
             // Signed with --no-tlog-upload and no timestamp authority: nothing
-            // witnessed it, and the log was to be ignored.
+            // witnessed it, and the log was to be ignored. A key needs no signing time;
+            // a short-lived certificate is then held to now, as cosign holds it, and
+            // its SCT cannot be checked without a verified time.
+            if let Trust::Identity(_) = trust {
+                if !self.ignore_sct {
+                    return Err("nothing witnessed it (no log entry, no timestamp), so its certificate's SCT cannot be checked; pass --insecure-ignore-sct as well to accept it on its chain and current validity".into());
+                }
+                certificate_valid_now(json)?;
+            }
             return Ok(Witnessed::default());
         }
         let artifact =
@@ -96,4 +104,37 @@ impl Evidence {
             timestamps: result.verified_timestamps().len(),
         })
     }
+}
+
+/// Whether the bundle's certificate is valid at this moment; or why not.
+fn certificate_valid_now(json: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    use der::Decode as _;
+    let bundle: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let material = &bundle["verificationMaterial"];
+    let der = material["certificate"]["rawBytes"]
+        .as_str()
+        .or_else(|| material["x509CertificateChain"]["certificates"][0]["rawBytes"].as_str())
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .ok_or("it carries no certificate")?;
+    let certificate = x509_cert::Certificate::from_der(&der)
+        .map_err(|e| format!("its certificate cannot be read ({e})"))?;
+    let validity = certificate.tbs_certificate().validity();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (from, until) = (
+        validity.not_before.to_unix_duration(),
+        validity.not_after.to_unix_duration(),
+    );
+    if now < from || now > until {
+        return Err(format!(
+            "its certificate is valid from {} to {} (Unix seconds), not now ({}), and nothing witnessed that it signed while valid",
+            from.as_secs(),
+            until.as_secs(),
+            now.as_secs()
+        ));
+    }
+    Ok(())
 }

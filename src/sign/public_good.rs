@@ -2,7 +2,9 @@
 //! trusted root, as Sigstore's TUF repository serves them: sigstore-trust-root fetches
 //! and verifies them from the TUF root built into it, and caches them under gantry's
 //! cache directory. When the repository cannot be reached, the copies built into that
-//! crate stand in, with a warning to print.
+//! crate stand in, with a warning to print; any other failure (metadata that does not
+//! verify, a rollback) is an error, since falling back would let whoever can break the
+//! update choose the older trust.
 
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use sigstore_trust_root::{
 };
 
 /// The public-good signing config (JSON), and a warning when it is the built-in copy.
-pub async fn signing_config(cache_dir: Option<&Path>) -> (Vec<u8>, Option<String>) {
+pub async fn signing_config(cache_dir: Option<&Path>) -> Result<(Vec<u8>, Option<String>), String> {
     let fetched = SigningConfig::from_tuf(tuf(cache_dir)).await;
     settle(
         fetched,
@@ -23,7 +25,7 @@ pub async fn signing_config(cache_dir: Option<&Path>) -> (Vec<u8>, Option<String
 }
 
 /// The public-good trusted root (JSON), and a warning when it is the built-in copy.
-pub async fn trusted_root(cache_dir: Option<&Path>) -> (Vec<u8>, Option<String>) {
+pub async fn trusted_root(cache_dir: Option<&Path>) -> Result<(Vec<u8>, Option<String>), String> {
     let fetched = TrustedRoot::from_tuf(tuf(cache_dir)).await;
     settle(fetched, "trusted root", SIGSTORE_PRODUCTION_TRUSTED_ROOT)
 }
@@ -44,16 +46,25 @@ fn settle<T: Serialize, E: std::fmt::Display>(
     fetched: Result<T, E>,
     what: &str,
     built_in: &str,
-) -> (Vec<u8>, Option<String>) {
-    let failure = match fetched.map(|value| serde_json::to_vec(&value)) {
-        Ok(Ok(json)) => return (json, None),
-        Ok(Err(e)) => format!("it does not encode as JSON: {e}"),
+) -> Result<(Vec<u8>, Option<String>), String> {
+    let failure = match fetched {
+        Ok(value) => {
+            return serde_json::to_vec(&value)
+                .map(|json| (json, None))
+                .map_err(|e| format!("the public-good {what} does not encode as JSON: {e}"))
+        }
         Err(e) => e.to_string(),
     };
-    (
+    // The TUF crate reports an unreachable repository as a transport error.
+    if !failure.contains("transport error") {
+        return Err(format!(
+            "the public-good {what} from Sigstore's TUF repository does not verify ({failure}); pass --signing-config or --trusted-root with files you trust"
+        ));
+    }
+    Ok((
         built_in.as_bytes().to_vec(),
         Some(format!(
-            "cannot refresh the public-good {what} from Sigstore's TUF repository ({failure}); using the copy built into gantry"
+            "cannot reach Sigstore's TUF repository for the public-good {what} ({failure}); using the copy built into gantry"
         )),
-    )
+    ))
 }

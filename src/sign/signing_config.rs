@@ -87,29 +87,24 @@ pub fn load(path: &Path, now: i64) -> Result<Services, SigningConfigError> {
 }
 
 /// The public-good instance's signing config (see [`super::public_good`]), and the
-/// warning to print when it is the built-in copy. Its
-/// timestamp authority is used only with a Rekor v2 log, which needs one: a v1 log
-/// gives its own signing time, and a run that does not need a timestamp should not
-/// depend on another service.
-pub async fn public_good(cache_dir: Option<&Path>, now: i64) -> (Services, Option<String>) {
-    let (text, warning) = super::public_good::signing_config(cache_dir).await;
-    let warning = warning.map(|w| {
-        format!("{w} (pass --signing-config FILE, or the URL flags, to choose the services)")
-    });
-    (defaults(parse(&text, now).unwrap_or_default()), warning)
-}
-
-/// What a run takes from the public-good config: its timestamp authority only for a
-/// Rekor v2 log.
-fn defaults(mut services: Services) -> Services {
-    if services
-        .log
-        .as_ref()
-        .is_none_or(|log| log.version != RekorVersion::V2)
-    {
-        services.timestamp_authority = None;
-    }
-    services
+/// warning to print when it is the built-in copy (also when the fetched one does not
+/// read).
+pub async fn public_good(
+    cache_dir: Option<&Path>,
+    now: i64,
+) -> Result<(Services, Option<String>), String> {
+    let hint = "(pass --signing-config FILE, or the URL flags, to choose the services)";
+    let built_in = sigstore_trust_root::SIGSTORE_PRODUCTION_SIGNING_CONFIG.as_bytes();
+    let (text, warning) = super::public_good::signing_config(cache_dir).await?;
+    Ok(match (parse(&text, now), warning) {
+        (Ok(services), warning) => (services, warning.map(|w| format!("{w} {hint}"))),
+        (Err(problem), _) => (
+            parse(built_in, now).unwrap_or_default(),
+            Some(format!(
+                "the public-good signing config does not read ({problem}); using the copy built into gantry {hint}"
+            )),
+        ),
+    })
 }
 
 /// Picks a signing config's services valid at `now`; or says what is wrong with it.
@@ -227,17 +222,13 @@ mod tests {
     #[test]
     fn the_built_in_public_good_config_names_fulcio_and_a_log() {
         let built_in = sigstore_trust_root::SIGSTORE_PRODUCTION_SIGNING_CONFIG.as_bytes();
-        let services = defaults(parse(built_in, NOW).unwrap());
+        let services = parse(built_in, NOW).unwrap();
         assert_eq!(
             services.fulcio.as_deref(),
             Some("https://fulcio.sigstore.dev")
         );
         let log = services.log.expect("a transparency log");
         assert!(log.url.starts_with("https://"), "{log:?}");
-        assert_eq!(
-            services.timestamp_authority.is_some(),
-            log.version == RekorVersion::V2
-        );
     }
 
     #[test]

@@ -464,6 +464,27 @@ fn keyless_signatures_and_attestations_verify_by_workflow_identity() {
     .unwrap();
     let found = found.as_array().unwrap();
     assert!(found.len() >= 5, "{found:?}");
+    // Nothing witnessed these bundles (no log, no timestamp): without
+    // --insecure-ignore-sct too, their certificates' SCT cannot be checked, and that
+    // is said.
+    let stderr = fails(&gantry(
+        &example("hello"),
+        &[
+            "verify",
+            &reference,
+            "--certificate-identity",
+            KeylessStack::IDENTITY,
+            "--certificate-oidc-issuer",
+            &stack.issuer,
+            "--trusted-root",
+            stack.trusted_root.to_str().unwrap(),
+            "--insecure-ignore-tlog",
+        ],
+    ));
+    assert!(
+        stderr.contains("SCT cannot be checked") && stderr.contains("--insecure-ignore-sct"),
+        "{stderr}"
+    );
     // The bundles are checked against the trusted root; the classic .sig, whose
     // evidence is cosign's format, is named as not checked.
     assert!(
@@ -1540,6 +1561,25 @@ fn a_signing_config_names_the_services() {
         err.contains("Rekor v2")
             && err.contains("tsaUrls")
             && err.contains("--timestamp-server-url"),
+        "{err}"
+    );
+    // A config that names no log: refused, not replaced by the public log.
+    let logless = config("");
+    let err = fails(&gantry_env(
+        &example("with-deps"),
+        &[
+            "build",
+            "--repo",
+            &repo,
+            "--sign",
+            "keyless",
+            "--signing-config",
+            logless.to_str().unwrap(),
+        ],
+        &vars,
+    ));
+    assert!(
+        err.contains("names no transparency log valid now") && err.contains("--no-tlog-upload"),
         "{err}"
     );
     assert!(go.builds().is_empty(), "{:?}", go.builds());

@@ -117,10 +117,7 @@ impl Registry {
         let found = self
             .call(
                 name,
-                v2(name, Method::GET, format!("manifests/{at}")).header(
-                    http::header::ACCEPT,
-                    media_type::ACCEPTED_MANIFESTS.join(", "),
-                ),
+                manifest_read(name, Method::GET, at),
                 || Body::Empty,
                 |r| async move {
                     match r.status {
@@ -173,10 +170,7 @@ impl Registry {
         let found = self
             .call(
                 name,
-                v2(name, Method::HEAD, format!("manifests/{at}")).header(
-                    http::header::ACCEPT,
-                    media_type::ACCEPTED_MANIFESTS.join(", "),
-                ),
+                manifest_read(name, Method::HEAD, at),
                 || Body::Empty,
                 |r| async move {
                     match r.status {
@@ -500,6 +494,15 @@ fn v2<'a>(name: &'a ImageName, method: Method, path: String) -> Request<'a> {
         target: format!("/v2/{}/{path}", name.repository),
         headers: Vec::new(),
     }
+}
+
+/// A read of the manifest `at` (tag or digest), accepting every manifest and index
+/// type gantry reads.
+fn manifest_read<'a>(name: &'a ImageName, method: Method, at: &str) -> Request<'a> {
+    v2(name, method, format!("manifests/{at}")).header(
+        http::header::ACCEPT,
+        media_type::ACCEPTED_MANIFESTS.join(", "),
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -10,7 +10,7 @@
 //! witnessed the signature holds.
 
 use sigstore_trust_root::TrustedRoot;
-use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
+use sigstore_types::{Bundle, DerPublicKey, Sha256Hash, VerificationMaterialContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
 use super::trust::Trust;
@@ -71,7 +71,7 @@ impl Evidence {
                 if !self.ignore_sct {
                     return Err("nothing witnessed it (no log entry, no timestamp), so its certificate's SCT cannot be checked; pass --insecure-ignore-sct as well to accept it on its chain and current validity".into());
                 }
-                certificate_valid_now(json)?;
+                certificate_valid_now(&material.content)?;
             }
             return Ok(Witnessed::default());
         }
@@ -107,18 +107,18 @@ impl Evidence {
 }
 
 /// Whether the bundle's certificate is valid at this moment; or why not.
-fn certificate_valid_now(json: &str) -> Result<(), String> {
-    use base64::Engine as _;
+fn certificate_valid_now(content: &VerificationMaterialContent) -> Result<(), String> {
     use der::Decode as _;
-    let bundle: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-    let material = &bundle["verificationMaterial"];
-    let der = material["certificate"]["rawBytes"]
-        .as_str()
-        .or_else(|| material["x509CertificateChain"]["certificates"][0]["rawBytes"].as_str())
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .ok_or("it carries no certificate")?;
-    let certificate = x509_cert::Certificate::from_der(&der)
+    let der = match content {
+        VerificationMaterialContent::Certificate(c) => c.raw_bytes.as_bytes(),
+        VerificationMaterialContent::X509CertificateChain { certificates } => certificates
+            .first()
+            .ok_or("its certificate chain is empty")?
+            .raw_bytes
+            .as_bytes(),
+        _ => return Err("it carries no certificate".into()),
+    };
+    let certificate = x509_cert::Certificate::from_der(der)
         .map_err(|e| format!("its certificate cannot be read ({e})"))?;
     let validity = certificate.tbs_certificate().validity();
     let now = std::time::SystemTime::now()

@@ -81,7 +81,7 @@ pub struct LogEntry {
 #[derive(Debug, Clone)]
 pub enum Log {
     V1(Rekor),
-    V2 { url: String, client: RekorV2Client },
+    V2(RekorV2Client),
 }
 
 impl Log {
@@ -89,24 +89,23 @@ impl Log {
         let url = service.url.trim_end_matches('/').to_string();
         Ok(match service.version {
             RekorVersion::V1 => Log::V1(Rekor::new(&url, http)),
-            RekorVersion::V2 => Log::V2 {
-                client: RekorV2Client::builder(url.clone())
+            RekorVersion::V2 => Log::V2(
+                RekorV2Client::builder(url.clone())
                     .with_http_client(http)
                     .build()
                     .map_err(|e| SignError::Service {
                         service: "Rekor v2",
-                        url: url.clone(),
+                        url,
                         detail: e.to_string(),
                     })?,
-                url,
-            },
+            ),
         })
     }
 
     pub fn url(&self) -> &str {
         match self {
             Log::V1(rekor) => &rekor.url,
-            Log::V2 { url, .. } => url,
+            Log::V2(client) => client.url(),
         }
     }
 
@@ -129,7 +128,7 @@ impl Log {
                 .hashedrekord(signature, verifier.pem, &hex::encode(digest.as_bytes()))
                 .await
                 .map(Into::into),
-            Log::V2 { .. } => self.enter_v2(signature, verifier, &digest).await,
+            Log::V2(client) => enter_v2(client, signature, verifier, &digest).await,
         }
         .map_err(offer_no_tlog)
     }
@@ -145,54 +144,54 @@ impl Log {
     ) -> Result<LogEntry, SignError> {
         match self {
             Log::V1(rekor) => rekor.dsse(envelope, verifier.pem).await.map(Into::into),
-            Log::V2 { .. } => {
+            Log::V2(client) => {
                 let digest = Sha256Hash::new(sha256(pae));
-                self.enter_v2(signature, verifier, &digest).await
+                enter_v2(client, signature, verifier, &digest).await
             }
         }
         .map_err(offer_no_tlog)
     }
+}
 
-    async fn enter_v2(
-        &self,
-        signature: &[u8],
-        verifier: &Verifier<'_>,
-        digest: &Sha256Hash,
-    ) -> Result<LogEntry, SignError> {
-        let Log::V2 { url, client } = self else {
-            unreachable!("enter_v2 is called for v2 logs only")
-        };
-        let signature = SignatureBytes::from_bytes(signature);
-        let request = if verifier.is_certificate {
-            HashedRekordV2::new_with_certificate(
-                digest,
-                &signature,
-                &DerCertificate::from_bytes(verifier.der),
-                RekorV2KeyDetails::PkixEcdsaP256Sha256,
-            )
-        } else {
-            HashedRekordV2::new_with_public_key(
-                digest,
-                &signature,
-                &DerPublicKey::from_bytes(verifier.der),
-                RekorV2KeyDetails::PkixEcdsaP256Sha256,
-            )
-        };
-        let entry = service::retried("Rekor v2", url, rekor_retryable, || {
-            client.create_entry(request.clone())
-        })
-        .await?;
-        let bundle_entry = serde_json::to_value(&entry).map_err(|e| SignError::Service {
-            service: "Rekor v2",
-            url: url.clone(),
-            detail: format!("its entry does not encode as JSON ({e})"),
-        })?;
-        Ok(LogEntry {
-            log_index: entry.log_index.as_i64(),
-            bundle_entry,
-            cosign_annotation: None,
-        })
-    }
+/// Enters a signature over the SHA-256 `digest` in a Rekor v2 log (`hashedrekord`
+/// 0.0.2, the only kind v2 takes).
+async fn enter_v2(
+    client: &RekorV2Client,
+    signature: &[u8],
+    verifier: &Verifier<'_>,
+    digest: &Sha256Hash,
+) -> Result<LogEntry, SignError> {
+    let signature = SignatureBytes::from_bytes(signature);
+    let request = if verifier.is_certificate {
+        HashedRekordV2::new_with_certificate(
+            digest,
+            &signature,
+            &DerCertificate::from_bytes(verifier.der),
+            RekorV2KeyDetails::PkixEcdsaP256Sha256,
+        )
+    } else {
+        HashedRekordV2::new_with_public_key(
+            digest,
+            &signature,
+            &DerPublicKey::from_bytes(verifier.der),
+            RekorV2KeyDetails::PkixEcdsaP256Sha256,
+        )
+    };
+    let url = client.url();
+    let entry = service::retried("Rekor v2", url, rekor_retryable, || {
+        client.create_entry(request.clone())
+    })
+    .await?;
+    let bundle_entry = serde_json::to_value(&entry).map_err(|e| SignError::Service {
+        service: "Rekor v2",
+        url: url.to_string(),
+        detail: format!("its entry does not encode as JSON ({e})"),
+    })?;
+    Ok(LogEntry {
+        log_index: entry.log_index.as_i64(),
+        bundle_entry,
+        cosign_annotation: None,
+    })
 }
 
 impl From<super::rekor::V1Entry> for LogEntry {

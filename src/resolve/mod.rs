@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+mod scalar;
 mod scan;
 mod walk;
 

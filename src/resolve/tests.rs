@@ -1,4 +1,5 @@
-use super::scan::{Scanner, Style};
+use super::scalar::Style;
+use super::scan::Scanner;
 use super::*;
 
 const A: &str = "registry.example/app-a@sha256:aaaa";

@@ -846,3 +846,87 @@ fn a_rerun_after_the_index_was_refused_sends_only_the_index() {
         "blobs of stored images were checked again: {log:#?}"
     );
 }
+
+#[test]
+fn layers_stream_while_compressed_and_a_failed_stream_is_sent_whole() {
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host);
+    // The first stream is cut: its layer must still arrive, whole, once.
+    proxy.inject(json!([
+        {"method": "PATCH", "path": "/blobs/uploads/", "action": "reset", "times": 1},
+    ]));
+    let repo = format!("{}/stream", proxy.host);
+    let out = ok(&gantry(
+        &example("hello"),
+        &[
+            "build",
+            "--sbom",
+            "none",
+            "--no-provenance",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--base",
+            "scratch",
+        ],
+    ));
+    let log = proxy.log();
+    let all = subjects(&registry, "stream", &printed_digest(&out));
+    let layers: Vec<(String, u64)> = all[1..]
+        .iter()
+        .map(|digest| {
+            let m = json(&skopeo_ok(&[
+                "inspect",
+                "--raw",
+                &format!("docker://{}/stream@{digest}", registry.host),
+            ]));
+            // The program's layer is the last.
+            let layer = m["layers"].as_array().unwrap().last().unwrap();
+            (
+                layer["digest"].as_str().unwrap().to_string(),
+                layer["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(layers.len(), 2, "{all:?}");
+
+    let patches: Vec<&ProxyEntry> = log.iter().filter(|e| e.method == "PATCH").collect();
+    assert_eq!(patches.len(), 2, "one PATCH per layer: {log:#?}");
+    assert_eq!(patches[0].fault, "reset", "{log:#?}");
+    // The other layer went as it was written: chunked, all of it in one PATCH, and
+    // the PUT that ended its session carried its digest and no bytes.
+    let streamed = patches[1];
+    assert!(streamed.chunked && streamed.status == 202, "{streamed:?}");
+    let (digest, size) = layers
+        .iter()
+        .find(|(_, size)| *size == streamed.bytes_in)
+        .unwrap_or_else(|| panic!("no layer of {} bytes: {layers:?}", streamed.bytes_in));
+    let put = |digest: &str| {
+        log.iter()
+            .filter(|e| uploaded_digest(e).as_deref() == Some(digest))
+            .collect::<Vec<_>>()
+    };
+    let ends = put(digest);
+    assert_eq!(ends.len(), 1, "{digest} stored once: {log:#?}");
+    assert_eq!(ends[0].bytes_in, 0, "{:?}", ends[0]);
+    // The cut one was sent again from the finished file, in the PUT.
+    let (other, other_size) = layers.iter().find(|(d, _)| d != digest).unwrap();
+    let ends = put(other);
+    assert_eq!(ends.len(), 1, "{other} stored once: {log:#?}");
+    assert_eq!(ends[0].bytes_in, *other_size, "{:?}", ends[0]);
+    assert!(!ends[0].chunked, "{:?}", ends[0]);
+    assert_ne!(
+        size, other_size,
+        "two layers of one size: cannot tell them apart"
+    );
+
+    // And an independent client reads both whole (skopeo checks every digest).
+    let dir = tempfile::tempdir().unwrap();
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        &format!("docker://{}/stream@{}", registry.host, all[0]),
+        &format!("oci:{}", dir.path().join("copy").display()),
+    ]);
+}

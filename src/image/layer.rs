@@ -8,14 +8,24 @@
 //! (as pigz-style parallel gzip does; every gzip reader reads concatenated members as
 //! one stream). The chunk size is fixed, not derived from the core count, so the bytes
 //! are the same on any machine.
+//!
+//! An upload need not wait for the layer either: [`growing`] pairs the writer with a
+//! [`GrowingLayer`] that reads the file as far as it has been written, so its bytes can
+//! go to a registry while the rest is still being compressed.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
+use bytes::Bytes;
 use flate2::{Compression, GzBuilder};
+use futures::stream::{BoxStream, StreamExt};
 use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 
 use super::{media_type, Blob, BlobSource, Descriptor, Digest};
 
@@ -71,14 +81,15 @@ impl<W> Hashing<W> {
 /// the cores.
 const GZIP_MEMBER: usize = 1 << 20;
 
-/// A writer that gzips what it is given in [`GZIP_MEMBER`]-sized members,
-/// compressing up to one member per core at a time.
+/// A writer that gzips what it is given in [`GZIP_MEMBER`]-sized members, up to one
+/// member per core compressing at a time, while the caller goes on filling the next:
+/// members are written in order as they come back.
 struct ParallelGzip<W: Write> {
     inner: W,
-    /// Members filled and waiting for a core each.
-    full: Vec<Vec<u8>>,
     /// The member being filled.
     current: Vec<u8>,
+    /// Members handed to a thread, oldest first.
+    compressing: VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
     threads: usize,
 }
 
@@ -86,46 +97,46 @@ impl<W: Write> ParallelGzip<W> {
     fn new(inner: W) -> Self {
         ParallelGzip {
             inner,
-            full: Vec::new(),
             current: Vec::with_capacity(GZIP_MEMBER),
+            compressing: VecDeque::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
-    /// Compresses the waiting members, each on its own thread, and writes them in
-    /// order.
-    fn compress(&mut self) -> io::Result<()> {
-        let members: Vec<io::Result<Vec<u8>>> = match self.full.as_slice() {
-            [] => Vec::new(),
-            [one] => vec![gzip_member(one)],
-            many => std::thread::scope(|scope| {
-                let running: Vec<_> = many
-                    .iter()
-                    .map(|chunk| scope.spawn(|| gzip_member(chunk)))
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|thread| {
-                        thread.join().unwrap_or_else(|_| {
-                            Err(io::Error::other("a compression thread panicked"))
-                        })
-                    })
-                    .collect()
-            }),
-        };
-        self.full.clear();
-        for member in members {
-            self.inner.write_all(&member?)?;
+    /// Hands `member` to a thread of its own, once fewer than one per core are busy.
+    fn submit(&mut self, member: Vec<u8>) -> io::Result<()> {
+        while self.compressing.len() >= self.threads {
+            self.write_oldest()?;
         }
+        let (done, compressed) = mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            // The receiver only goes when the layer failed: nothing to tell then.
+            let _ = done.send(gzip_member(&member));
+        });
+        self.compressing.push_back(compressed);
         Ok(())
+    }
+
+    /// Waits for the oldest member handed out and writes it.
+    fn write_oldest(&mut self) -> io::Result<()> {
+        let Some(oldest) = self.compressing.pop_front() else {
+            return Ok(());
+        };
+        let member = oldest
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))?;
+        self.inner.write_all(&member)
     }
 
     /// Compresses what is left and returns the inner writer.
     fn finish(mut self) -> io::Result<W> {
-        if !self.current.is_empty() || self.full.is_empty() {
-            self.full.push(std::mem::take(&mut self.current));
+        if !self.current.is_empty() || self.compressing.is_empty() {
+            let last = std::mem::take(&mut self.current);
+            self.submit(last)?;
         }
-        self.compress()?;
+        while !self.compressing.is_empty() {
+            self.write_oldest()?;
+        }
         Ok(self.inner)
     }
 }
@@ -135,11 +146,8 @@ impl<W: Write> Write for ParallelGzip<W> {
         let n = buf.len().min(GZIP_MEMBER - self.current.len());
         self.current.extend_from_slice(&buf[..n]);
         if self.current.len() == GZIP_MEMBER {
-            let next = Vec::with_capacity(GZIP_MEMBER);
-            self.full.push(std::mem::replace(&mut self.current, next));
-            if self.full.len() == self.threads {
-                self.compress()?;
-            }
+            let full = std::mem::replace(&mut self.current, Vec::with_capacity(GZIP_MEMBER));
+            self.submit(full)?;
         }
         Ok(n)
     }
@@ -231,16 +239,142 @@ impl Read for Exact<'_> {
     }
 }
 
-/// Writes `entries` as a gzipped tar to a new file in `dir` and returns the layer blob
-/// and its diff_id. Owner 0:0, mtime `mtime`, no user or group names: the bytes depend
-/// only on the entries' contents, so equal inputs give equal digests anywhere.
-pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result<(Blob, Digest)> {
-    let file = tempfile::Builder::new()
-        .prefix("layer-")
-        .suffix(".tar.gz")
-        .tempfile_in(dir)?;
-    let (file, path) = file.keep().map_err(|e| e.error)?;
+/// How much of a layer file is on disk.
+#[derive(Debug, Clone)]
+enum Growth {
+    Partial(u64),
+    Whole(Descriptor),
+}
 
+/// The writing side of [`growing`]: [`write_layer`] says through it how far it got.
+pub struct LayerGrowth(watch::Sender<Growth>);
+
+/// A layer file being written, read as far as it goes.
+#[derive(Clone)]
+pub struct GrowingLayer {
+    path: PathBuf,
+    growth: watch::Receiver<Growth>,
+}
+
+/// A new layer file in `dir`, and a way to follow it while [`write_layer`] writes it.
+pub fn growing(dir: &Path) -> io::Result<(LayerFile, LayerGrowth, GrowingLayer)> {
+    let file = LayerFile::create_in(dir)?;
+    let (sender, growth) = watch::channel(Growth::Partial(0));
+    let follower = GrowingLayer {
+        path: file.path.clone(),
+        growth,
+    };
+    Ok((file, LayerGrowth(sender), follower))
+}
+
+impl GrowingLayer {
+    /// The layer's bytes as they reach the file, to its end; an error if the writer
+    /// stopped before the layer was whole.
+    pub fn bytes(&self) -> BoxStream<'static, io::Result<Bytes>> {
+        const PIECE: u64 = 256 * 1024;
+        let state = (self.path.clone(), self.growth.clone(), None, 0u64);
+        futures::stream::try_unfold(state, |(path, mut growth, file, offset)| async move {
+            loop {
+                let (written, whole) = match &*growth.borrow_and_update() {
+                    Growth::Partial(n) => (*n, false),
+                    Growth::Whole(d) => (d.size, true),
+                };
+                if written > offset {
+                    let mut opened = match file {
+                        Some(f) => f,
+                        None => tokio::fs::File::open(&path).await?,
+                    };
+                    let mut piece = vec![0; (written - offset).min(PIECE) as usize];
+                    opened.read_exact(&mut piece).await?;
+                    let next = offset + piece.len() as u64;
+                    return Ok(Some((
+                        Bytes::from(piece),
+                        (path, growth, Some(opened), next),
+                    )));
+                }
+                if whole {
+                    return Ok(None);
+                }
+                if growth.changed().await.is_err() {
+                    return Err(io::Error::other(
+                        "the layer stopped being written before it was whole",
+                    ));
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// The layer's descriptor once it is whole; None if writing it failed.
+    pub async fn descriptor(mut self) -> Option<Descriptor> {
+        let whole = self
+            .growth
+            .wait_for(|g| matches!(g, Growth::Whole(_)))
+            .await
+            .ok()?;
+        match &*whole {
+            Growth::Whole(d) => Some(d.clone()),
+            Growth::Partial(_) => None,
+        }
+    }
+}
+
+/// A writer that says how many bytes reached the file, when someone follows it.
+struct Announcing {
+    file: File,
+    written: u64,
+    growth: Option<LayerGrowth>,
+}
+
+impl Write for Announcing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if let Some(LayerGrowth(sender)) = &self.growth {
+            sender.send_replace(Growth::Partial(self.written));
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A new, empty file for a layer.
+pub struct LayerFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl LayerFile {
+    /// A file of a name of its own in `dir`, kept until the run's work directory goes.
+    pub fn create_in(dir: &Path) -> io::Result<Self> {
+        let file = tempfile::Builder::new()
+            .prefix("layer-")
+            .suffix(".tar.gz")
+            .tempfile_in(dir)?;
+        let (file, path) = file.keep().map_err(|e| e.error)?;
+        Ok(LayerFile { file, path })
+    }
+}
+
+/// Writes `entries` as a gzipped tar to `out` and returns the layer blob and its
+/// diff_id, telling `growth` (if any) how far it got. Owner 0:0, mtime `mtime`, no
+/// user or group names: the bytes depend only on the entries' contents, so equal
+/// inputs give equal digests anywhere.
+pub fn write_layer(
+    out: LayerFile,
+    entries: &[LayerEntry],
+    mtime: u64,
+    growth: Option<LayerGrowth>,
+) -> io::Result<(Blob, Digest)> {
+    let LayerFile { file, path } = out;
+    let file = Announcing {
+        file,
+        written: 0,
+        growth,
+    };
     let compressed = Hashing::new(BufWriter::with_capacity(256 * 1024, file));
     let gzip = ParallelGzip::new(compressed);
     let mut tar = tar::Builder::new(Hashing::new(gzip));
@@ -279,10 +413,14 @@ pub fn write_layer(dir: &Path, entries: &[LayerEntry], mtime: u64) -> io::Result
     let size = compressed.count;
     // Flushed, not synced: the file lives in this run's work directory (or is
     // written again from its binary), so a crash loses nothing worth an fsync.
-    compressed.inner.into_inner().map_err(|e| e.into_error())?;
+    let file = compressed.inner.into_inner().map_err(|e| e.into_error())?;
 
+    let descriptor = Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size);
+    if let Some(LayerGrowth(sender)) = &file.growth {
+        sender.send_replace(Growth::Whole(descriptor.clone()));
+    }
     let blob = Blob {
-        descriptor: Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),
+        descriptor,
         source: BlobSource::File(path),
     };
     Ok((blob, diff_id))
@@ -317,8 +455,10 @@ mod tests {
                 source: bin,
             },
         ];
-        let (a, diff_a) = write_layer(dir.path(), &entries, 0).unwrap();
-        let (b, diff_b) = write_layer(dir.path(), &entries, 0).unwrap();
+        let (a, diff_a) =
+            write_layer(LayerFile::create_in(dir.path()).unwrap(), &entries, 0, None).unwrap();
+        let (b, diff_b) =
+            write_layer(LayerFile::create_in(dir.path()).unwrap(), &entries, 0, None).unwrap();
         assert_eq!(a.descriptor, b.descriptor);
         assert_eq!(diff_a, diff_b);
 
@@ -370,6 +510,16 @@ mod tests {
         let one = gzip_with(&data, 1, 8192);
         assert_eq!(one, gzip_with(&data, 3, 100_000));
         assert_eq!(one, gzip_with(&data, 8, GZIP_MEMBER));
+        // A stream that ends where a member does gets no empty member after it, on any
+        // core count.
+        let whole = &data[..2 * GZIP_MEMBER];
+        let two = gzip_with(whole, 1, GZIP_MEMBER);
+        assert_eq!(two, gzip_with(whole, 2, 4096));
+        assert_eq!(two, gzip_with(whole, 5, GZIP_MEMBER));
+        assert_eq!(two.len(), {
+            let first = gzip_with(&whole[..GZIP_MEMBER], 1, GZIP_MEMBER).len();
+            first + gzip_with(&whole[GZIP_MEMBER..], 1, GZIP_MEMBER).len()
+        });
         let mut back = Vec::new();
         GzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
@@ -378,6 +528,57 @@ mod tests {
         let mut back = Vec::new();
         GzDecoder::new(&empty[..]).read_to_end(&mut back).unwrap();
         assert!(back.is_empty());
+    }
+
+    /// A follower reads exactly the layer's bytes while they are written, and learns
+    /// its descriptor at the end; one whose writer fails gets an error, not a short
+    /// layer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_growing_layer_is_read_whole_while_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("app");
+        let data: Vec<u8> = (0..3 * GZIP_MEMBER + 777)
+            .map(|i| (i * 13 % 253) as u8 ^ (i >> 11) as u8)
+            .collect();
+        std::fs::write(&bin, &data).unwrap();
+        let (out, growth, follower) = growing(dir.path()).unwrap();
+        let reading = tokio::spawn({
+            let follower = follower.clone();
+            async move {
+                let mut bytes = Vec::new();
+                let mut stream = follower.bytes();
+                while let Some(piece) = stream.next().await {
+                    bytes.extend_from_slice(&piece.unwrap());
+                }
+                (bytes, follower.descriptor().await)
+            }
+        });
+        let entries = file(bin);
+        let (blob, _) = tokio::task::spawn_blocking(move || {
+            write_layer(out, &entries, 0, Some(growth)).unwrap()
+        })
+        .await
+        .unwrap();
+        let (bytes, descriptor) = reading.await.unwrap();
+        assert_eq!(bytes, read_blob(&blob));
+        assert_eq!(descriptor, Some(blob.descriptor));
+
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let (out, growth, follower) = growing(dir.path()).unwrap();
+        let entries = file(fifo);
+        tokio::task::spawn_blocking(move || write_layer(out, &entries, 0, Some(growth)))
+            .await
+            .unwrap()
+            .unwrap_err();
+        let mut stream = follower.bytes();
+        let mut failed = false;
+        while let Some(piece) = stream.next().await {
+            failed |= piece.is_err();
+        }
+        assert!(failed, "a layer that was never finished read as whole");
+        assert_eq!(follower.descriptor().await, None);
     }
 
     fn file(source: PathBuf) -> Vec<LayerEntry> {
@@ -391,7 +592,13 @@ mod tests {
     #[test]
     fn a_file_whose_size_is_not_its_length_fails_the_layer() {
         let dir = tempfile::tempdir().unwrap();
-        let err = write_layer(dir.path(), &file("/proc/self/status".into()), 0).unwrap_err();
+        let err = write_layer(
+            LayerFile::create_in(dir.path()).unwrap(),
+            &file("/proc/self/status".into()),
+            0,
+            None,
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains("/proc/self/status grew while being read"),
@@ -405,7 +612,13 @@ mod tests {
         let fifo = dir.path().join("pipe");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        let err = write_layer(dir.path(), &file(fifo.clone()), 0).unwrap_err();
+        let err = write_layer(
+            LayerFile::create_in(dir.path()).unwrap(),
+            &file(fifo.clone()),
+            0,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("{} is not a regular file", fifo.display())

@@ -12,7 +12,7 @@ pub use assemble::{
     BaseImage, ImageSpec,
 };
 pub use digest::{Digest, NotADigest};
-pub use layer::{write_layer, LayerEntry};
+pub use layer::{growing, write_layer, GrowingLayer, LayerEntry, LayerFile, LayerGrowth};
 pub use oci::{Index, Manifest};
 
 use std::collections::BTreeMap;

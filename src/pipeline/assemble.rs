@@ -108,13 +108,15 @@ async fn layer(
     mtime: u64,
 ) -> Result<(Blob, image::Digest), BuildError> {
     let work = work.to_path_buf();
-    tokio::task::spawn_blocking(move || image::write_layer(&work, &entries, mtime))
-        .await
-        .map_err(|source| BuildError::Stopped {
-            what: "writing a layer",
-            source,
-        })?
-        .map_err(io("writing a layer"))
+    tokio::task::spawn_blocking(move || {
+        image::write_layer(image::LayerFile::create_in(&work)?, &entries, mtime, None)
+    })
+    .await
+    .map_err(|source| BuildError::Stopped {
+        what: "writing a layer",
+        source,
+    })?
+    .map_err(io("writing a layer"))
 }
 
 /// `kodata/` as ko ships it: under /var/run/ko, sorted. A symlink is followed only

@@ -1,12 +1,15 @@
 //! The compile stage: every `go build` (one per package and distinct GOOS/GOARCH/
 //! variant), `jobs` at a time. As soon as one ends, its layer is written and its Go
 //! build info read, off the async threads, while the other builds run. When the
-//! images go to a registry and the layer differs from the one this output had last
-//! run, its upload starts then too, in the background, so it overlaps the builds still
-//! running and what follows them (the registry client remembers it: publishing waits
-//! for it rather than sending it again, and sends it itself if it failed). A layer
-//! seen before is left to the publish stage, which skips whole images the registry
-//! already has without asking about each blob.
+//! images go to a registry and go wrote the binary anew, the layer's upload starts
+//! with its compression and follows it (POST, a PATCH streaming the file as it grows,
+//! PUT once the digest is known), so on a slow link the upload overlaps the
+//! compression instead of following it, and on any link it overlaps the builds still
+//! running. When go left the binary as it was, the layer is uploaded after it is
+//! written only if it differs from the one this output had last run; a layer seen
+//! before is left to the publish stage, which skips whole images the registry already
+//! has without asking about each blob. Either way the registry client remembers the
+//! upload: publishing waits for it, and sends the blob itself if it failed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -147,6 +150,7 @@ async fn build_one(
         &format!("building {} for {platform}", plan.package.import_path),
     );
     let dir = plan.settings.dir.as_deref().unwrap_or(&plan.package.dir);
+    let before = identity(out);
     options
         .go
         .build(&BuildJob {
@@ -159,11 +163,40 @@ async fn build_one(
             out,
         })
         .await?;
+    let destination = match (&options.registry, &plan.registry_repo) {
+        (Some(registry), Some(repo)) => Some((registry.clone(), repo.clone())),
+        _ => None,
+    };
+    // A binary go wrote anew makes a layer the registry has not seen: it is sent while
+    // it is compressed. (Go only touches an output that is up to date, and it writes a
+    // new one to a new file, unless it must copy across file systems: then the size
+    // tells, or the layer is sent once whole, as below.)
+    let relinked = before.is_none() || before != identity(out);
+    let (layer_file, growth, streaming) = match &destination {
+        Some((registry, repo)) if relinked => {
+            let (file, growth, follower) =
+                image::growing(options.work).map_err(io("creating a layer file"))?;
+            let (ends, outcome) = tokio::sync::oneshot::channel();
+            let (registry, repo) = (registry.clone(), repo.clone());
+            let task = tokio::spawn(async move {
+                let sent = registry.push_growing_blob(&repo, follower).await;
+                // No one may be waiting: the registry had the whole image.
+                let _ = ends.send(sent.is_ok());
+            });
+            (file, Some(growth), Some((Upload(task), outcome)))
+        }
+        _ => {
+            let file =
+                image::LayerFile::create_in(options.work).map_err(io("creating a layer file"))?;
+            (file, None, None)
+        }
+    };
     let entries = app_layer_entries(&plan.package.name, platform, out);
-    let (work, binary, mtime) = (options.work.to_path_buf(), out.to_path_buf(), options.mtime);
+    let (binary, mtime) = (out.to_path_buf(), options.mtime);
     let (read_info, go_version) = (options.build_info, options.go.version_string.clone());
     let (layer, info) = tokio::task::spawn_blocking(move || {
-        let layer = image::write_layer(&work, &entries, mtime).map_err(io("writing a layer"))?;
+        let layer = image::write_layer(layer_file, &entries, mtime, growth)
+            .map_err(io("writing a layer"))?;
         let info = read_info
             .then(|| {
                 // wasm has no Go version in it: the toolchain that built it supplies it.
@@ -182,13 +215,19 @@ async fn build_one(
         what: "writing a layer",
         source,
     })??;
-    let upload = match (&options.registry, &plan.registry_repo) {
-        (Some(registry), Some(repo)) if layer_is_new(out, &layer.0.descriptor.digest) => {
-            let (registry, repo, blob) = (registry.clone(), repo.to_string(), layer.0.clone());
+    let digest = &layer.0.descriptor.digest;
+    let new = note_layer(out, digest);
+    let upload = match (destination, streaming) {
+        (Some((registry, repo)), Some((task, outcome))) => {
+            registry.upload_under_way(&repo, digest, outcome);
+            Some(task)
+        }
+        (Some((registry, repo)), None) if new => {
+            let blob = layer.0.clone();
             // Its outcome is the registry client's to remember: publishing waits for
             // it, or sends the blob itself if it failed.
             Some(Upload(tokio::spawn(async move {
-                let _ = registry.push_blob(&repo, &blob).await;
+                let _ = registry.push_blob(&repo.to_string(), &blob).await;
             })))
         }
         _ => None,
@@ -196,16 +235,24 @@ async fn build_one(
     Ok((layer, info, upload))
 }
 
-/// Whether `digest` differs from the layer the binary at `out` had last run, which a
-/// file beside it remembers (outputs in gantry's cache live on between runs; in the
-/// work directory every layer is new).
-fn layer_is_new(out: &Path, digest: &str) -> bool {
+/// What tells one output file from another: go writes a new binary to a new file.
+fn identity(path: &Path) -> Option<(u64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.len()))
+}
+
+/// Records `digest` as the layer of the binary at `out`, in a file beside it, and
+/// says whether it differs from the one recorded last run (outputs in gantry's cache
+/// live on between runs; in the work directory every layer is new).
+fn note_layer(out: &Path, digest: &image::Digest) -> bool {
     let record = PathBuf::from(format!("{}.layer", out.display()));
-    if std::fs::read_to_string(&record).is_ok_and(|last| last == digest) {
+    if std::fs::read_to_string(&record).is_ok_and(|last| last == digest.as_str()) {
         return false;
     }
     // Only a hint for next time: failing to keep it costs an early upload, no more.
-    let _ = std::fs::write(&record, digest);
+    let _ = std::fs::write(&record, digest.as_str());
     true
 }
 

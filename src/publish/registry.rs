@@ -11,12 +11,12 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::{Method, StatusCode};
-use tokio::sync::OnceCell;
+use tokio::sync::{oneshot, OnceCell};
 use tokio_util::io::ReaderStream;
 
 use super::transport::{Body, Failure, NetworkSettings, Request, Response, Transport};
 use super::{BlobOutcome, ImageName, Pending, PublishError, Publisher};
-use crate::image::{media_type, Blob, BlobSource, Descriptor, Digest};
+use crate::image::{media_type, Blob, BlobSource, Descriptor, Digest, GrowingLayer};
 
 /// How to reach registries: which hosts speak plain HTTP, and the network policy.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +43,10 @@ pub struct Registry {
     /// uploads of one blob race inside docker-registry (its link file is rewritten
     /// while a manifest PUT reads it, and the PUT fails with DIGEST_INVALID).
     uploads: OncePerKey<(ImageName, Digest), BlobOutcome>,
+    /// Uploads that began before their blob's digest was known (a layer streamed as
+    /// it was written), by the digest it turned out to have: the first push of that
+    /// blob waits for their outcome rather than sending it again.
+    under_way: Mutex<HashMap<(ImageName, Digest), oneshot::Receiver<bool>>>,
 }
 
 impl Registry {
@@ -51,6 +55,7 @@ impl Registry {
             transport: Transport::new(&options.insecure, options.network)?,
             referrers_api: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
+            under_way: Mutex::new(HashMap::new()),
         })
     }
 
@@ -276,6 +281,89 @@ impl Registry {
             .copied()
     }
 
+    /// Uploads a layer while it is still being written: POST, then one PATCH that
+    /// streams the bytes as they reach the file, then PUT with the digest, known only
+    /// at the end. Nothing asks first whether the registry has it: the digest is not
+    /// known yet. The PATCH is not retried (its bytes are not kept); after a failure
+    /// the blob's ordinary push sends the finished file.
+    pub async fn push_growing_blob(
+        &self,
+        name: &ImageName,
+        layer: GrowingLayer,
+    ) -> Result<Digest, PublishError> {
+        let what = "streaming a layer as it is written";
+        let location = self
+            .call(
+                name,
+                v2(name, Method::POST, "blobs/uploads/".into())
+                    .pushing(true)
+                    .header(http::header::CONTENT_LENGTH, "0"),
+                || Body::Empty,
+                |r| async move {
+                    if r.status == StatusCode::ACCEPTED {
+                        session(name, what, &r)
+                    } else {
+                        Err(unexpected(name, what, r).await)
+                    }
+                },
+            )
+            .await?;
+        let patch = Request {
+            target: location,
+            ..v2(name, Method::PATCH, String::new())
+                .pushing(true)
+                .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        };
+        let body = Body::Stream {
+            stream: layer.bytes(),
+            length: None,
+        };
+        let sent = match self.transport.send(&name.registry, &patch, body).await {
+            Ok(r) if r.status == StatusCode::ACCEPTED => session(name, what, &r),
+            Ok(r) => Err(unexpected(name, what, r).await),
+            Err(failure) => Err(failure),
+        };
+        let location = sent.map_err(|failure| match failure {
+            Failure::Fatal(e) => e,
+            Failure::Retry { detail, .. } => refused_error(name, what, detail),
+            Failure::Reauthorized => refused_error(name, what, "the token expired".into()),
+        })?;
+        let descriptor = layer.descriptor().await.ok_or_else(|| {
+            refused_error(name, what, "the layer was not written to its end".into())
+        })?;
+        let digest = descriptor.digest;
+        self.call(
+            name,
+            Request {
+                target: with_digest(&location, &digest),
+                ..v2(name, Method::PUT, String::new())
+                    .pushing(true)
+                    .header(http::header::CONTENT_LENGTH, "0")
+            },
+            || Body::Empty,
+            |r| async move {
+                if r.status.is_success() {
+                    Ok(())
+                } else {
+                    Err(unexpected(name, what, r).await)
+                }
+            },
+        )
+        .await?;
+        Ok(digest)
+    }
+
+    /// Says that an upload of `digest` to `name` is under way and how it ends
+    /// (`true`: the blob is there), so that pushing it waits rather than sends it too.
+    pub fn upload_under_way(
+        &self,
+        name: &ImageName,
+        digest: &Digest,
+        ends: oneshot::Receiver<bool>,
+    ) {
+        lock(&self.under_way).insert((name.clone(), digest.clone()), ends);
+    }
+
     /// Makes `blob` present in `name` in the fewest round trips: HEAD (not for
     /// unpublished blobs); then a mount from the blob's home repository on the same
     /// registry (its 202 is the upload session, so a refused mount costs nothing
@@ -286,6 +374,12 @@ impl Registry {
         blob: &Blob,
     ) -> Result<BlobOutcome, PublishError> {
         let d = &blob.descriptor;
+        let streamed = lock(&self.under_way).remove(&(name.clone(), d.digest.clone()));
+        if let Some(ends) = streamed {
+            if ends.await == Ok(true) {
+                return Ok(BlobOutcome::Uploaded);
+            }
+        }
         let unpublished = matches!(blob.source, BlobSource::Unpublished(_));
         if !unpublished && self.blob_exists(name, &d.digest).await? {
             return Ok(BlobOutcome::Existed);
@@ -321,17 +415,9 @@ impl Registry {
                     if r.status != StatusCode::ACCEPTED {
                         return Err(unexpected(name, &what, r).await);
                     }
-                    let location = r.header("location").map(str::to_string).ok_or_else(|| {
-                        Failure::Fatal(PublishError::Registry {
-                            registry: name.registry.clone(),
-                            repository: name.repository.clone(),
-                            action: what.clone(),
-                            detail: "the registry started an upload without a Location".into(),
-                        })
-                    })?;
-                    let separator = if location.contains('?') { '&' } else { '?' };
+                    let location = session(name, &what, &r)?;
                     let put = Request {
-                        target: format!("{location}{separator}digest={}", d.digest),
+                        target: with_digest(&location, &d.digest),
                         ..v2(name, Method::PUT, String::new())
                             .pushing(true)
                             .header(http::header::CONTENT_TYPE, "application/octet-stream")
@@ -372,11 +458,11 @@ impl Registry {
                         cause,
                     })
                 })?,
-                length: d.size,
+                length: Some(d.size),
             },
             (BlobSource::Remote { .. }, Some(source)) => Body::Stream {
                 stream: self.blob_stream(source, d).await?,
-                length: d.size,
+                length: Some(d.size),
             },
             (BlobSource::Remote { repository }, None) => {
                 return Err(Failure::Fatal(PublishError::Reference {
@@ -516,12 +602,33 @@ async fn unexpected(name: &ImageName, action: &str, response: Response) -> Failu
 
 /// The registry said no to `action`, for good.
 fn refused(name: &ImageName, action: &str, detail: String) -> Failure {
-    Failure::Fatal(PublishError::Registry {
+    Failure::Fatal(refused_error(name, action, detail))
+}
+
+fn refused_error(name: &ImageName, action: &str, detail: String) -> PublishError {
+    PublishError::Registry {
         registry: name.registry.clone(),
         repository: name.repository.clone(),
         action: action.to_string(),
         detail,
+    }
+}
+
+/// Where an upload session (answered 202) takes its next request.
+fn session(name: &ImageName, action: &str, r: &Response) -> Result<String, Failure> {
+    r.header("location").map(str::to_string).ok_or_else(|| {
+        refused(
+            name,
+            action,
+            "the registry answered an upload without a Location".into(),
+        )
     })
+}
+
+/// An upload session's location with the blob's digest added to its query.
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
 }
 
 async fn file_stream(path: &Path) -> std::io::Result<BoxStream<'static, std::io::Result<Bytes>>> {

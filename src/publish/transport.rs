@@ -87,10 +87,11 @@ impl Request<'_> {
 pub enum Body {
     Empty,
     Bytes(Bytes),
-    /// A stream of known length (an upload from a file or another registry).
+    /// A stream: of known length (an upload from a file or another registry), or
+    /// sent chunked (a layer still being written).
     Stream {
         stream: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
-        length: u64,
+        length: Option<u64>,
     },
 }
 
@@ -321,9 +322,13 @@ impl Transport {
         builder = match body {
             Body::Empty => builder,
             Body::Bytes(bytes) => builder.body(bytes),
-            Body::Stream { stream, length } => builder
-                .header(http::header::CONTENT_LENGTH, length)
-                .body(reqwest::Body::wrap_stream(progress.track(stream))),
+            Body::Stream { stream, length } => {
+                let builder = match length {
+                    Some(length) => builder.header(http::header::CONTENT_LENGTH, length),
+                    None => builder,
+                };
+                builder.body(reqwest::Body::wrap_stream(progress.track(stream)))
+            }
         };
         let _permit = self.in_flight.acquire().await;
         self.requests.fetch_add(1, Ordering::Relaxed);

@@ -193,6 +193,12 @@ pub struct ProxyEntry {
     pub start_ms: u64,
     #[serde(default)]
     pub end_ms: u64,
+    /// The request body's bytes that reached the registry, and whether they were sent
+    /// chunked (no length announced).
+    #[serde(default)]
+    pub bytes_in: u64,
+    #[serde(default)]
+    pub chunked: bool,
 }
 
 impl FaultProxy {

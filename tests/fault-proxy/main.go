@@ -9,7 +9,8 @@
 //	POST   /__proxy/faults  [{"method":"PUT","path":"regexp","action":"status","status":503,
 //	                          "times":1,"retry_after":"1"}, ...]   adds faults
 //	DELETE /__proxy/faults                                       removes them all
-//	GET    /__proxy/log     the requests seen: [{"method","path","status","fault"}]
+//	GET    /__proxy/log     the requests seen: [{"method","path","status","fault",
+//	                        "bytes_in","chunked"}]
 //	DELETE /__proxy/log     forgets them
 //
 // Actions: status (answer with that status and never reach the registry; with
@@ -57,6 +58,22 @@ type entry struct {
 	// When the request arrived and when its answer was done, in ms since the start.
 	Start int64 `json:"start_ms"`
 	End   int64 `json:"end_ms"`
+	// The request body's bytes that reached the registry, and whether they came
+	// chunked (with no length announced).
+	BytesIn int64 `json:"bytes_in"`
+	Chunked bool  `json:"chunked,omitempty"`
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.n += int64(n)
+	return n, err
 }
 
 var started = time.Now()
@@ -90,9 +107,14 @@ func (p *proxy) record(r *http.Request, status int, f *fault) {
 		name = f.Action
 	}
 	at, _ := r.Context().Value(arrivedKey{}).(time.Time)
+	var in int64
+	if c, ok := r.Body.(*countingBody); ok {
+		in = c.n
+	}
+	chunked := len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked"
 	p.mu.Lock()
 	p.entries = append(p.entries, entry{r.Method, r.URL.Path, r.URL.RawQuery, status, name,
-		at.Sub(started).Milliseconds(), time.Since(started).Milliseconds()})
+		at.Sub(started).Milliseconds(), time.Since(started).Milliseconds(), in, chunked})
 	p.mu.Unlock()
 }
 
@@ -173,6 +195,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), arrivedKey{}, time.Now()))
+	r.Body = &countingBody{ReadCloser: r.Body}
 	f := p.take(r)
 	if f == nil {
 		sw := &statusWriter{ResponseWriter: w, status: 200}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use gantry::gobuild::{GoError, GoToolchain};
+use gantry::gobuild::{self, GoError, GoToolchain};
 use gantry::pipeline;
 use gantry::resolve::{self, Source, SCHEME};
 
@@ -110,7 +110,10 @@ async fn build_images(
         {
             return (f, Err(None));
         }
-        (f, go.resolve(path, workdir).await.map_err(Some))
+        (
+            f,
+            gobuild::resolve(&go.go, path, workdir).await.map_err(Some),
+        )
     }))
     .await;
 

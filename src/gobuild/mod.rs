@@ -122,57 +122,6 @@ impl GoToolchain {
         Ok(())
     }
 
-    /// Resolves a package argument (import path or directory) and checks it is `main`.
-    pub async fn resolve(&self, package: &str, dir: &Path) -> Result<Package, GoError> {
-        let arg = package.strip_prefix("ko://").unwrap_or(package);
-        // A directory is resolved from inside it, so it may belong to another module.
-        let (arg, cwd) = match dir.join(arg) {
-            path if path.is_dir() => (".", path),
-            _ => (arg, dir.to_path_buf()),
-        };
-        // -find: name the package without loading what it imports, which on a large
-        // program takes longer than everything else before the first build.
-        let out = Command::new(&self.go)
-            .args([
-                "list",
-                "-find",
-                "-f",
-                "{{.Name}}\t{{.ImportPath}}\t{{.Dir}}",
-                arg,
-            ])
-            .current_dir(&cwd)
-            .stdin(Stdio::null())
-            .output()
-            .await?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let fields: Vec<&str> = if out.status.success() {
-            stdout.trim().split('\t').collect()
-        } else {
-            Vec::new()
-        };
-        let [name, import_path, pkg_dir] = fields.as_slice() else {
-            return Err(GoError::Resolve {
-                package: package.to_string(),
-                dir: dir.to_path_buf(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        };
-        if *name != "main" {
-            return Err(GoError::NotMain {
-                import_path: import_path.to_string(),
-                name: name.to_string(),
-            });
-        }
-        let pkg_dir = PathBuf::from(pkg_dir);
-        let kodata = pkg_dir.join("kodata");
-        Ok(Package {
-            name: binary_name(import_path),
-            import_path: import_path.to_string(),
-            kodata: kodata.is_dir().then_some(kodata),
-            dir: pkg_dir,
-        })
-    }
-
     /// Runs one `go build` for `platform`, writing the binary to `out`.
     pub async fn build(&self, job: &BuildJob<'_>) -> Result<(), GoError> {
         let mut cmd = Command::new(&self.go);
@@ -187,6 +136,13 @@ impl GoToolchain {
             // A build abandoned (the base failed to resolve, a signal) stops too.
             .kill_on_drop(true)
             .env("CGO_ENABLED", "0");
+        // A GOMAXPROCS the user set (in the environment or the config) wins.
+        if let Some(procs) = job
+            .procs
+            .filter(|_| std::env::var_os("GOMAXPROCS").is_none())
+        {
+            cmd.env("GOMAXPROCS", procs.to_string());
+        }
         for (k, v) in job.env {
             cmd.env(k, v);
         }
@@ -205,6 +161,58 @@ impl GoToolchain {
         }
         Ok(())
     }
+}
+
+/// Resolves a package argument (import path or directory) with `go`, and checks it is
+/// `main`. It needs no toolchain version, so it runs while the version is asked.
+pub async fn resolve(go: &Path, package: &str, dir: &Path) -> Result<Package, GoError> {
+    let arg = package.strip_prefix("ko://").unwrap_or(package);
+    // A directory is resolved from inside it, so it may belong to another module.
+    let (arg, cwd) = match dir.join(arg) {
+        path if path.is_dir() => (".", path),
+        _ => (arg, dir.to_path_buf()),
+    };
+    // -find: name the package without loading what it imports, which on a large
+    // program takes longer than everything else before the first build.
+    let out = Command::new(go)
+        .args([
+            "list",
+            "-find",
+            "-f",
+            "{{.Name}}\t{{.ImportPath}}\t{{.Dir}}",
+            arg,
+        ])
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = if out.status.success() {
+        stdout.trim().split('\t').collect()
+    } else {
+        Vec::new()
+    };
+    let [name, import_path, pkg_dir] = fields.as_slice() else {
+        return Err(GoError::Resolve {
+            package: package.to_string(),
+            dir: dir.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    };
+    if *name != "main" {
+        return Err(GoError::NotMain {
+            import_path: import_path.to_string(),
+            name: name.to_string(),
+        });
+    }
+    let pkg_dir = PathBuf::from(pkg_dir);
+    let kodata = pkg_dir.join("kodata");
+    Ok(Package {
+        name: binary_name(import_path),
+        import_path: import_path.to_string(),
+        kodata: kodata.is_dir().then_some(kodata),
+        dir: pkg_dir,
+    })
 }
 
 /// A Go main package to build.
@@ -229,6 +237,8 @@ pub struct BuildJob<'a> {
     pub flags: &'a [String],
     pub ldflags: &'a [String],
     pub out: &'a Path,
+    /// GOMAXPROCS for this build, when it shares the machine with other builds.
+    pub procs: Option<usize>,
 }
 
 fn binary_name(import_path: &str) -> String {

@@ -32,6 +32,8 @@ pub(super) struct CompileOptions<'a> {
     pub(super) cache_dir: Option<&'a Path>,
     pub(super) work: &'a Path,
     pub(super) jobs: usize,
+    /// The machine's cores, shared among the builds that run at once.
+    pub(super) cores: usize,
     /// File time in layers.
     pub(super) mtime: u64,
     /// Read each binary's build info (for SBOMs).
@@ -97,9 +99,10 @@ pub(super) async fn compile(
         }
         task_of.push(per_platform);
     }
-    let builds = tasks
-        .iter()
-        .map(|(plan, platform, out)| build_one(options, &limit, plan, platform, out, progress));
+    let procs = procs_per_build(options.cores, options.jobs.max(1).min(tasks.len()));
+    let builds = tasks.iter().map(|(plan, platform, out)| {
+        build_one(options, &limit, plan, platform, out, procs, progress)
+    });
     let (built, uploads): (Vec<_>, Vec<_>) = futures::future::try_join_all(builds)
         .await?
         .into_iter()
@@ -141,6 +144,7 @@ async fn build_one(
     plan: &PackagePlan,
     platform: &Platform,
     out: &Path,
+    procs: Option<usize>,
     progress: &Progress<'_>,
 ) -> Result<Built, BuildError> {
     // The semaphore is never closed, so acquiring cannot fail.
@@ -161,6 +165,7 @@ async fn build_one(
             flags: &plan.settings.flags,
             ldflags: &plan.settings.ldflags,
             out,
+            procs,
         })
         .await?;
     let destination = match (&options.registry, &plan.registry_repo) {
@@ -235,6 +240,15 @@ async fn build_one(
     Ok((layer, info, upload))
 }
 
+/// The cores each of `at_once` builds running together gets, when that is fewer than
+/// all. Go sizes its compiler's and linker's parallelism and its garbage collector to
+/// GOMAXPROCS; builds that each size themselves to the whole machine while sharing it
+/// lose time to one another (two parallel builds of a 47 MB program on 2 cores took
+/// 6% less time with one core each, of a hello-world 10% less).
+fn procs_per_build(cores: usize, at_once: usize) -> Option<usize> {
+    Some((cores / at_once.max(1)).max(1)).filter(|&procs| procs < cores)
+}
+
 /// What tells one output file from another: go writes a new binary to a new file.
 fn identity(path: &Path) -> Option<(u64, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -280,4 +294,20 @@ fn output_dir(
     );
     let hash = image::Digest::of(key.as_bytes());
     root.join("bin").join(&hash.hex()[..24])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::procs_per_build;
+
+    #[test]
+    fn builds_running_together_share_the_cores() {
+        assert_eq!(procs_per_build(2, 2), Some(1));
+        assert_eq!(procs_per_build(2, 3), Some(1));
+        assert_eq!(procs_per_build(8, 2), Some(4));
+        assert_eq!(procs_per_build(8, 3), Some(2));
+        // Alone, or on one core, a build has the machine as Go would size it.
+        assert_eq!(procs_per_build(8, 1), None);
+        assert_eq!(procs_per_build(1, 2), None);
+    }
 }

@@ -13,7 +13,7 @@ use crate::attest::{self, SbomDocument};
 use crate::base::{BaseError, ResolvedBase};
 use crate::config::{BuildSettings, Config, ConfigError, TemplateData};
 use crate::gobuild::buildinfo::{BuildInfo, BuildInfoError};
-use crate::gobuild::{GoError, GoToolchain, Package};
+use crate::gobuild::{self, GoError, GoToolchain, Package};
 use crate::image::{self, Artifact};
 use crate::platform::{Platform, PlatformError, PlatformRequest, WasmOs};
 use crate::publish::{
@@ -246,7 +246,22 @@ pub async fn build(
     if let Some(dir) = &opts.sbom_dir {
         check_writable(dir, true)?;
     }
-    let go = GoToolchain::detect(&opts.go).await?;
+    let packages = if opts.packages.is_empty() {
+        vec![".".to_string()]
+    } else {
+        opts.packages.clone()
+    };
+    // The toolchain's version and the packages, asked at once; a missing `go` is
+    // reported as such, before what the packages' lookups made of it.
+    let (go, found) = tokio::join!(
+        GoToolchain::detect(&opts.go),
+        futures::future::join_all(packages.iter().map(|arg| gobuild::resolve(
+            &opts.go,
+            arg,
+            &opts.workdir
+        ))),
+    );
+    let go = go?;
     let (PlatformRequest::List(asked) | PlatformRequest::All { wasm: asked }) = &request;
     go.check_platforms(asked)?;
     progress(
@@ -254,16 +269,11 @@ pub async fn build(
         &format!("using {} ({})", go.version_string, go.go.display()),
     );
 
-    let packages = if opts.packages.is_empty() {
-        vec![".".to_string()]
-    } else {
-        opts.packages.clone()
-    };
     // Gathered (three git calls) only when some setting has a template.
     let mut template_data: Option<TemplateData> = None;
     let mut resolved: Vec<(Package, BuildSettings)> = Vec::new();
-    for arg in &packages {
-        let package = go.resolve(arg, &opts.workdir).await?;
+    for package in found {
+        let package = package?;
         // `./cmd/app` and `example.com/cmd/app` are one package: built and pushed once.
         if resolved.iter().any(|(p, _)| p.dir == package.dir) {
             continue;
@@ -328,6 +338,7 @@ pub async fn build(
         cache_dir: opts.cache_dir.as_deref(),
         work: work.path(),
         jobs: opts.jobs,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         mtime: file_time(opts),
         build_info: !opts.sbom.is_empty(),
         registry: destination.is_some().then(|| registry.clone()),

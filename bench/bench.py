@@ -3,7 +3,8 @@
 
 For examples/hello and examples/with-deps, for linux/amd64,linux/arm64, with a warm Go
 cache and the same base image: the median wall time of `gantry build`, `ko build`, and
-the two `go build`s run in parallel, over RUNS runs each. Then a real program, ko v0.18.0
+the two `go build`s run in parallel, over RUNS runs each, with nothing changed and with
+a line added to main.go before every run. Then a real program, ko v0.18.0
 itself (hundreds of packages, a binary of tens of MB, from the Go module proxy), with one
 source file of its main package changed before every run (so Go compiles and links
 again), and with nothing changed. Then gantry's peak memory when
@@ -199,7 +200,9 @@ def main():
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             rows = []
             for example in ["hello", "with-deps"]:
-                ex = os.path.join(ROOT, "examples", example)
+                # A copy, so that the "one file changed" runs can edit it.
+                ex = os.path.join(tmp, "src-" + example)
+                shutil.copytree(os.path.join(ROOT, "examples", example), ex)
                 out = os.path.join(tmp, "go-" + example)
                 os.makedirs(out)
                 go_builds_in_parallel(ex, out)  # warm the Go cache for every tool
@@ -215,13 +218,29 @@ def main():
                 # Into a new directory each time, as a CI job without gantry's cache does:
                 # go must link again.
                 f = median_of(lambda: go_builds_in_parallel(ex, tempfile.mkdtemp(dir=tmp)))
-                rows.append((example, g, k, b, f))
+                edits = iter(range(1_000_000))
+
+                def edited(fn):
+                    def run():
+                        with open(os.path.join(ex, "main.go"), "a") as src:
+                            src.write(f"\n// bench edit {next(edits)}\n")
+                        return fn()
+                    return median_of(run)
+
+                gc = edited(lambda: timed(gantry_cmd, ex))
+                kc = edited(lambda: timed(ko_cmd, ex, ko_env))
+                fc = edited(lambda: go_builds_in_parallel(ex, tempfile.mkdtemp(dir=tmp)))
+                rows.append((example, g, k, b, f, gc, kc, fc))
             print(f"median of {RUNS} runs, warm Go cache, {PLATFORMS}, local registry {host}")
             print("go build (kept): outputs kept from the last run, so go may skip the link, as gantry's cache lets it")
             print("go build (fresh): outputs into a new directory, so go links every time")
             print(f"{'example':<10} {'gantry':>8} {'ko':>8} {'gantry/ko':>10} {'go (kept)':>10} {'overhead':>9} {'go (fresh)':>11} {'overhead':>9}")
-            for example, g, k, b, f in rows:
+            for example, g, k, b, f, gc, kc, fc in rows:
                 print(f"{example:<10} {g:>7.2f}s {k:>7.2f}s {g / k:>10.2f} {b:>9.2f}s {100 * (g - b) / b:>8.1f}% {f:>10.2f}s {100 * (g - f) / f:>8.1f}%")
+            print("one comment line added to main.go before every run (go compiles and links again):")
+            for example, g, k, b, f, gc, kc, fc in rows:
+                print(f"  {example:<10} gantry {gc:.2f}s, ko {kc:.2f}s, two go builds (fresh) {fc:.2f}s; "
+                      f"gantry/ko {gc / kc:.2f}, gantry/go {gc / fc:.2f}")
             packages, real_size, g, k, b, same_g, same_k = real_program(tmp, host, base)
             print(f"ko v0.18.0 ({packages} packages, {real_size / 1e6:.1f} MB for linux/amd64), {PLATFORMS}:")
             print(f"  one file changed: gantry {g:.2f}s, ko {k:.2f}s, two go builds (fresh) {b:.2f}s; "

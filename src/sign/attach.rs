@@ -16,7 +16,7 @@ use super::{
     SIMPLESIGNING, STATEMENT_ANNOTATION,
 };
 use crate::attest::SbomDocument;
-use crate::image::{canonical_json, rfc3339, Blob, BlobSource, Descriptor, Manifest};
+use crate::image::{canonical_json, rfc3339, Blob, BlobSource, Descriptor, Digest, Manifest};
 use crate::publish::Publisher;
 
 /// Signs and stores every claim through `publisher` (into each claim's repository),
@@ -149,7 +149,7 @@ async fn store_subject(
     };
     let subject = &first.subject;
 
-    let mut out = Vec::new();
+    let mut out: Vec<Unstored> = Vec::new();
     let (mut sig_blobs, mut att_blobs) = (Vec::new(), Vec::new());
     let mut referrers: Vec<Referrer> = Vec::new();
     let mut sig_layers: Vec<Value> = Vec::new();
@@ -157,15 +157,13 @@ async fn store_subject(
     let attachment = |kind,
                       predicate_type: Option<&str>,
                       storage,
-                      digest: String,
+                      referrer: Option<Digest>,
                       entry: &Option<tlog::LogEntry>,
-                      bundle: Option<&Value>| Attachment {
+                      bundle: Option<&Value>| Unstored {
         kind,
-        subject: subject.digest.to_string(),
         predicate_type: predicate_type.map(str::to_string),
         storage,
-        listed_by: None,
-        digest,
+        referrer,
         rekor_log_index: entry.as_ref().map(|e| e.log_index),
         bundle: bundle.cloned(),
     };
@@ -207,7 +205,7 @@ async fn store_subject(
             kind,
             Some(&predicate_type),
             Storage::Referrer,
-            referrer.descriptor.digest.to_string(),
+            Some(referrer.descriptor.digest.clone()),
             &bundle.log_entry,
             Some(&bundle.bundle),
         ));
@@ -227,7 +225,7 @@ async fn store_subject(
                     AttachmentKind::Signature,
                     None,
                     Storage::SigTag,
-                    String::new(),
+                    None,
                     entry,
                     None,
                 ));
@@ -255,7 +253,7 @@ async fn store_subject(
                     AttachmentKind::Attestation,
                     Some(&predicate_type),
                     Storage::AttTag,
-                    String::new(),
+                    None,
                     &signed.log_entry,
                     None,
                 ));
@@ -304,20 +302,23 @@ async fn store_subject(
         ),
         store_referrers(publisher, repository, &subject.digest, referrers),
     )?;
-    for (report, digest) in already {
-        out[report].digest = digest;
-    }
-    for a in out.iter_mut().filter(|a| a.storage == Storage::Referrer) {
-        a.listed_by = Some(listed_by);
-    }
-    for a in &mut out {
-        match a.storage {
-            Storage::SigTag => a.digest = sig_digest.clone(),
-            Storage::AttTag => a.digest = att_digest.clone(),
-            Storage::Referrer => {}
-        }
-    }
-    Ok(out)
+    let mut already: HashMap<usize, Digest> = already.into_iter().collect();
+    let stored = out.into_iter().enumerate().map(|(report, unstored)| {
+        let (digest, listed) = match unstored.storage {
+            // Each of these added an entry to its tag's list, so the list has a digest.
+            Storage::SigTag => (sig_digest.clone().expect("the .sig list was stored"), None),
+            Storage::AttTag => (att_digest.clone().expect("the .att list was stored"), None),
+            Storage::Referrer => (
+                already
+                    .remove(&report)
+                    .or_else(|| unstored.referrer.clone())
+                    .expect("a referrer has its manifest's digest"),
+                Some(listed_by),
+            ),
+        };
+        unstored.stored(&subject.digest, digest, listed)
+    });
+    Ok(stored.collect())
 }
 
 /// A `.sig` / `.att` layer: the blob's descriptor with the annotations.
@@ -359,7 +360,7 @@ async fn store_referrers(
     repository: &str,
     subject: &str,
     referrers: Vec<Referrer>,
-) -> Result<(Vec<(usize, String)>, ListedBy), SignError> {
+) -> Result<(Vec<(usize, Digest)>, ListedBy), SignError> {
     let index_tag = digest_tag(subject, None);
     let (known, uses_fallback) = match publisher.referrers(repository, subject).await? {
         Some(listed) => (listed, false),
@@ -377,8 +378,9 @@ async fn store_referrers(
             .iter()
             .find(|e| same_referrer(e, &r.entry))
             .and_then(|e| e["digest"].as_str())
+            .and_then(|d| Digest::parse(d).ok())
         {
-            Some(digest) => already.push((r.report, digest.to_string())),
+            Some(digest) => already.push((r.report, digest)),
             None => new.push(r),
         }
     }
@@ -411,6 +413,33 @@ async fn store_referrers(
         ListedBy::ReferrersApi
     };
     Ok((already, listed_by))
+}
+
+/// An attachment before its manifest is stored: its digest is its own referrer
+/// manifest's (or that of the same referrer already there), or that of the `.sig` or
+/// `.att` list it joins, known once the list is stored.
+struct Unstored {
+    kind: AttachmentKind,
+    predicate_type: Option<String>,
+    storage: Storage,
+    referrer: Option<Digest>,
+    rekor_log_index: Option<i64>,
+    bundle: Option<Value>,
+}
+
+impl Unstored {
+    fn stored(self, subject: &Digest, digest: Digest, listed_by: Option<ListedBy>) -> Attachment {
+        Attachment {
+            kind: self.kind,
+            subject: subject.clone(),
+            predicate_type: self.predicate_type,
+            storage: self.storage,
+            listed_by,
+            digest,
+            rekor_log_index: self.rekor_log_index,
+            bundle: self.bundle,
+        }
+    }
 }
 
 /// A DSSE bundle v0.3 as an OCI referrer of a subject, ready to store.
@@ -508,11 +537,11 @@ pub async fn store_unsigned(
             let referrer = artifact_referrer(subject, layer, &annotations);
             let attachment = Attachment {
                 kind: AttachmentKind::Unsigned,
-                subject: digest.to_string(),
+                subject: subject.digest.clone(),
                 predicate_type: Some(predicate_type.to_string()),
                 storage: Storage::Referrer,
                 listed_by: None,
-                digest: referrer.descriptor.digest.to_string(),
+                digest: referrer.descriptor.digest.clone(),
                 rekor_log_index: None,
                 bundle: None,
             };

@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::attest::SbomDocument;
-use crate::image::{canonical_json, Descriptor};
+use crate::image::{canonical_json, Descriptor, Digest};
 use crate::publish::PublishError;
 pub use attach::{attach, sign_claims, store_signed, store_unsigned, SignedSubject};
 use keys::SigningKey;
@@ -222,7 +222,7 @@ report_names!(
 #[derive(Debug, Clone, Serialize)]
 pub struct Attachment {
     pub kind: AttachmentKind,
-    pub subject: String,
+    pub subject: Digest,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicate_type: Option<String>,
     pub storage: Storage,
@@ -230,7 +230,7 @@ pub struct Attachment {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listed_by: Option<ListedBy>,
     /// Digest of the manifest that holds it.
-    pub digest: String,
+    pub digest: Digest,
     /// Where the transparency log recorded the signature, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rekor_log_index: Option<i64>,

@@ -23,7 +23,7 @@ use futures::TryFutureExt;
 use serde_json::{json, Value};
 
 use super::SignError;
-use crate::image::{canonical_json, media_type, Blob, Descriptor};
+use crate::image::{canonical_json, media_type, Blob, Descriptor, Digest};
 use crate::publish::Publisher;
 
 /// How many merges to try before reporting that another writer keeps overwriting.
@@ -91,7 +91,7 @@ impl SharedList {
 #[derive(Debug)]
 pub struct Listed {
     pub entries: Vec<Value>,
-    pub digest: Option<crate::image::Digest>,
+    pub digest: Option<Digest>,
     read_at: Instant,
 }
 
@@ -118,7 +118,7 @@ pub async fn read_list(
     })?;
     Ok(Listed {
         entries,
-        digest: Some(crate::image::Digest::of(&bytes)),
+        digest: Some(Digest::of(&bytes)),
         read_at,
     })
 }
@@ -146,7 +146,7 @@ fn parse_list(bytes: &[u8], kind: SharedList) -> Result<Vec<Value>, String> {
 /// there, and checks that the result stuck (see the module doc). `blobs` are what
 /// `ours` name, uploaded while the list is first read; `same` says whether an entry
 /// already there stands for one of ours (so it is not added twice). Returns the
-/// digest of the manifest at the tag, or "" when there is nothing to add.
+/// digest of the manifest at the tag, or None when there is nothing to add.
 pub async fn merge_into_tag(
     publisher: &dyn Publisher,
     repository: &str,
@@ -154,9 +154,9 @@ pub async fn merge_into_tag(
     ours: &[Value],
     blobs: &[Blob],
     same: impl Fn(&Value, &Value) -> bool,
-) -> Result<String, SignError> {
+) -> Result<Option<Digest>, SignError> {
     if ours.is_empty() {
-        return Ok(String::new());
+        return Ok(None);
     }
     for round in 0..ROUNDS {
         // Read, and if anything of ours is missing, the merged list's config up.
@@ -193,7 +193,7 @@ pub async fn merge_into_tag(
         };
         let Some(manifest) = merged else {
             // Complete: as found, or as written and still so after the pause.
-            return Ok(digest.map(String::from).unwrap_or_default());
+            return Ok(digest);
         };
         let descriptor = Descriptor::for_bytes(kind.media_type(), &manifest);
         publisher

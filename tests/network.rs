@@ -930,3 +930,73 @@ fn layers_stream_while_compressed_and_a_failed_stream_is_sent_whole() {
         &format!("oci:{}", dir.path().join("copy").display()),
     ]);
 }
+
+#[test]
+fn a_layer_streamed_for_an_image_the_registry_has_ends_before_any_manifest_is_written() {
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start_with_latency(&registry.host, "2ms");
+    let repo = format!("{}/again", proxy.host);
+    let args = |tag| {
+        [
+            "build",
+            "--sbom",
+            "none",
+            "--no-provenance",
+            "--repo",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--base",
+            "scratch",
+            "--tag",
+            tag,
+        ]
+        .map(str::to_string)
+    };
+    let run = |tag, cache: &Path| {
+        let args = args(tag);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&gantry_env(
+            &example("hello"),
+            &args,
+            &[("GANTRY_CACHE_DIR", cache.to_str().unwrap())],
+        ))
+    };
+    let caches = tempfile::tempdir().unwrap();
+    let first = run("v1", &caches.path().join("a"));
+    proxy.clear();
+    // The streamed upload's last PUT is answered late (once 503, retried a second
+    // later): time enough for a manifest PUT that did not wait to overtake it.
+    proxy.inject(json!([
+        {"method": "PUT", "path": "/blobs/uploads/", "action": "status", "status": 503,
+         "retry_after": "1", "times": 1},
+    ]));
+    // A cache of its own: go writes a new binary, so its layer is streamed, though the
+    // registry has the whole image and nothing asks for the layer.
+    let second = run("v2", &caches.path().join("b"));
+    assert_eq!(
+        printed_digest(&first),
+        printed_digest(&second),
+        "reproducible"
+    );
+    let log = proxy.log();
+    let stream_end = log
+        .iter()
+        .find(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == 201)
+        .unwrap_or_else(|| panic!("the layer was not streamed: {log:#?}"));
+    assert!(
+        log.iter().any(|e| e.method == "PATCH" && e.chunked),
+        "{log:#?}"
+    );
+    let manifests: Vec<&ProxyEntry> = log
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path.contains("/manifests/"))
+        .collect();
+    assert!(!manifests.is_empty(), "the tag was not written: {log:#?}");
+    for m in manifests {
+        assert!(
+            stream_end.end_ms <= m.start_ms,
+            "{m:?} began before the streamed upload ended ({stream_end:?})"
+        );
+    }
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use futures::StreamExt;
 use gantry::gobuild::{self, GoError, GoToolchain};
 use gantry::pipeline;
 use gantry::resolve::{self, Source, SCHEME};
@@ -101,7 +102,8 @@ async fn build_images(
     }
     let go = &GoToolchain::detect(&opts.go).await?;
     let workdir = &opts.workdir;
-    let resolved = futures::future::join_all(found.iter().map(|f| async move {
+    // `jobs` lookups at a time, each answer in its reference's place.
+    let resolved: Vec<_> = futures::stream::iter(found.iter().map(|f| async move {
         let path = &f.reference[SCHEME.len()..];
         // The path reaches `go list` as an argument: nothing that could read as a flag.
         if path.is_empty()
@@ -115,6 +117,8 @@ async fn build_images(
             gobuild::resolve(&go.go, path, workdir).await.map_err(Some),
         )
     }))
+    .buffered(opts.jobs.max(1))
+    .collect()
     .await;
 
     // Each package once (`ko://./cmd/a` and `ko://example.com/cmd/a` are one), built

@@ -114,6 +114,20 @@ impl<W: Write> ParallelGzip<W> {
             let _ = done.send(gzip_member(&member));
         });
         self.compressing.push_back(compressed);
+        // What is done already goes out now, in order, so that a reader following
+        // the file gets it while the rest is compressed.
+        while let Some(oldest) = self.compressing.front() {
+            match oldest.try_recv() {
+                Ok(member) => {
+                    self.compressing.pop_front();
+                    self.inner.write_all(&member?)?;
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(io::Error::other("a compression thread panicked"))
+                }
+            }
+        }
         Ok(())
     }
 
@@ -176,35 +190,29 @@ fn gzip_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
     gzip.finish()
 }
 
-/// Whether `chunk` carries nearly 8 bits of information per byte (by its byte
-/// frequencies), judged on 16 slices of 4 KiB spread over it: compressed data does,
-/// machine code and tables carry 3 to 7.5. A function of the bytes alone, so the
-/// layer stays reproducible.
+/// Whether `chunk` carries nearly 8 bits of information per byte, judged on 16
+/// slices of 4 KiB spread over it: compressed data does, machine code and tables carry
+/// 1.5 to 5 (both as collision entropy, -log2 of the chance that two bytes drawn are
+/// equal). Counted in integers, so that the judgement, and so the layer's bytes,
+/// depend on the bytes alone, on any machine.
 fn looks_compressed(chunk: &[u8]) -> bool {
     const SLICES: usize = 16;
     const SLICE: usize = 4096;
-    let mut counts = [0u32; 256];
-    let mut sampled = 0usize;
-    let stride = (chunk.len() / SLICES).max(SLICE);
-    for start in (0..chunk.len()).step_by(stride).take(SLICES) {
-        for &byte in &chunk[start..(start + SLICE).min(chunk.len())] {
-            counts[usize::from(byte)] += 1;
-        }
-        sampled += SLICE.min(chunk.len() - start);
-    }
-    if sampled < SLICES * SLICE {
+    /// Entropy above 7.9 bits: the sum of squared byte counts over the 65536 bytes
+    /// sampled below 65536² / 2^7.9.
+    const MAX_SQUARES: u64 = 17_981_374;
+    if chunk.len() < SLICES * SLICE {
         return false;
     }
-    let n = sampled as f64;
-    let bits: f64 = counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum();
-    bits > 7.9
+    let mut counts = [0u64; 256];
+    let stride = chunk.len() / SLICES;
+    for slice in 0..SLICES {
+        let start = slice * stride;
+        for &byte in &chunk[start..start + SLICE] {
+            counts[usize::from(byte)] += 1;
+        }
+    }
+    counts.iter().map(|c| c * c).sum::<u64>() < MAX_SQUARES
 }
 
 /// A regular file's bytes, exactly as many as its size when opened: the tar header

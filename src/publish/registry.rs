@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::future::{FutureExt, Shared};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::{Method, StatusCode};
@@ -29,6 +30,9 @@ pub struct RegistryOptions {
 /// A value per key, found out once: concurrent askers wait for the first.
 type OncePerKey<K, V> = Mutex<HashMap<K, Arc<OnceCell<V>>>>;
 
+/// How an upload under way ends (`Ok(true)`: the blob is there), for every waiter.
+type UploadOutcome = Shared<oneshot::Receiver<bool>>;
+
 fn once_for<K: std::hash::Hash + Eq, V>(map: &OncePerKey<K, V>, key: K) -> Arc<OnceCell<V>> {
     lock(map).entry(key).or_default().clone()
 }
@@ -44,9 +48,11 @@ pub struct Registry {
     /// while a manifest PUT reads it, and the PUT fails with DIGEST_INVALID).
     uploads: OncePerKey<(ImageName, Digest), BlobOutcome>,
     /// Uploads that began before their blob's digest was known (a layer streamed as
-    /// it was written), by the digest it turned out to have: the first push of that
-    /// blob waits for their outcome rather than sending it again.
-    under_way: Mutex<HashMap<(ImageName, Digest), oneshot::Receiver<bool>>>,
+    /// it was written), by the digest it turned out to have: a push of that blob waits
+    /// for their outcome rather than sending it again, and a manifest pushed to the
+    /// repository waits for all of them (the last PUT of an upload nobody asked for,
+    /// because the registry had the image, must not race a manifest PUT either).
+    under_way: Mutex<HashMap<(ImageName, Digest), UploadOutcome>>,
 }
 
 impl Registry {
@@ -361,7 +367,7 @@ impl Registry {
         digest: &Digest,
         ends: oneshot::Receiver<bool>,
     ) {
-        lock(&self.under_way).insert((name.clone(), digest.clone()), ends);
+        lock(&self.under_way).insert((name.clone(), digest.clone()), ends.shared());
     }
 
     /// Makes `blob` present in `name` in the fewest round trips: HEAD (not for
@@ -374,7 +380,9 @@ impl Registry {
         blob: &Blob,
     ) -> Result<BlobOutcome, PublishError> {
         let d = &blob.descriptor;
-        let streamed = lock(&self.under_way).remove(&(name.clone(), d.digest.clone()));
+        let streamed = lock(&self.under_way)
+            .get(&(name.clone(), d.digest.clone()))
+            .cloned();
         if let Some(ends) = streamed {
             if ends.await == Ok(true) {
                 return Ok(BlobOutcome::Uploaded);
@@ -482,6 +490,12 @@ impl Registry {
         media_type: &str,
         bytes: &Bytes,
     ) -> Result<(), PublishError> {
+        let streamed: Vec<UploadOutcome> = lock(&self.under_way)
+            .iter()
+            .filter(|((repository, _), _)| repository == name)
+            .map(|(_, outcome)| outcome.clone())
+            .collect();
+        futures::future::join_all(streamed).await;
         let acknowledged = self
             .call(
                 name,

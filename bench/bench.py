@@ -69,6 +69,23 @@ def median_of(fn):
     return statistics.median(fn() for _ in range(RUNS))
 
 
+def paired(edit, gantry, ko, go):
+    """RUNS rounds of gantry, ko and go, each after `edit`, in turn, so that a machine
+    whose speed drifts slows all three alike. Returns the median times and the median
+    of each round's gantry/ko and gantry/go ratios."""
+    rounds = []
+    for _ in range(RUNS):
+        times = []
+        for fn in (gantry, ko, go):
+            edit()
+            times.append(fn())
+        rounds.append(times)
+    g, k, b = (statistics.median(r[i] for r in rounds) for i in range(3))
+    to_ko = statistics.median(r[0] / r[1] for r in rounds)
+    to_go = statistics.median(r[0] / r[2] for r in rounds)
+    return g, k, b, to_ko, to_go
+
+
 def go_builds_in_parallel(example, out):
     start = time.perf_counter()
     procs = []
@@ -133,21 +150,13 @@ def real_program(tmp, host, base):
     timed(gantry_cmd, src)
     timed(ko_cmd, src, ko_env)
 
-    def changed(fn):
-        def run():
-            change()
-            return fn()
-        return median_of(run)
-
-    g = changed(lambda: timed(gantry_cmd, src))
-    k = changed(lambda: timed(ko_cmd, src, ko_env))
-    b = changed(go_fresh)
+    changed = paired(change, lambda: timed(gantry_cmd, src), lambda: timed(ko_cmd, src, ko_env), go_fresh)
     same_g = median_of(lambda: timed(gantry_cmd, src))
     same_k = median_of(lambda: timed(ko_cmd, src, ko_env))
     binary = os.path.join(tmp, "ko-amd64")
     subprocess.run(["go", "build", "-trimpath", "-o", binary, pkg], cwd=src, check=True,
                    env=dict(os.environ, GOOS="linux", GOARCH="amd64", CGO_ENABLED="0"))
-    return packages, os.path.getsize(binary), g, k, b, same_g, same_k
+    return packages, os.path.getsize(binary), changed, same_g, same_k
 
 
 def peak_memory(tmp, host):
@@ -220,35 +229,31 @@ def main():
                 f = median_of(lambda: go_builds_in_parallel(ex, tempfile.mkdtemp(dir=tmp)))
                 edits = iter(range(1_000_000))
 
-                def edited(fn):
-                    def run():
-                        with open(os.path.join(ex, "main.go"), "a") as src:
-                            src.write(f"\n// bench edit {next(edits)}\n")
-                        return fn()
-                    return median_of(run)
+                def edit():
+                    with open(os.path.join(ex, "main.go"), "a") as src:
+                        src.write(f"\n// bench edit {next(edits)}\n")
 
-                gc = edited(lambda: timed(gantry_cmd, ex))
-                kc = edited(lambda: timed(ko_cmd, ex, ko_env))
-                fc = edited(lambda: go_builds_in_parallel(ex, tempfile.mkdtemp(dir=tmp)))
-                rows.append((example, g, k, b, f, gc, kc, fc))
+                edited = paired(edit, lambda: timed(gantry_cmd, ex), lambda: timed(ko_cmd, ex, ko_env),
+                                lambda: go_builds_in_parallel(ex, tempfile.mkdtemp(dir=tmp)))
+                rows.append((example, g, k, b, f, edited))
             print(f"median of {RUNS} runs, warm Go cache, {PLATFORMS}, local registry {host}")
             print("go build (kept): outputs kept from the last run, so go may skip the link, as gantry's cache lets it")
             print("go build (fresh): outputs into a new directory, so go links every time")
             print(f"{'example':<10} {'gantry':>8} {'ko':>8} {'gantry/ko':>10} {'go (kept)':>10} {'overhead':>9} {'go (fresh)':>11} {'overhead':>9}")
-            for example, g, k, b, f, gc, kc, fc in rows:
+            for example, g, k, b, f, _ in rows:
                 print(f"{example:<10} {g:>7.2f}s {k:>7.2f}s {g / k:>10.2f} {b:>9.2f}s {100 * (g - b) / b:>8.1f}% {f:>10.2f}s {100 * (g - f) / f:>8.1f}%")
-            print("one comment line added to main.go before every run (go compiles and links again):")
-            for example, g, k, b, f, gc, kc, fc in rows:
-                print(f"  {example:<10} gantry {gc:.2f}s, ko {kc:.2f}s, two go builds (fresh) {fc:.2f}s; "
-                      f"gantry/ko {gc / kc:.2f}, gantry/go {gc / fc:.2f}")
-            packages, real_size, g, k, b, same_g, same_k = real_program(tmp, host, base)
-            print(f"ko v0.18.0 ({packages} packages, {real_size / 1e6:.1f} MB for linux/amd64), {PLATFORMS}:")
-            print(f"  one file changed: gantry {g:.2f}s, ko {k:.2f}s, two go builds (fresh) {b:.2f}s; "
-                  f"gantry/go {g / b:.2f}, gantry/ko {g / k:.2f}")
-            print(f"  nothing changed:  gantry {same_g:.2f}s, ko {same_k:.2f}s; gantry/ko {same_g / same_k:.2f}")
+            print("one line added to a file of the main package before every run (go compiles and links again);")
+            print("gantry, ko and the two go builds (fresh) in turn, ratios the median of each round's:")
+            for example, *_, (gc, kc, fc, to_ko, to_go) in rows:
+                print(f"  {example:<10} gantry {gc:.2f}s, ko {kc:.2f}s, go {fc:.2f}s; "
+                      f"gantry/ko {to_ko:.2f}, gantry/go {to_go:.2f}")
+            packages, real_size, (g, k, b, to_ko, to_go), same_g, same_k = real_program(tmp, host, base)
+            print(f"  ko v0.18.0 ({packages} packages, {real_size / 1e6:.1f} MB for linux/amd64): "
+                  f"gantry {g:.2f}s, ko {k:.2f}s, go {b:.2f}s; gantry/ko {to_ko:.2f}, gantry/go {to_go:.2f}")
+            print(f"ko v0.18.0, nothing changed: gantry {same_g:.2f}s, ko {same_k:.2f}s; gantry/ko {same_g / same_k:.2f}")
             size, rss = peak_memory(tmp, host)
             print(f"peak RSS of gantry packaging and pushing a {size / 1e6:.1f} MB binary: {rss / 1024:.1f} MiB")
-            print(json.dumps({"rows": rows, "real": [packages, real_size, g, k, b, same_g, same_k],
+            print(json.dumps({"rows": rows, "real": [packages, real_size, g, k, b, to_ko, to_go, same_g, same_k],
                               "big_binary_bytes": size, "peak_rss_kib": rss}))
         finally:
             proc.kill()

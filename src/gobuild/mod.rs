@@ -130,7 +130,7 @@ impl GoToolchain {
         if !job.ldflags.is_empty() {
             cmd.arg(format!("-ldflags={}", job.ldflags.join(" ")));
         }
-        cmd.arg(&job.package.import_path)
+        cmd.arg(job.target)
             .current_dir(job.dir)
             .stdin(Stdio::null())
             // A build abandoned (the base failed to resolve, a signal) stops too.
@@ -153,7 +153,7 @@ impl GoToolchain {
         let out = cmd.output().await?;
         if !out.status.success() {
             return Err(GoError::Compile {
-                import_path: job.package.import_path.clone(),
+                import_path: job.target.to_string(),
                 platform: job.platform.to_string(),
                 dir: job.dir.to_path_buf(),
                 stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
@@ -229,7 +229,8 @@ pub struct Package {
 /// One `go build` invocation.
 #[derive(Debug)]
 pub struct BuildJob<'a> {
-    pub package: &'a Package,
+    /// The package as go is given it: its import path, or `.` run in its directory.
+    pub target: &'a str,
     pub platform: &'a Platform,
     /// Working directory of the build: inside the module holding the package.
     pub dir: &'a Path,

@@ -19,8 +19,9 @@ use tokio::sync::Semaphore;
 
 use super::assemble::app_layer_entries;
 use super::{io, BuildError, Compiled, PackagePlan, Phase, Progress};
+use crate::config::BuildSettings;
 use crate::gobuild::buildinfo::BuildInfo;
-use crate::gobuild::{BuildJob, GoToolchain};
+use crate::gobuild::{BuildJob, GoError, GoToolchain};
 use crate::image;
 use crate::platform::Platform;
 use crate::publish::{Publisher, Registry};
@@ -42,14 +43,31 @@ pub(super) struct CompileOptions<'a> {
     pub(super) registry: Option<Arc<Registry>>,
 }
 
-/// A layer upload running in the background; dropping it stops it.
-pub(super) struct Upload(tokio::task::JoinHandle<()>);
+/// A task beside the stages that stops when dropped (on an early return): a layer
+/// upload, a go build started early, the packages' lookups.
+pub(super) struct Background<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for Upload {
+impl<T> Drop for Background<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
+
+impl<T: Send + 'static> Background<T> {
+    pub(super) fn spawn(task: impl std::future::Future<Output = T> + Send + 'static) -> Self {
+        Background(tokio::spawn(task))
+    }
+
+    /// Waits for the task's outcome.
+    pub(super) async fn join(mut self, what: &'static str) -> Result<T, BuildError> {
+        (&mut self.0)
+            .await
+            .map_err(|source| BuildError::Stopped { what, source })
+    }
+}
+
+/// A layer upload running in the background.
+pub(super) type Upload = Background<()>;
 
 /// Builds every plan's platforms; returns, per plan, each platform's build in the
 /// plan's order, and the layer uploads under way. Platforms that build the same
@@ -57,13 +75,14 @@ impl Drop for Upload {
 pub(super) async fn compile(
     options: &CompileOptions<'_>,
     plans: &[PackagePlan],
+    mut early: HashMap<PathBuf, EarlyBuild>,
     progress: &Progress<'_>,
 ) -> Result<(Vec<Vec<Compiled>>, Vec<Upload>), BuildError> {
     let limit = Semaphore::new(options.jobs.max(1));
     // One task per distinct binary; per plan, each platform's task.
     let mut tasks: Vec<(&PackagePlan, &Platform, PathBuf)> = Vec::new();
     let mut task_of: Vec<Vec<usize>> = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
+    for plan in plans {
         let mut seen: HashMap<Vec<(&str, String)>, usize> = HashMap::new();
         let mut per_platform = Vec::new();
         for platform in &plan.platforms {
@@ -71,26 +90,15 @@ pub(super) async fn compile(
             let task = match seen.get(&env) {
                 Some(task) => *task,
                 None => {
-                    let slug = env
-                        .iter()
-                        .map(|(_, v)| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join("-");
-                    let file = if platform.is_wasm() {
-                        format!("{}.wasm", plan.package.name)
-                    } else {
-                        plan.package.name.clone()
-                    };
-                    let dir = output_dir(
-                        options.cache_dir,
-                        options.work,
+                    let out = output_path(
+                        options.cache_dir.unwrap_or(options.work),
                         &options.go.version_string,
-                        plan,
+                        &plan.package.dir,
                         &env,
-                        &format!("{i}-{slug}"),
-                    );
-                    std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
-                    tasks.push((plan, platform, dir.join(file)));
+                        &plan.settings,
+                        platform.is_wasm(),
+                    )?;
+                    tasks.push((plan, platform, out));
                     seen.insert(env, tasks.len() - 1);
                     tasks.len() - 1
                 }
@@ -99,10 +107,25 @@ pub(super) async fn compile(
         }
         task_of.push(per_platform);
     }
+    // Builds started before the packages were looked up go on as theirs; any other
+    // stops now.
+    let adopted: Vec<Option<EarlyBuild>> =
+        tasks.iter().map(|(_, _, out)| early.remove(out)).collect();
+    drop(early);
     let procs = procs_per_build(options.cores, options.jobs.max(1).min(tasks.len()));
-    let builds = tasks.iter().map(|(plan, platform, out)| {
-        build_one(options, &limit, plan, platform, out, procs, progress)
-    });
+    let builds = tasks
+        .iter()
+        .zip(adopted)
+        .map(|((plan, platform, out), started)| {
+            build_one(
+                options,
+                &limit,
+                (plan, platform, out),
+                started,
+                procs,
+                progress,
+            )
+        });
     let (built, uploads): (Vec<_>, Vec<_>) = futures::future::try_join_all(builds)
         .await?
         .into_iter()
@@ -137,13 +160,13 @@ type Built = (
     Option<Upload>,
 );
 
-/// One `go build`, then its layer and build info.
+/// One `go build` (of `plan` for `platform` into `out`; `started` already, or not),
+/// then its layer and build info.
 async fn build_one(
     options: &CompileOptions<'_>,
     limit: &Semaphore,
-    plan: &PackagePlan,
-    platform: &Platform,
-    out: &Path,
+    (plan, platform, out): (&PackagePlan, &Platform, &Path),
+    started: Option<EarlyBuild>,
     procs: Option<usize>,
     progress: &Progress<'_>,
 ) -> Result<Built, BuildError> {
@@ -153,21 +176,27 @@ async fn build_one(
         Phase::Build,
         &format!("building {} for {platform}", plan.package.import_path),
     );
-    let dir = plan.settings.dir.as_deref().unwrap_or(&plan.package.dir);
-    let before = identity(out);
-    options
-        .go
-        .build(&BuildJob {
-            package: &plan.package,
-            platform,
-            dir,
-            env: &plan.settings.env,
-            flags: &plan.settings.flags,
-            ldflags: &plan.settings.ldflags,
-            out,
-            procs,
-        })
-        .await?;
+    let import_path = &plan.package.import_path;
+    let before = match started {
+        Some(build) => adopt(build, import_path).await?,
+        None => {
+            let before = identity(out);
+            options
+                .go
+                .build(&BuildJob {
+                    target: import_path,
+                    platform,
+                    dir: plan.settings.dir.as_deref().unwrap_or(&plan.package.dir),
+                    env: &plan.settings.env,
+                    flags: &plan.settings.flags,
+                    ldflags: &plan.settings.ldflags,
+                    out,
+                    procs,
+                })
+                .await?;
+            before
+        }
+    };
     let destination = match (&options.registry, &plan.registry_repo) {
         (Some(registry), Some(repo)) => Some((registry.clone(), repo.clone())),
         _ => None,
@@ -183,12 +212,12 @@ async fn build_one(
                 image::growing(options.work).map_err(io("creating a layer file"))?;
             let (ends, outcome) = tokio::sync::oneshot::channel();
             let (registry, repo) = (registry.clone(), repo.clone());
-            let task = tokio::spawn(async move {
+            let task = Background::spawn(async move {
                 let sent = registry.push_growing_blob(&repo, follower).await;
                 // No one may be waiting: the registry had the whole image.
                 let _ = ends.send(sent.is_ok());
             });
-            (file, Some(growth), Some((Upload(task), outcome)))
+            (file, Some(growth), Some((task, outcome)))
         }
         _ => {
             let file =
@@ -231,9 +260,9 @@ async fn build_one(
             let blob = layer.0.clone();
             // Its outcome is the registry client's to remember: publishing waits for
             // it, or sends the blob itself if it failed.
-            Some(Upload(tokio::spawn(async move {
+            Some(Background::spawn(async move {
                 let _ = registry.push_blob(&repo.to_string(), &blob).await;
-            })))
+            }))
         }
         _ => None,
     };
@@ -270,30 +299,125 @@ fn note_layer(out: &Path, digest: &image::Digest) -> bool {
     true
 }
 
-/// Where one build's binary goes: a directory in gantry's cache keyed by everything
-/// that shapes the binary, so a rebuild finds the previous output and Go skips the
-/// link when it is up to date. Without a cache directory, the run's work directory.
-fn output_dir(
-    cache_dir: Option<&Path>,
-    work: &Path,
+/// The file one build writes: in a directory of gantry's cache keyed by everything that
+/// shapes the binary (toolchain, package directory, platform, settings), so that a
+/// rebuild finds the previous output and Go skips the link when it is up to date;
+/// without a cache, in the run's work directory. The package's directory, not its
+/// import path, names it, so that a build can start before `go list` answers.
+fn output_path(
+    root: &Path,
     go_version: &str,
-    plan: &PackagePlan,
+    package_dir: &Path,
     env: &[(&str, String)],
-    fallback: &str,
-) -> PathBuf {
-    let Some(root) = cache_dir else {
-        return work.join(fallback);
-    };
+    settings: &BuildSettings,
+    wasm: bool,
+) -> Result<PathBuf, BuildError> {
+    let package_dir = std::fs::canonicalize(package_dir).unwrap_or(package_dir.to_path_buf());
     let key = format!(
-        "{go_version}\0{}\0{}\0{env:?}\0{:?}\0{:?}\0{:?}",
-        plan.package.import_path,
-        plan.package.dir.display(),
-        plan.settings.env,
-        plan.settings.flags,
-        plan.settings.ldflags
+        "{go_version}\0{}\0{env:?}\0{:?}\0{:?}\0{:?}\0{:?}",
+        package_dir.display(),
+        settings.dir,
+        settings.env,
+        settings.flags,
+        settings.ldflags
     );
     let hash = image::Digest::of(key.as_bytes());
-    root.join("bin").join(&hash.hex()[..24])
+    let dir = root.join("bin").join(&hash.hex()[..24]);
+    std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
+    Ok(dir.join(if wasm { "main.wasm" } else { "main" }))
+}
+
+/// A `go build` started before its package was looked up: the output's identity
+/// before it, and how it ended.
+pub(super) type EarlyBuild = Background<(Option<(u64, u64, u64)>, Result<(), GoError>)>;
+
+/// Waits for a build started early; returns the output's identity before it. A
+/// failure names the package by its import path, as any build's does.
+async fn adopt(
+    build: EarlyBuild,
+    import_path: &str,
+) -> Result<Option<(u64, u64, u64)>, BuildError> {
+    let (before, built) = build.join("a go build").await?;
+    built.map_err(|e| match e {
+        GoError::Compile {
+            platform,
+            dir,
+            stderr,
+            ..
+        } => GoError::Compile {
+            import_path: import_path.to_string(),
+            platform,
+            dir,
+            stderr,
+        },
+        other => other,
+    })?;
+    Ok(before)
+}
+
+/// Starts the builds of the packages in `dirs` (named by directory, so `go build .`
+/// there builds what the lookup will name) for `platforms`, as many as `jobs`, while
+/// `go list` still runs: `settings` must be what every package gets (no per-package
+/// config). The compile stage adopts each by its output, and starts the rest.
+pub(super) fn start_early(
+    go: &GoToolchain,
+    (root, jobs, cores): (&Path, usize, usize),
+    dirs: &[PathBuf],
+    settings: &BuildSettings,
+    platforms: &[Platform],
+) -> Result<HashMap<PathBuf, EarlyBuild>, BuildError> {
+    let mut wanted: Vec<(&PathBuf, &Platform)> = Vec::new();
+    for dir in dirs {
+        let mut seen = Vec::new();
+        for platform in platforms {
+            let env = platform.go_env();
+            if !seen.contains(&env) {
+                seen.push(env);
+                wanted.push((dir, platform));
+            }
+        }
+    }
+    // The first `jobs` of them, as the compile stage would start them.
+    let at_once = jobs.max(1).min(wanted.len());
+    let procs = procs_per_build(cores, at_once);
+    wanted.truncate(at_once);
+    let mut started = HashMap::new();
+    for (dir, platform) in wanted {
+        let env = platform.go_env();
+        let out = output_path(
+            root,
+            &go.version_string,
+            dir,
+            &env,
+            settings,
+            platform.is_wasm(),
+        )?;
+        let (go, dir, settings, platform, target) = (
+            go.clone(),
+            dir.clone(),
+            settings.clone(),
+            platform.clone(),
+            out.clone(),
+        );
+        let task = Background::spawn(async move {
+            let before = identity(&target);
+            let built = go
+                .build(&BuildJob {
+                    target: ".",
+                    platform: &platform,
+                    dir: &dir,
+                    env: &settings.env,
+                    flags: &settings.flags,
+                    ldflags: &settings.ldflags,
+                    out: &target,
+                    procs,
+                })
+                .await;
+            (before, built)
+        });
+        started.insert(out, task);
+    }
+    Ok(started)
 }
 
 #[cfg(test)]

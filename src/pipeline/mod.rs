@@ -3,9 +3,11 @@
 //! builds, each platform's layer written as its build ends), assemble (images, index,
 //! SBOMs), deliver (publish, then sign and attest), report; tags move last.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use crate::attest::provenance::{self, BuildFacts};
 use crate::attest::sbom::SbomFormat;
@@ -28,9 +30,12 @@ mod plan;
 mod report;
 
 use assemble::{assemble_package, file_time, wasm_artifact};
-use compile::{compile, CompileOptions};
+use compile::{compile, start_early, Background, CompileOptions};
 pub use plan::Naming;
-use plan::{base_for, check_destinations, plan_bases, settings_for, split_request, Base};
+use plan::{
+    base_for, check_bases, check_destinations, early_builds, plan_bases, settings_for,
+    split_request, with_command_line, Base,
+};
 
 pub use crate::report::{
     BaseReport, BuildReport, LayerReport, PackageReport, PlatformReport, SbomReport,
@@ -246,28 +251,58 @@ pub async fn build(
     if let Some(dir) = &opts.sbom_dir {
         check_writable(dir, true)?;
     }
+    check_bases(opts, config.as_ref())?;
     let packages = if opts.packages.is_empty() {
         vec![".".to_string()]
     } else {
         opts.packages.clone()
     };
-    // The toolchain's version and the packages, asked at once; a missing `go` is
-    // reported as such, before what the packages' lookups made of it.
-    let (go, found) = tokio::join!(
-        GoToolchain::detect(&opts.go),
-        futures::future::join_all(packages.iter().map(|arg| gobuild::resolve(
-            &opts.go,
-            arg,
-            &opts.workdir
-        ))),
-    );
-    let go = go?;
+    let work = tempfile::Builder::new()
+        .prefix("gantry-")
+        .tempdir()
+        .map_err(io("creating a work directory"))?;
+    let _remove_on_signal = crate::cleanup::Removal::new(work.path());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The packages are looked up (`jobs` at a time) while the toolchain's version is
+    // asked; a missing `go` is reported as such, before what the lookups made of it.
+    let lookups = {
+        let (go, workdir, packages) = (opts.go.clone(), opts.workdir.clone(), packages.clone());
+        let jobs = opts.jobs.max(1);
+        Background::spawn(
+            futures::stream::iter(packages)
+                .map(move |arg| {
+                    let (go, workdir) = (go.clone(), workdir.clone());
+                    async move { gobuild::resolve(&go, &arg, &workdir).await }
+                })
+                .buffered(jobs)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let go = GoToolchain::detect(&opts.go).await?;
     let (PlatformRequest::List(asked) | PlatformRequest::All { wasm: asked }) = &request;
     go.check_platforms(asked)?;
     progress(
         Phase::Resolve,
         &format!("using {} ({})", go.version_string, go.go.display()),
     );
+    // Packages named by directory start building now, while they are looked up.
+    let (linux, wasm) = split_request(&request);
+    let listed: Vec<Platform> = linux.iter().chain(&wasm).cloned().collect();
+    let early = match early_builds(opts, config.as_ref(), &request, &packages) {
+        Some((dirs, settings)) => start_early(
+            &go,
+            (
+                opts.cache_dir.as_deref().unwrap_or(work.path()),
+                opts.jobs,
+                cores,
+            ),
+            &dirs,
+            &settings,
+            &listed,
+        )?,
+        None => HashMap::new(),
+    };
+    let found = lookups.join("looking up the packages").await?;
 
     // Gathered (three git calls) only when some setting has a template.
     let mut template_data: Option<TemplateData> = None;
@@ -278,8 +313,8 @@ pub async fn build(
         if resolved.iter().any(|(p, _)| p.dir == package.dir) {
             continue;
         }
-        let settings = settings_for(config.as_ref(), &package)?;
-        let mut settings = if settings.has_templates() {
+        let settings = settings_for(config.as_ref(), &package.dir)?;
+        let settings = if settings.has_templates() {
             let data = template_data.get_or_insert_with(|| {
                 TemplateData::gather(&opts.workdir, opts.source_date_epoch, &opts.go)
             });
@@ -287,9 +322,7 @@ pub async fn build(
         } else {
             settings
         };
-        settings.ldflags.extend(opts.ldflags.iter().cloned());
-        settings.flags.extend(opts.go_flags.iter().cloned());
-        resolved.push((package, settings));
+        resolved.push((package, with_command_line(settings, opts)));
     }
     let (count, multi) = (resolved.len(), resolved.len() > 1);
     let mut plans: Vec<PackagePlan> = resolved
@@ -328,17 +361,12 @@ pub async fn build(
         registry.declare(repo, true);
     }
 
-    let work = tempfile::Builder::new()
-        .prefix("gantry-")
-        .tempdir()
-        .map_err(io("creating a work directory"))?;
-    let _remove_on_signal = crate::cleanup::Removal::new(work.path());
     let compiling = CompileOptions {
         go: &go,
         cache_dir: opts.cache_dir.as_deref(),
         work: work.path(),
         jobs: opts.jobs,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores,
         mtime: file_time(opts),
         build_info: !opts.sbom.is_empty(),
         registry: destination.is_some().then(|| registry.clone()),
@@ -356,17 +384,16 @@ pub async fn build(
                 plan_bases(&registry, &request, &bases, &mut plans, &go, progress),
                 access,
             )?;
-            compile(&compiling, &plans, progress).await?
+            compile(&compiling, &plans, early, progress).await?
         }
         // The platforms are the listed ones: build while the bases resolve.
         PlatformRequest::List(_) => {
-            let (linux, wasm) = split_request(&request);
             for plan in &mut plans {
-                plan.platforms = linux.iter().chain(&wasm).cloned().collect();
+                plan.platforms = listed.clone();
             }
             let building = plans.clone();
             let (compiled, (), ()) = futures::try_join!(
-                compile(&compiling, &building, progress),
+                compile(&compiling, &building, early, progress),
                 plan_bases(&registry, &request, &bases, &mut plans, &go, progress),
                 access,
             )?;

@@ -3,6 +3,7 @@
 //! destination may be pushed to).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{BuildError, BuildOptions, PackagePlan, Phase, Progress, DEFAULT_BASE};
@@ -22,14 +23,101 @@ pub(super) async fn check_destinations(
     Ok(())
 }
 
+/// What the config gives the package in `dir`, before templates and the command
+/// line's additions.
 pub(super) fn settings_for(
     config: Option<&LoadedConfig>,
-    package: &Package,
+    dir: &Path,
 ) -> Result<BuildSettings, BuildError> {
     Ok(match config {
-        Some(c) => c.settings_for(&package.dir)?,
+        Some(c) => c.settings_for(dir)?,
         None => BuildSettings::default(),
     })
+}
+
+/// `settings` with the command line's `-ldflags` and go flags added (after the
+/// config's, and after its templates are rendered: those are not templates).
+pub(super) fn with_command_line(mut settings: BuildSettings, opts: &BuildOptions) -> BuildSettings {
+    settings.ldflags.extend(opts.ldflags.iter().cloned());
+    settings.flags.extend(opts.go_flags.iter().cloned());
+    settings
+}
+
+/// The directories of the packages named, when the builds may start before `go list`
+/// answers, and the settings every one of them gets: each is named by directory,
+/// the platforms are listed, and the config (if any) has no per-package builds or
+/// templates, so the settings cannot depend on what `go list` will say.
+pub(super) fn early_builds(
+    opts: &BuildOptions,
+    config: Option<&LoadedConfig>,
+    request: &PlatformRequest,
+    packages: &[String],
+) -> Option<(Vec<PathBuf>, BuildSettings)> {
+    if !matches!(request, PlatformRequest::List(_))
+        || config.is_some_and(|c| !c.config.builds.is_empty())
+    {
+        return None;
+    }
+    let settings = settings_for(config, &opts.workdir).ok()?;
+    if settings.has_templates() {
+        return None;
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for arg in packages {
+        let dir = opts.workdir.join(arg.strip_prefix("ko://").unwrap_or(arg));
+        let dir = std::fs::canonicalize(&dir).ok().filter(|d| d.is_dir())?;
+        if !declares_main(&dir) {
+            return None;
+        }
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    Some((dirs, with_command_line(settings, opts)))
+}
+
+/// Whether a `.go` file in `dir` (not a test) has a line starting `package main`: a
+/// library is never built on a guess, only once `go list` says it is `main` (which it
+/// then refuses).
+fn declares_main(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.ends_with(".go")
+            && !name.ends_with("_test.go")
+            && std::fs::read_to_string(entry.path()).is_ok_and(|text| {
+                text.lines().any(|line| {
+                    line.strip_prefix("package main")
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '/']))
+                })
+            })
+    })
+}
+
+/// Every base image the options and the config name, checked as references before
+/// anything runs (which package gets which is known only once they are looked up).
+pub(super) fn check_bases(
+    opts: &BuildOptions,
+    config: Option<&LoadedConfig>,
+) -> Result<(), BuildError> {
+    let from_config = config.into_iter().flat_map(|c| {
+        c.config
+            .default_base_image
+            .iter()
+            .chain(c.config.base_image_overrides.values())
+    });
+    for base in [&opts.base, &opts.default_base]
+        .into_iter()
+        .flatten()
+        .chain(from_config)
+        .filter(|b| *b != "scratch")
+    {
+        crate::publish::parse_reference(base)?;
+    }
+    Ok(())
 }
 
 /// What a package's Linux images are built on.

@@ -11,13 +11,18 @@ fn tags_follow_the_oci_grammar() {
     assert!(check_tag(&"a".repeat(129)).is_err());
 }
 
-/// A `go` that answers like Go and "builds" by writing which platform it built for.
+/// A `go` that answers like Go and "builds" by running `build`.
 fn fake_go(dir: &Path, build: &str) -> PathBuf {
+    fake_go_listing(dir, "", build)
+}
+
+/// A `go` whose `list` first runs `before_list`.
+fn fake_go_listing(dir: &Path, before_list: &str, build: &str) -> PathBuf {
     let go = dir.join("go");
     std::fs::write(
         &go,
         format!(
-            "#!/bin/sh\ncase \"$1\" in\n  env) echo go1.22.0 ;;\n  list) printf 'main\\texample.com/app\\t%s\\n' \"$PWD\" ;;\n  build) {build} ;;\nesac\n"
+            "#!/bin/sh\ncase \"$1\" in\n  env) echo go1.22.0 ;;\n  list) {before_list}\n    printf 'main\\texample.com/app\\t%s\\n' \"$PWD\" ;;\n  build) {build} ;;\nesac\n"
         ),
     )
     .unwrap();
@@ -136,6 +141,44 @@ async fn every_stage_runs_in_process_with_a_fake_go_and_a_layout() {
         (again.publish.manifests, again.publish.blobs_uploaded),
         (0, 0)
     );
+}
+
+/// A package named by its directory starts building while `go list` looks it up; one
+/// named by import path waits for the answer (its directory is not known before).
+#[tokio::test]
+async fn builds_of_packages_named_by_directory_start_while_they_are_looked_up() {
+    for (arg, early) in [(".", true), ("example.com/app", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = dir.path().join("marks");
+        std::fs::create_dir(&marks).unwrap();
+        let m = marks.display();
+        let go = fake_go_listing(
+            dir.path(),
+            &format!("sleep 1; date +%s%N > {m}/listed"),
+            &format!(
+                "date +%s%N > {m}/built-$GOARCH; while [ \"$1\" != -o ]; do shift; done; printf 'built for %s' \"$GOARCH\" > \"$2\""
+            ),
+        );
+        let mut opts = options(dir.path(), go);
+        std::fs::write(opts.workdir.join("main.go"), "package main\n").unwrap();
+        opts.packages = vec![arg.into()];
+        opts.signing = None;
+        // All three at once (with fewer jobs, the first ones start early).
+        opts.jobs = 3;
+        let report = build(&opts, &|_, _| {}).await.unwrap();
+        assert_eq!(report.images[0].platforms.len(), 3);
+        let at = |name: &str| -> u128 {
+            std::fs::read_to_string(marks.join(name))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        for arch in ["amd64", "arm64", "wasm"] {
+            let built = at(&format!("built-{arch}"));
+            assert_eq!(built < at("listed"), early, "{arg}: {arch}");
+        }
+    }
 }
 
 #[tokio::test]

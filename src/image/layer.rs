@@ -2,31 +2,24 @@
 //! hashed (diff_id) on their way into gzip, and the gzip bytes are hashed (digest) on
 //! their way to disk. Memory use does not grow with the binary's size.
 //!
-//! Compression is the slow part of a layer, and a layer is written when a Go build
-//! ends, often while cores sit idle. So the tar stream is cut into fixed-size chunks
-//! compressed on every core at once, each into its own gzip member, written in order
-//! (as pigz-style parallel gzip does; every gzip reader reads concatenated members as
-//! one stream). The chunk size is fixed, not derived from the core count, so the bytes
-//! are the same on any machine.
+//! The gzip stream is made by [`ParallelGzip`]: members compressed on every core.
 //!
 //! An upload need not wait for the layer either: [`growing`] pairs the writer with a
 //! [`GrowingLayer`] that reads the file as far as it has been written, so its bytes can
 //! go to a registry while the rest is still being compressed.
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use bytes::Bytes;
-use flate2::{Compression, GzBuilder};
 use futures::stream::{BoxStream, StreamExt};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
+use super::gzip::ParallelGzip;
 use super::{media_type, Blob, BlobSource, Descriptor, Digest};
 
 /// One entry of a layer, in the order it is written.
@@ -74,145 +67,6 @@ impl<W> Hashing<W> {
     fn digest(&self) -> Digest {
         Digest::from_hash(&self.hasher.clone().finalize())
     }
-}
-
-/// Bytes of tar stream per gzip member: large enough that restarting the compressor's
-/// dictionary costs well under 1% in size, small enough to spread a few-MB layer over
-/// the cores.
-const GZIP_MEMBER: usize = 1 << 20;
-
-/// A writer that gzips what it is given in [`GZIP_MEMBER`]-sized members, up to one
-/// member per core compressing at a time, while the caller goes on filling the next:
-/// members are written in order as they come back.
-struct ParallelGzip<W: Write> {
-    inner: W,
-    /// The member being filled.
-    current: Vec<u8>,
-    /// Members handed to a thread, oldest first.
-    compressing: VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
-    threads: usize,
-}
-
-impl<W: Write> ParallelGzip<W> {
-    fn new(inner: W) -> Self {
-        ParallelGzip {
-            inner,
-            current: Vec::with_capacity(GZIP_MEMBER),
-            compressing: VecDeque::new(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
-    }
-
-    /// Hands `member` to a thread of its own, once fewer than one per core are busy.
-    fn submit(&mut self, member: Vec<u8>) -> io::Result<()> {
-        while self.compressing.len() >= self.threads {
-            self.write_oldest()?;
-        }
-        let (done, compressed) = mpsc::sync_channel(1);
-        std::thread::spawn(move || {
-            // The receiver only goes when the layer failed: nothing to tell then.
-            let _ = done.send(gzip_member(&member));
-        });
-        self.compressing.push_back(compressed);
-        // What is done already goes out now, in order, so that a reader following
-        // the file gets it while the rest is compressed.
-        while let Some(oldest) = self.compressing.front() {
-            match oldest.try_recv() {
-                Ok(member) => {
-                    self.compressing.pop_front();
-                    self.inner.write_all(&member?)?;
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    return Err(io::Error::other("a compression thread panicked"))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for the oldest member handed out and writes it.
-    fn write_oldest(&mut self) -> io::Result<()> {
-        let Some(oldest) = self.compressing.pop_front() else {
-            return Ok(());
-        };
-        let member = oldest
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))?;
-        self.inner.write_all(&member)
-    }
-
-    /// Compresses what is left and returns the inner writer.
-    fn finish(mut self) -> io::Result<W> {
-        if !self.current.is_empty() || self.compressing.is_empty() {
-            let last = std::mem::take(&mut self.current);
-            self.submit(last)?;
-        }
-        while !self.compressing.is_empty() {
-            self.write_oldest()?;
-        }
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for ParallelGzip<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(GZIP_MEMBER - self.current.len());
-        self.current.extend_from_slice(&buf[..n]);
-        if self.current.len() == GZIP_MEMBER {
-            let full = std::mem::replace(&mut self.current, Vec::with_capacity(GZIP_MEMBER));
-            self.submit(full)?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// One gzip member: no file name, time 0, OS "unknown", so that only the bytes
-/// shape it. Bytes that are compressed already (Go's DWARF sections, a PNG in
-/// kodata/) are stored rather than deflated: deflating them is the slowest work per
-/// byte there is (2.5 times that of code, on a 47 MB Go binary whose DWARF is a fifth
-/// of it) and makes them 5% larger.
-fn gzip_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
-    let level = if looks_compressed(chunk) {
-        Compression::none()
-    } else {
-        Compression::fast()
-    };
-    let mut gzip = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::with_capacity(chunk.len() / 2), level);
-    gzip.write_all(chunk)?;
-    gzip.finish()
-}
-
-/// Whether `chunk` carries nearly 8 bits of information per byte, judged on 16
-/// slices of 4 KiB spread over it: compressed data does, machine code and tables carry
-/// 1.5 to 5 (both as collision entropy, -log2 of the chance that two bytes drawn are
-/// equal). Counted in integers, so that the judgement, and so the layer's bytes,
-/// depend on the bytes alone, on any machine.
-fn looks_compressed(chunk: &[u8]) -> bool {
-    const SLICES: usize = 16;
-    const SLICE: usize = 4096;
-    /// Entropy above 7.9 bits: the sum of squared byte counts over the 65536 bytes
-    /// sampled below 65536² / 2^7.9.
-    const MAX_SQUARES: u64 = 17_981_374;
-    if chunk.len() < SLICES * SLICE {
-        return false;
-    }
-    let mut counts = [0u64; 256];
-    let stride = chunk.len() / SLICES;
-    for slice in 0..SLICES {
-        let start = slice * stride;
-        for &byte in &chunk[start..start + SLICE] {
-            counts[usize::from(byte)] += 1;
-        }
-    }
-    counts.iter().map(|c| c * c).sum::<u64>() < MAX_SQUARES
 }
 
 /// A regular file's bytes, exactly as many as its size when opened: the tar header
@@ -475,6 +329,7 @@ pub fn write_layer(
 
 #[cfg(test)]
 mod tests {
+    use super::super::gzip::GZIP_MEMBER;
     use super::*;
     use flate2::read::MultiGzDecoder as GzDecoder;
     use std::io::Read;
@@ -539,44 +394,6 @@ mod tests {
         );
     }
 
-    /// The compressed bytes depend on the input and the member size only: not on how
-    /// many cores compressed them, nor on how the writes were cut.
-    #[test]
-    fn parallel_gzip_is_the_same_on_any_core_count_and_reads_back_whole() {
-        let data: Vec<u8> = (0..5 * GZIP_MEMBER + 12345)
-            .map(|i| (i * 7 % 251) as u8 ^ (i >> 13) as u8)
-            .collect();
-        let gzip_with = |input: &[u8], threads: usize, piece: usize| {
-            let mut gzip = ParallelGzip::new(Vec::new());
-            gzip.threads = threads;
-            for chunk in input.chunks(piece) {
-                gzip.write_all(chunk).unwrap();
-            }
-            gzip.finish().unwrap()
-        };
-        let one = gzip_with(&data, 1, 8192);
-        assert_eq!(one, gzip_with(&data, 3, 100_000));
-        assert_eq!(one, gzip_with(&data, 8, GZIP_MEMBER));
-        // A stream that ends where a member does gets no empty member after it, on any
-        // core count.
-        let whole = &data[..2 * GZIP_MEMBER];
-        let two = gzip_with(whole, 1, GZIP_MEMBER);
-        assert_eq!(two, gzip_with(whole, 2, 4096));
-        assert_eq!(two, gzip_with(whole, 5, GZIP_MEMBER));
-        assert_eq!(two.len(), {
-            let first = gzip_with(&whole[..GZIP_MEMBER], 1, GZIP_MEMBER).len();
-            first + gzip_with(&whole[GZIP_MEMBER..], 1, GZIP_MEMBER).len()
-        });
-        let mut back = Vec::new();
-        GzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
-        assert_eq!(back, data);
-        // Empty input is still a gzip stream.
-        let empty = gzip_with(&[], 2, 1);
-        let mut back = Vec::new();
-        GzDecoder::new(&empty[..]).read_to_end(&mut back).unwrap();
-        assert!(back.is_empty());
-    }
-
     /// A follower reads exactly the layer's bytes while they are written, and learns
     /// its descriptor at the end; one whose writer fails gets an error, not a short
     /// layer.
@@ -626,41 +443,6 @@ mod tests {
         }
         assert!(failed, "a layer that was never finished read as whole");
         assert_eq!(follower.descriptor().await, None);
-    }
-
-    /// Compressed bytes are stored, not deflated (which would make them larger);
-    /// other bytes are deflated; both read back whole.
-    #[test]
-    fn compressed_bytes_are_stored_and_the_rest_deflated() {
-        // Bytes with no pattern, as compressed data has: an xorshift stream.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let noise: Vec<u8> = (0..GZIP_MEMBER)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
-        let code: Vec<u8> = b"func main() { fmt.Println(\"hello\", 42) }\n"
-            .iter()
-            .copied()
-            .cycle()
-            .take(GZIP_MEMBER)
-            .collect();
-        assert!(looks_compressed(&noise));
-        assert!(!looks_compressed(&code));
-        let stored = gzip_member(&noise).unwrap();
-        // Stored blocks cost 5 bytes per 64 KiB, where deflate added about 5%.
-        assert!(stored.len() < noise.len() + 200, "{}", stored.len());
-        assert!(gzip_member(&code).unwrap().len() < code.len() / 4);
-        for (input, member) in [(&noise, stored), (&code, gzip_member(&code).unwrap())] {
-            let mut back = Vec::new();
-            GzDecoder::new(&member[..]).read_to_end(&mut back).unwrap();
-            assert_eq!(&back, input);
-        }
-        // Too little to judge: deflated.
-        assert!(!looks_compressed(&noise[..1000]));
     }
 
     fn file(source: PathBuf) -> Vec<LayerEntry> {

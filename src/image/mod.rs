@@ -4,6 +4,7 @@
 
 mod assemble;
 mod digest;
+mod gzip;
 mod layer;
 mod oci;
 

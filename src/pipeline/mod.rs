@@ -13,7 +13,7 @@ use crate::attest::provenance::{self, BuildFacts};
 use crate::attest::sbom::SbomFormat;
 use crate::attest::{self, SbomDocument};
 use crate::base::{BaseError, ResolvedBase};
-use crate::config::{BuildSettings, Config, ConfigError, TemplateData};
+use crate::config::{BuildSettings, Config, ConfigError};
 use crate::gobuild::buildinfo::{BuildInfo, BuildInfoError};
 use crate::gobuild::{self, GoError, GoToolchain, Package};
 use crate::image::{self, Artifact};
@@ -33,8 +33,8 @@ use assemble::{assemble_package, file_time, wasm_artifact};
 use compile::{compile, start_early, Background, CompileOptions};
 pub use plan::Naming;
 use plan::{
-    base_for, check_bases, check_destinations, early_builds, plan_bases, settings_for,
-    split_request, with_command_line, Base,
+    base_for, check_bases, check_destinations, early_builds, plan_bases, plan_packages,
+    split_request, Base,
 };
 
 pub use crate::report::{
@@ -304,44 +304,7 @@ pub async fn build(
     };
     let found = lookups.join("looking up the packages").await?;
 
-    // Gathered (three git calls) only when some setting has a template.
-    let mut template_data: Option<TemplateData> = None;
-    let mut resolved: Vec<(Package, BuildSettings)> = Vec::new();
-    for package in found {
-        let package = package?;
-        // `./cmd/app` and `example.com/cmd/app` are one package: built and pushed once.
-        if resolved.iter().any(|(p, _)| p.dir == package.dir) {
-            continue;
-        }
-        let settings = settings_for(config.as_ref(), &package.dir)?;
-        let settings = if settings.has_templates() {
-            let data = template_data.get_or_insert_with(|| {
-                TemplateData::gather(&opts.workdir, opts.source_date_epoch, &opts.go)
-            });
-            settings.render(data)?
-        } else {
-            settings
-        };
-        resolved.push((package, with_command_line(settings, opts)));
-    }
-    let (count, multi) = (resolved.len(), resolved.len() > 1);
-    let mut plans: Vec<PackagePlan> = resolved
-        .into_iter()
-        .map(|(package, settings)| PackagePlan {
-            registry_repo: destination
-                .as_ref()
-                .map(|dest| opts.naming.repository(dest, &package, count)),
-            layout_repo: if multi {
-                package.name.clone()
-            } else {
-                String::new()
-            },
-            package,
-            settings,
-            platforms: Vec::new(),
-            base: None,
-        })
-        .collect();
+    let mut plans = plan_packages(opts, config.as_ref(), found, destination.as_ref())?;
 
     let bases: Vec<Base> = plans
         .iter()
@@ -412,34 +375,9 @@ pub async fn build(
         (None, Some(_)) => None,
     };
     let wasm_tags: Vec<String> = tags.iter().map(|t| format!("{t}-wasm")).collect();
-    let provenance = opts.provenance.then(|| {
-        let platforms: Vec<String> = assembled
-            .iter()
-            .flat_map(|a| a.plan.platforms.iter().map(Platform::to_string))
-            .collect();
-        let bases: Vec<(String, String)> = assembled
-            .iter()
-            .filter_map(|a| {
-                a.plan
-                    .base
-                    .as_ref()
-                    .map(|(n, r)| (n.clone(), r.digest.to_string()))
-            })
-            .collect();
-        // What was built, as a reader elsewhere names it: import paths, not `.`.
-        let import_paths: Vec<String> = assembled
-            .iter()
-            .map(|a| a.plan.package.import_path.clone())
-            .collect();
-        provenance::predicate(&BuildFacts {
-            packages: &import_paths,
-            platforms: &platforms,
-            go_version: &go.version_string,
-            bases: &bases,
-            workdir: &opts.workdir,
-            created: opts.source_date_epoch.unwrap_or(0),
-        })
-    });
+    let provenance = opts
+        .provenance
+        .then(|| provenance_of(opts, &assembled, &go.version_string));
     let delivery = Delivery {
         packages: &assembled,
         tags: &tags,
@@ -544,6 +482,40 @@ pub async fn build(
         publish::apply_tags(layout, requests, &new_in_layout).await?;
     }
     Ok(report)
+}
+
+/// The SLSA provenance predicate of what this run built.
+fn provenance_of(
+    opts: &BuildOptions,
+    assembled: &[Assembled],
+    go_version: &str,
+) -> serde_json::Value {
+    let platforms: Vec<String> = assembled
+        .iter()
+        .flat_map(|a| a.plan.platforms.iter().map(Platform::to_string))
+        .collect();
+    let bases: Vec<(String, String)> = assembled
+        .iter()
+        .filter_map(|a| {
+            a.plan
+                .base
+                .as_ref()
+                .map(|(n, r)| (n.clone(), r.digest.to_string()))
+        })
+        .collect();
+    // What was built, as a reader elsewhere names it: import paths, not `.`.
+    let import_paths: Vec<String> = assembled
+        .iter()
+        .map(|a| a.plan.package.import_path.clone())
+        .collect();
+    provenance::predicate(&BuildFacts {
+        packages: &import_paths,
+        platforms: &platforms,
+        go_version,
+        bases: &bases,
+        workdir: &opts.workdir,
+        created: opts.source_date_epoch.unwrap_or(0),
+    })
 }
 
 /// The assemble stage for one package: its images and index, the CNCF Wasm artifact

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::{BuildError, BuildOptions, PackagePlan, Phase, Progress, DEFAULT_BASE};
 use crate::base::{self, ResolvedBase};
-use crate::config::{BuildSettings, LoadedConfig};
-use crate::gobuild::{GoToolchain, Package};
+use crate::config::{BuildSettings, LoadedConfig, TemplateData};
+use crate::gobuild::{GoError, GoToolchain, Package};
 use crate::platform::{Platform, PlatformRequest};
 use crate::publish::{ImageName, Registry};
 
@@ -118,6 +118,53 @@ pub(super) fn check_bases(
         crate::publish::parse_reference(base)?;
     }
     Ok(())
+}
+
+/// One plan per package found (a package named twice is planned once): its settings
+/// (the config's, templates rendered, the command line's added) and its repository
+/// names; platforms and base come later.
+pub(super) fn plan_packages(
+    opts: &BuildOptions,
+    config: Option<&LoadedConfig>,
+    found: Vec<Result<Package, GoError>>,
+    destination: Option<&ImageName>,
+) -> Result<Vec<PackagePlan>, BuildError> {
+    // Gathered (three git calls) only when some setting has a template.
+    let mut template_data: Option<TemplateData> = None;
+    let mut resolved: Vec<(Package, BuildSettings)> = Vec::new();
+    for package in found {
+        let package = package?;
+        // `./cmd/app` and `example.com/cmd/app` are one package: built and pushed once.
+        if resolved.iter().any(|(p, _)| p.dir == package.dir) {
+            continue;
+        }
+        let settings = settings_for(config, &package.dir)?;
+        let settings = if settings.has_templates() {
+            let data = template_data.get_or_insert_with(|| {
+                TemplateData::gather(&opts.workdir, opts.source_date_epoch, &opts.go)
+            });
+            settings.render(data)?
+        } else {
+            settings
+        };
+        resolved.push((package, with_command_line(settings, opts)));
+    }
+    let (count, multi) = (resolved.len(), resolved.len() > 1);
+    Ok(resolved
+        .into_iter()
+        .map(|(package, settings)| PackagePlan {
+            registry_repo: destination.map(|dest| opts.naming.repository(dest, &package, count)),
+            layout_repo: if multi {
+                package.name.clone()
+            } else {
+                String::new()
+            },
+            package,
+            settings,
+            platforms: Vec::new(),
+            base: None,
+        })
+        .collect())
 }
 
 /// What a package's Linux images are built on.

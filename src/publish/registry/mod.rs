@@ -1,23 +1,21 @@
 //! The OCI distribution API over [`super::transport`]: manifests and blobs by tag or
-//! digest, uploads in the fewest round trips (HEAD; else a cross-repository mount
-//! that doubles as the upload session; else POST then PUT, streamed), and whether a
-//! registry has the referrers API.
+//! digest, uploads (upload.rs), and whether a registry has the referrers API.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::future::{FutureExt, Shared};
+use futures::future::Shared;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::{Method, StatusCode};
 use tokio::sync::{oneshot, OnceCell};
-use tokio_util::io::ReaderStream;
 
 use super::transport::{Body, Failure, NetworkSettings, Request, Response, Transport};
 use super::{BlobOutcome, ImageName, Pending, PublishError, Publisher};
-use crate::image::{media_type, Blob, BlobSource, Descriptor, Digest, GrowingLayer};
+use crate::image::{media_type, Blob, Descriptor, Digest};
+
+mod upload;
 
 /// How to reach registries: which hosts speak plain HTTP, and the network policy.
 #[derive(Debug, Clone, Default)]
@@ -276,211 +274,6 @@ impl Registry {
         .await
     }
 
-    /// Makes `blob` present in `name`, once per run: a caller that asks while
-    /// another upload of it is under way waits for that one. A failed upload is not
-    /// remembered, so the next caller tries again.
-    async fn upload(&self, name: &ImageName, blob: &Blob) -> Result<BlobOutcome, PublishError> {
-        let key = (name.clone(), blob.descriptor.digest.clone());
-        once_for(&self.uploads, key)
-            .get_or_try_init(|| self.upload_once(name, blob))
-            .await
-            .copied()
-    }
-
-    /// Uploads a layer while it is still being written: POST, then one PATCH that
-    /// streams the bytes as they reach the file, then PUT with the digest, known only
-    /// at the end. Nothing asks first whether the registry has it: the digest is not
-    /// known yet. The PATCH is not retried (its bytes are not kept); after a failure
-    /// the blob's ordinary push sends the finished file.
-    pub async fn push_growing_blob(
-        &self,
-        name: &ImageName,
-        layer: GrowingLayer,
-    ) -> Result<Digest, PublishError> {
-        let what = "streaming a layer as it is written";
-        let location = self
-            .call(
-                name,
-                v2(name, Method::POST, "blobs/uploads/".into())
-                    .pushing(true)
-                    .header(http::header::CONTENT_LENGTH, "0"),
-                || Body::Empty,
-                |r| async move {
-                    if r.status == StatusCode::ACCEPTED {
-                        session(name, what, &r)
-                    } else {
-                        Err(unexpected(name, what, r).await)
-                    }
-                },
-            )
-            .await?;
-        let patch = Request {
-            target: location,
-            ..v2(name, Method::PATCH, String::new())
-                .pushing(true)
-                .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        };
-        let body = Body::Stream {
-            stream: layer.bytes(),
-            length: None,
-        };
-        let sent = match self.transport.send(&name.registry, &patch, body).await {
-            Ok(r) if r.status == StatusCode::ACCEPTED => session(name, what, &r),
-            Ok(r) => Err(unexpected(name, what, r).await),
-            Err(failure) => Err(failure),
-        };
-        let location = sent.map_err(|failure| match failure {
-            Failure::Fatal(e) => e,
-            Failure::Retry { detail, .. } => refused_error(name, what, detail),
-            Failure::Reauthorized => refused_error(name, what, "the token expired".into()),
-        })?;
-        let descriptor = layer.descriptor().await.ok_or_else(|| {
-            refused_error(name, what, "the layer was not written to its end".into())
-        })?;
-        let digest = descriptor.digest;
-        self.call(
-            name,
-            Request {
-                target: with_digest(&location, &digest),
-                ..v2(name, Method::PUT, String::new())
-                    .pushing(true)
-                    .header(http::header::CONTENT_LENGTH, "0")
-            },
-            || Body::Empty,
-            |r| async move {
-                if r.status.is_success() {
-                    Ok(())
-                } else {
-                    Err(unexpected(name, what, r).await)
-                }
-            },
-        )
-        .await?;
-        Ok(digest)
-    }
-
-    /// Says that an upload of `digest` to `name` is under way and how it ends
-    /// (`true`: the blob is there), so that pushing it waits rather than sends it too.
-    pub fn upload_under_way(
-        &self,
-        name: &ImageName,
-        digest: &Digest,
-        ends: oneshot::Receiver<bool>,
-    ) {
-        lock(&self.under_way).insert((name.clone(), digest.clone()), ends.shared());
-    }
-
-    /// Makes `blob` present in `name` in the fewest round trips: HEAD (not for
-    /// unpublished blobs); then a mount from the blob's home repository on the same
-    /// registry (its 202 is the upload session, so a refused mount costs nothing
-    /// extra); then PUT of the bytes.
-    async fn upload_once(
-        &self,
-        name: &ImageName,
-        blob: &Blob,
-    ) -> Result<BlobOutcome, PublishError> {
-        let d = &blob.descriptor;
-        let streamed = lock(&self.under_way)
-            .get(&(name.clone(), d.digest.clone()))
-            .cloned();
-        if let Some(ends) = streamed {
-            if ends.await == Ok(true) {
-                return Ok(BlobOutcome::Uploaded);
-            }
-        }
-        let unpublished = matches!(blob.source, BlobSource::Unpublished(_));
-        if !unpublished && self.blob_exists(name, &d.digest).await? {
-            return Ok(BlobOutcome::Existed);
-        }
-        let source = match &blob.source {
-            BlobSource::Remote { repository } => Some(ImageName::parse(repository)?),
-            _ => None,
-        };
-        let mount_from = source
-            .as_ref()
-            .filter(|s| s.registry == name.registry && s.repository != name.repository);
-        let start = match mount_from {
-            Some(s) => format!("blobs/uploads/?mount={}&from={}", d.digest, s.repository),
-            None => "blobs/uploads/".to_string(),
-        };
-        let what = format!("uploading blob {}", d.digest);
-        let result = self
-            .transport
-            .retrying(
-                &name.registry,
-                &format!("POST+PUT /v2/{}/{start}", name.repository),
-                || async {
-                    let post = v2(name, Method::POST, start.clone())
-                        .pushing(true)
-                        .header(http::header::CONTENT_LENGTH, "0");
-                    let r = self
-                        .transport
-                        .send(&name.registry, &post, Body::Empty)
-                        .await?;
-                    if r.status == StatusCode::CREATED && mount_from.is_some() {
-                        return Ok(BlobOutcome::Mounted);
-                    }
-                    if r.status != StatusCode::ACCEPTED {
-                        return Err(unexpected(name, &what, r).await);
-                    }
-                    let location = session(name, &what, &r)?;
-                    let put = Request {
-                        target: with_digest(&location, &d.digest),
-                        ..v2(name, Method::PUT, String::new())
-                            .pushing(true)
-                            .header(http::header::CONTENT_TYPE, "application/octet-stream")
-                    };
-                    let body = self.body_for(blob, source.as_ref()).await?;
-                    let r = self.transport.send(&name.registry, &put, body).await?;
-                    if r.status.is_success() {
-                        Ok(BlobOutcome::Uploaded)
-                    } else {
-                        Err(unexpected(name, &what, r).await)
-                    }
-                },
-            )
-            .await;
-        match result {
-            Ok(outcome) => Ok(outcome),
-            // docker-registry answers 500 to one of two concurrent uploads of one
-            // blob; some registries omit Location after a finished upload. Either way
-            // the blob may well be there.
-            Err(e) => match self.blob_exists(name, &d.digest).await {
-                Ok(true) => Ok(BlobOutcome::Uploaded),
-                _ => Err(e),
-            },
-        }
-    }
-
-    /// The bytes of a blob, for one try of an upload.
-    async fn body_for(&self, blob: &Blob, source: Option<&ImageName>) -> Result<Body, Failure> {
-        let d = &blob.descriptor;
-        Ok(match (&blob.source, source) {
-            (BlobSource::Bytes(bytes) | BlobSource::Unpublished(bytes), _) => {
-                Body::Bytes(bytes.clone())
-            }
-            (BlobSource::File(path), _) => Body::Stream {
-                stream: file_stream(path).await.map_err(|cause| {
-                    Failure::Fatal(PublishError::Io {
-                        context: format!("reading {}", path.display()),
-                        cause,
-                    })
-                })?,
-                length: Some(d.size),
-            },
-            (BlobSource::Remote { .. }, Some(source)) => Body::Stream {
-                stream: self.blob_stream(source, d).await?,
-                length: Some(d.size),
-            },
-            (BlobSource::Remote { repository }, None) => {
-                return Err(Failure::Fatal(PublishError::Reference {
-                    reference: repository.clone(),
-                    reason: "not a repository".into(),
-                }))
-            }
-        })
-    }
-
     /// PUTs a manifest by tag or digest. Notes whether the registry acknowledged a
     /// `subject` (OCI-Subject), which means it keeps the referrers itself.
     async fn put_manifest(
@@ -626,28 +419,6 @@ fn refused_error(name: &ImageName, action: &str, detail: String) -> PublishError
         action: action.to_string(),
         detail,
     }
-}
-
-/// Where an upload session (answered 202) takes its next request.
-fn session(name: &ImageName, action: &str, r: &Response) -> Result<String, Failure> {
-    r.header("location").map(str::to_string).ok_or_else(|| {
-        refused(
-            name,
-            action,
-            "the registry answered an upload without a Location".into(),
-        )
-    })
-}
-
-/// An upload session's location with the blob's digest added to its query.
-fn with_digest(location: &str, digest: &Digest) -> String {
-    let separator = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{separator}digest={digest}")
-}
-
-async fn file_stream(path: &Path) -> std::io::Result<BoxStream<'static, std::io::Result<Bytes>>> {
-    let file = tokio::fs::File::open(path).await?;
-    Ok(ReaderStream::with_capacity(file, 256 * 1024).boxed())
 }
 
 /// A registry as a destination: each call names `registry/repository`.

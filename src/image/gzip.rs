@@ -39,10 +39,12 @@ impl<W: Write> ParallelGzip<W> {
         }
     }
 
-    /// Hands `member` to a thread of its own, once fewer than one per core are busy.
+    /// Hands `member` to a thread of its own, once fewer than one per core are busy;
+    /// what is done already goes out now, in order, so that a reader following the
+    /// file gets it while the rest is compressed.
     fn submit(&mut self, member: Vec<u8>) -> io::Result<()> {
         while self.compressing.len() >= self.threads {
-            self.write_oldest()?;
+            self.write_oldest(true)?;
         }
         let (done, compressed) = mpsc::sync_channel(1);
         std::thread::spawn(move || {
@@ -50,32 +52,27 @@ impl<W: Write> ParallelGzip<W> {
             let _ = done.send(gzip_member(&member));
         });
         self.compressing.push_back(compressed);
-        // What is done already goes out now, in order, so that a reader following
-        // the file gets it while the rest is compressed.
-        while let Some(oldest) = self.compressing.front() {
-            match oldest.try_recv() {
-                Ok(member) => {
-                    self.compressing.pop_front();
-                    self.inner.write_all(&member?)?;
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    return Err(io::Error::other("a compression thread panicked"))
-                }
-            }
-        }
+        while self.write_oldest(false)? {}
         Ok(())
     }
 
-    /// Waits for the oldest member handed out and writes it.
-    fn write_oldest(&mut self) -> io::Result<()> {
-        let Some(oldest) = self.compressing.pop_front() else {
-            return Ok(());
+    /// Writes the oldest member handed out if it is compressed (with `wait`, once it
+    /// is); says whether there was one to write.
+    fn write_oldest(&mut self, wait: bool) -> io::Result<bool> {
+        let Some(oldest) = self.compressing.front() else {
+            return Ok(false);
         };
-        let member = oldest
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))?;
-        self.inner.write_all(&member)
+        let member = match (wait, oldest.try_recv()) {
+            (_, Ok(member)) => Some(member),
+            (false, Err(mpsc::TryRecvError::Empty)) => return Ok(false),
+            (true, Err(mpsc::TryRecvError::Empty)) => oldest.recv().ok(),
+            (_, Err(mpsc::TryRecvError::Disconnected)) => None,
+        };
+        self.compressing.pop_front();
+        let member =
+            member.unwrap_or_else(|| Err(io::Error::other("a compression thread panicked")))?;
+        self.inner.write_all(&member)?;
+        Ok(true)
     }
 
     /// Compresses what is left and returns the inner writer.
@@ -84,9 +81,7 @@ impl<W: Write> ParallelGzip<W> {
             let last = std::mem::take(&mut self.current);
             self.submit(last)?;
         }
-        while !self.compressing.is_empty() {
-            self.write_oldest()?;
-        }
+        while self.write_oldest(true)? {}
         Ok(self.inner)
     }
 }

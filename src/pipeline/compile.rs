@@ -205,7 +205,7 @@ async fn build_one(
     // it is compressed. (Go only touches an output that is up to date, and it writes a
     // new one to a new file, unless it must copy across file systems: then the size
     // tells, or the layer is sent once whole, as below.)
-    let relinked = before.is_none() || before != identity(out);
+    let relinked = before != identity(out);
     let (layer_file, growth, streaming) = match &destination {
         Some((registry, repo)) if relinked => {
             let (file, growth, follower) =

@@ -76,24 +76,28 @@ pub(super) fn early_builds(
     Some((dirs, with_command_line(settings, opts)))
 }
 
-/// Whether a `.go` file in `dir` (not a test) has a line starting `package main`: a
-/// library is never built on a guess, only once `go list` says it is `main` (which it
-/// then refuses).
+/// Whether a `.go` file in `dir` (not a test) has the package clause `package main`
+/// (read up to that clause only): a library is never built on a guess, only once
+/// `go list` says it is `main` (which it then refuses).
 fn declares_main(dir: &Path) -> bool {
+    use std::io::BufRead;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
     entries.flatten().any(|entry| {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        name.ends_with(".go")
-            && !name.ends_with("_test.go")
-            && std::fs::read_to_string(entry.path()).is_ok_and(|text| {
-                text.lines().any(|line| {
-                    line.strip_prefix("package main")
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '/']))
-                })
-            })
+        if !name.ends_with(".go") || name.ends_with("_test.go") {
+            return false;
+        }
+        let Ok(file) = std::fs::File::open(entry.path()) else {
+            return false;
+        };
+        let clause = std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("package ").map(str::to_string));
+        clause.is_some_and(|rest| rest.split(['/', ' ', '\t']).next() == Some("main"))
     })
 }
 

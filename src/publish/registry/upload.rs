@@ -44,7 +44,7 @@ impl Registry {
         &self,
         name: &ImageName,
         layer: GrowingLayer,
-    ) -> Result<Digest, PublishError> {
+    ) -> Result<(), PublishError> {
         let what = "streaming a layer as it is written";
         let location = self
             .call(
@@ -85,11 +85,10 @@ impl Registry {
         let descriptor = layer.descriptor().await.ok_or_else(|| {
             refused_error(name, what, "the layer was not written to its end".into())
         })?;
-        let digest = descriptor.digest;
         self.call(
             name,
             Request {
-                target: with_digest(&location, &digest),
+                target: with_digest(&location, &descriptor.digest),
                 ..v2(name, Method::PUT, String::new())
                     .pushing(true)
                     .header(http::header::CONTENT_LENGTH, "0")
@@ -103,8 +102,7 @@ impl Registry {
                 }
             },
         )
-        .await?;
-        Ok(digest)
+        .await
     }
 
     /// Says that an upload of `digest` to `name` is under way and how it ends

@@ -8,6 +8,9 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 pub mod buildinfo;
+mod module;
+
+pub use module::guess_package_dir;
 
 use crate::platform::Platform;
 

@@ -355,8 +355,9 @@ async fn adopt(
     Ok(before)
 }
 
-/// Starts the builds of the packages in `dirs` (named by directory, so `go build .`
-/// there builds what the lookup will name) for `platforms`, as many as `jobs`, while
+/// Starts the builds of the packages in `dirs` (known before the lookup, so `go build .`
+/// there builds what it will name, if it names the same directory) for `platforms`, as
+/// many as `jobs`, while
 /// `go list` still runs: `settings` must be what every package gets (no per-package
 /// config). The compile stage adopts each by its output, and starts the rest.
 pub(super) fn start_early(

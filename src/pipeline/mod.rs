@@ -285,7 +285,8 @@ pub async fn build(
         Phase::Resolve,
         &format!("using {} ({})", go.version_string, go.go.display()),
     );
-    // Packages named by directory start building now, while they are looked up.
+    // Packages whose directory is known without go (named by it, or found through
+    // go.mod) start building now, while they are looked up.
     let (linux, wasm) = split_request(&request);
     let listed: Vec<Platform> = linux.iter().chain(&wasm).cloned().collect();
     let early = match early_builds(opts, config.as_ref(), &request, &packages) {

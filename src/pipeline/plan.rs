@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{BuildError, BuildOptions, PackagePlan, Phase, Progress, DEFAULT_BASE};
 use crate::base::{self, ResolvedBase};
 use crate::config::{BuildSettings, LoadedConfig, TemplateData};
-use crate::gobuild::{GoError, GoToolchain, Package};
+use crate::gobuild::{self, GoError, GoToolchain, Package};
 use crate::platform::{Platform, PlatformRequest};
 use crate::publish::{ImageName, Registry};
 
@@ -44,9 +44,11 @@ pub(super) fn with_command_line(mut settings: BuildSettings, opts: &BuildOptions
 }
 
 /// The directories of the packages named, when the builds may start before `go list`
-/// answers, and the settings every one of them gets: each is named by directory,
-/// the platforms are listed, and the config (if any) has no per-package builds or
-/// templates, so the settings cannot depend on what `go list` will say.
+/// answers, and the settings every one of them gets: each is named by directory (or
+/// by an import path go.mod maps to one), the platforms are listed, and the config
+/// (if any) has no per-package builds or templates, so the settings cannot depend on
+/// what `go list` will say. A build started on a guess is used only if `go list`
+/// names the same directory.
 pub(super) fn early_builds(
     opts: &BuildOptions,
     config: Option<&LoadedConfig>,
@@ -64,7 +66,12 @@ pub(super) fn early_builds(
     }
     let mut dirs: Vec<PathBuf> = Vec::new();
     for arg in packages {
-        let dir = opts.workdir.join(arg.strip_prefix("ko://").unwrap_or(arg));
+        let arg = arg.strip_prefix("ko://").unwrap_or(arg);
+        // As `gobuild::resolve` tells a directory from an import path.
+        let dir = match opts.workdir.join(arg) {
+            dir if dir.is_dir() => dir,
+            _ => gobuild::guess_package_dir(&opts.workdir, arg)?,
+        };
         let dir = std::fs::canonicalize(&dir).ok().filter(|d| d.is_dir())?;
         if !declares_main(&dir) {
             return None;

@@ -143,11 +143,16 @@ async fn every_stage_runs_in_process_with_a_fake_go_and_a_layout() {
     );
 }
 
-/// A package named by its directory starts building while `go list` looks it up; one
-/// named by import path waits for the answer (its directory is not known before).
+/// A package named by its directory, or by an import path go.mod maps to a directory,
+/// starts building while `go list` looks it up; one whose directory only go knows
+/// waits for the answer.
 #[tokio::test]
-async fn builds_of_packages_named_by_directory_start_while_they_are_looked_up() {
-    for (arg, early) in [(".", true), ("example.com/app", false)] {
+async fn builds_of_packages_whose_directory_is_known_start_while_they_are_looked_up() {
+    for (arg, go_mod, early) in [
+        (".", None, true),
+        ("example.com/app", Some("module example.com/app\n"), true),
+        ("example.com/app", None, false),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let marks = dir.path().join("marks");
         std::fs::create_dir(&marks).unwrap();
@@ -161,6 +166,9 @@ async fn builds_of_packages_named_by_directory_start_while_they_are_looked_up() 
         );
         let mut opts = options(dir.path(), go);
         std::fs::write(opts.workdir.join("main.go"), "package main\n").unwrap();
+        if let Some(text) = go_mod {
+            std::fs::write(opts.workdir.join("go.mod"), text).unwrap();
+        }
         opts.packages = vec![arg.into()];
         opts.signing = None;
         // All three at once (with fewer jobs, the first ones start early).

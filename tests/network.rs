@@ -95,6 +95,9 @@ fn every_kind_of_transient_failure_is_retried_and_the_signed_build_succeeds() {
     proxy.inject(json!([
         {"method": "PUT", "path": "/manifests/sha256:", "action": "status", "status": 503},
         {"method": "PUT", "path": "/blobs/uploads/", "action": "status", "status": 429, "retry_after": "1"},
+        // More than one upload's tries: a streamed upload gives up, and so does a try
+        // of an ordinary one.
+        {"method": "PUT", "path": "/blobs/uploads/", "action": "status", "status": 500, "times": 6},
         {"method": "HEAD", "path": "/blobs/", "action": "status", "status": 500},
         {"method": "POST", "path": "/blobs/uploads/", "action": "reset"},
         {"method": "GET", "path": "/manifests/", "action": "status", "status": 502},
@@ -154,6 +157,16 @@ fn every_kind_of_transient_failure_is_retried_and_the_signed_build_succeeds() {
             faulted.path,
             retried.status
         );
+    }
+    // An upload session whose PUT failed is finished by a retry, or cancelled.
+    for failed in log
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status >= 400)
+    {
+        let ended = log.iter().any(|e| {
+            e.path == failed.path && (e.method == "DELETE" || (e.method == "PUT" && e.status < 300))
+        });
+        assert!(ended, "session {} left open: {log:#?}", failed.path);
     }
     // Read back with independent clients, straight from the registry.
     let all = subjects(&registry, "retry", &printed_digest(&out));
@@ -894,6 +907,13 @@ fn layers_stream_while_compressed_and_a_failed_stream_is_sent_whole() {
     let patches: Vec<&ProxyEntry> = log.iter().filter(|e| e.method == "PATCH").collect();
     assert_eq!(patches.len(), 2, "one PATCH per layer: {log:#?}");
     assert_eq!(patches[0].fault, "reset", "{log:#?}");
+    // The cut session is cancelled, not left for the registry to expire.
+    let cut = patches[0].path.rsplit('/').next().unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.method == "DELETE" && e.path.ends_with(&format!("/blobs/uploads/{cut}"))),
+        "no DELETE of the cut session {cut}: {log:#?}"
+    );
     // The other layer went as it was written: chunked, all of it in one PATCH, and
     // the PUT that ended its session carried its digest and no bytes.
     let streamed = patches[1];

@@ -39,14 +39,14 @@ impl Registry {
     /// streams the bytes as they reach the file, then PUT with the digest, known only
     /// at the end. Nothing asks first whether the registry has it: the digest is not
     /// known yet. The PATCH is not retried (its bytes are not kept); after a failure
-    /// the blob's ordinary push sends the finished file.
+    /// the session is cancelled and the blob's ordinary push sends the finished file.
     pub async fn push_growing_blob(
         &self,
         name: &ImageName,
         layer: GrowingLayer,
     ) -> Result<(), PublishError> {
-        let what = "streaming a layer as it is written";
-        let location = self
+        let what = STREAMING;
+        let mut location = self
             .call(
                 name,
                 v2(name, Method::POST, "blobs/uploads/".into())
@@ -62,8 +62,24 @@ impl Registry {
                 },
             )
             .await?;
+        let closed = self.stream_and_close(name, &mut location, layer).await;
+        if closed.is_err() {
+            self.cancel_upload(name, &location).await;
+        }
+        closed
+    }
+
+    /// The PATCH and PUT of [`Registry::push_growing_blob`]; `location` follows the
+    /// session, for cancelling it.
+    async fn stream_and_close(
+        &self,
+        name: &ImageName,
+        location: &mut String,
+        layer: GrowingLayer,
+    ) -> Result<(), PublishError> {
+        let what = STREAMING;
         let patch = Request {
-            target: location,
+            target: location.clone(),
             ..v2(name, Method::PATCH, String::new())
                 .pushing(true)
                 .header(http::header::CONTENT_TYPE, "application/octet-stream")
@@ -77,7 +93,7 @@ impl Registry {
             Ok(r) => Err(unexpected(name, what, r).await),
             Err(failure) => Err(failure),
         };
-        let location = sent.map_err(|failure| match failure {
+        *location = sent.map_err(|failure| match failure {
             Failure::Fatal(e) => e,
             Failure::Retry { detail, .. } => refused_error(name, what, detail),
             Failure::Reauthorized => refused_error(name, what, "the token expired".into()),
@@ -88,7 +104,7 @@ impl Registry {
         self.call(
             name,
             Request {
-                target: with_digest(&location, &descriptor.digest),
+                target: with_digest(location, &descriptor.digest),
                 ..v2(name, Method::PUT, String::new())
                     .pushing(true)
                     .header(http::header::CONTENT_LENGTH, "0")
@@ -103,6 +119,20 @@ impl Registry {
             },
         )
         .await
+    }
+
+    /// Ends an upload session that will not be finished, so the registry drops what it
+    /// holds of it now rather than when the session expires. Once, and its answer does
+    /// not matter: the upload has failed already.
+    async fn cancel_upload(&self, name: &ImageName, location: &str) {
+        let delete = Request {
+            target: location.to_string(),
+            ..v2(name, Method::DELETE, String::new()).pushing(true)
+        };
+        let _ = self
+            .transport
+            .send(&name.registry, &delete, Body::Empty)
+            .await;
     }
 
     /// Says that an upload of `digest` to `name` is under way and how it ends
@@ -177,12 +207,14 @@ impl Registry {
                             .header(http::header::CONTENT_TYPE, "application/octet-stream")
                     };
                     let body = self.body_for(blob, source.as_ref()).await?;
-                    let r = self.transport.send(&name.registry, &put, body).await?;
-                    if r.status.is_success() {
-                        Ok(BlobOutcome::Uploaded)
-                    } else {
-                        Err(unexpected(name, &what, r).await)
-                    }
+                    let stored = match self.transport.send(&name.registry, &put, body).await {
+                        Ok(r) if r.status.is_success() => return Ok(BlobOutcome::Uploaded),
+                        Ok(r) => unexpected(name, &what, r).await,
+                        Err(failure) => failure,
+                    };
+                    // The next try opens a session of its own.
+                    self.cancel_upload(name, &location).await;
+                    Err(stored)
                 },
             )
             .await;
@@ -227,6 +259,9 @@ impl Registry {
         })
     }
 }
+
+/// What a streamed upload is doing, in its errors.
+const STREAMING: &str = "streaming a layer as it is written";
 
 /// Where an upload session (answered 202) takes its next request.
 fn session(name: &ImageName, action: &str, r: &Response) -> Result<String, Failure> {

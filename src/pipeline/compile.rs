@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use super::assemble::app_layer_entries;
+use super::outputs::{self, identity, note_layer, output_path};
 use super::{io, BuildError, Compiled, PackagePlan, Phase, Progress};
 use crate::config::BuildSettings;
 use crate::gobuild::buildinfo::BuildInfo;
@@ -131,6 +132,9 @@ pub(super) async fn compile(
         .into_iter()
         .map(|(layer, info, upload)| ((layer, info), upload))
         .unzip();
+    if let Some(cache) = options.cache_dir {
+        outputs::trim(cache, std::time::SystemTime::now());
+    }
     let compiled = plans
         .iter()
         .zip(task_of)
@@ -276,55 +280,6 @@ async fn build_one(
 /// 6% less time with one core each, of a hello-world 10% less).
 fn procs_per_build(cores: usize, at_once: usize) -> Option<usize> {
     Some((cores / at_once.max(1)).max(1)).filter(|&procs| procs < cores)
-}
-
-/// What tells one output file from another: go writes a new binary to a new file.
-fn identity(path: &Path) -> Option<(u64, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.len()))
-}
-
-/// Records `digest` as the layer of the binary at `out`, in a file beside it, and
-/// says whether it differs from the one recorded last run (outputs in gantry's cache
-/// live on between runs; in the work directory every layer is new).
-fn note_layer(out: &Path, digest: &image::Digest) -> bool {
-    let record = PathBuf::from(format!("{}.layer", out.display()));
-    if std::fs::read_to_string(&record).is_ok_and(|last| last == digest.as_str()) {
-        return false;
-    }
-    // Only a hint for next time: failing to keep it costs an early upload, no more.
-    let _ = std::fs::write(&record, digest.as_str());
-    true
-}
-
-/// The file one build writes: in a directory of gantry's cache keyed by everything that
-/// shapes the binary (toolchain, package directory, platform, settings), so that a
-/// rebuild finds the previous output and Go skips the link when it is up to date;
-/// without a cache, in the run's work directory. The package's directory, not its
-/// import path, names it, so that a build can start before `go list` answers.
-fn output_path(
-    root: &Path,
-    go_version: &str,
-    package_dir: &Path,
-    env: &[(&str, String)],
-    settings: &BuildSettings,
-    wasm: bool,
-) -> Result<PathBuf, BuildError> {
-    let package_dir = std::fs::canonicalize(package_dir).unwrap_or(package_dir.to_path_buf());
-    let key = format!(
-        "{go_version}\0{}\0{env:?}\0{:?}\0{:?}\0{:?}\0{:?}",
-        package_dir.display(),
-        settings.dir,
-        settings.env,
-        settings.flags,
-        settings.ldflags
-    );
-    let hash = image::Digest::of(key.as_bytes());
-    let dir = root.join("bin").join(&hash.hex()[..24]);
-    std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
-    Ok(dir.join(if wasm { "main.wasm" } else { "main" }))
 }
 
 /// A `go build` started before its package was looked up: the output's identity

@@ -26,6 +26,7 @@ use crate::sign::{Attachment, SignError, Signing};
 mod assemble;
 mod compile;
 mod deliver;
+mod outputs;
 mod plan;
 mod report;
 

@@ -951,63 +951,112 @@ fn layers_stream_while_compressed_and_a_failed_stream_is_sent_whole() {
     ]);
 }
 
+/// Builds `program` for linux/amd64 through `proxy` twice, each time with a
+/// cache of its own, so that go writes a new binary and its layer streams though the
+/// registry has it the second time; `faults` are in place for the second run only.
+/// Returns the images' digest (the same both times) and the proxy's log of the
+/// second run.
+fn rebuild_with_a_cold_cache(
+    proxy: &FaultProxy,
+    program: &Path,
+    repository: &str,
+    faults: Value,
+) -> (String, Vec<ProxyEntry>) {
+    let repo = format!("{}/{repository}", proxy.host);
+    let caches = tempfile::tempdir().unwrap();
+    let run = |tag: &str, cache: &str| {
+        let cache = caches.path().join(cache);
+        printed_digest(&ok(&gantry_env(
+            program,
+            &[
+                "build",
+                "--sbom",
+                "none",
+                "--no-provenance",
+                "--repo",
+                &repo,
+                "--platform",
+                "linux/amd64",
+                "--base",
+                "scratch",
+                "--tag",
+                tag,
+            ],
+            &[("GANTRY_CACHE_DIR", cache.to_str().unwrap())],
+        )))
+    };
+    let first = run("v1", "a");
+    proxy.clear();
+    proxy.inject(faults);
+    let second = run("v2", "b");
+    assert_eq!(first, second, "reproducible");
+    (second, proxy.log())
+}
+
+/// A Go program of `mib` MiB or so, most of it bytes that do not compress (the same
+/// ones every time), in a new directory.
+fn big_program(mib: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("go.mod"),
+        "module example.com/big\n\ngo 1.21\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("main.go"),
+        "package main\n\nimport (\n\t_ \"embed\"\n\t\"fmt\"\n)\n\n//go:embed blob\nvar blob []byte\n\nfunc main() { fmt.Println(len(blob)) }\n",
+    )
+    .unwrap();
+    // xorshift64: reproducible noise.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut blob = Vec::with_capacity(mib << 20);
+    while blob.len() < mib << 20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        blob.extend_from_slice(&state.to_le_bytes());
+    }
+    std::fs::write(dir.path().join("blob"), blob).unwrap();
+    dir
+}
+
+/// The requests of `log` to upload sessions, by method.
+fn to_sessions<'a>(log: &'a [ProxyEntry], method: &str) -> Vec<&'a ProxyEntry> {
+    log.iter()
+        .filter(|e| e.method == method && e.path.contains("/blobs/uploads/"))
+        .collect()
+}
+
 #[test]
 fn a_layer_streamed_for_an_image_the_registry_has_ends_before_any_manifest_is_written() {
     let registry = TestRegistry::start();
     let proxy = FaultProxy::start_with_latency(&registry.host, "2ms");
-    let repo = format!("{}/again", proxy.host);
-    let args = |tag| {
-        [
-            "build",
-            "--sbom",
-            "none",
-            "--no-provenance",
-            "--repo",
-            &repo,
-            "--platform",
-            "linux/amd64",
-            "--base",
-            "scratch",
-            "--tag",
-            tag,
-        ]
-        .map(str::to_string)
-    };
-    let run = |tag, cache: &Path| {
-        let args = args(tag);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ok(&gantry_env(
-            &example("hello"),
-            &args,
-            &[("GANTRY_CACHE_DIR", cache.to_str().unwrap())],
-        ))
-    };
-    let caches = tempfile::tempdir().unwrap();
-    let first = run("v1", &caches.path().join("a"));
-    proxy.clear();
-    // The streamed upload's last PUT is answered late (once 503, retried a second
-    // later): time enough for a manifest PUT that did not wait to overtake it.
-    proxy.inject(json!([
-        {"method": "PUT", "path": "/blobs/uploads/", "action": "status", "status": 503,
-         "retry_after": "1", "times": 1},
-    ]));
-    // A cache of its own: go writes a new binary, so its layer is streamed, though the
-    // registry has the whole image and nothing asks for the layer.
-    let second = run("v2", &caches.path().join("b"));
-    assert_eq!(
-        printed_digest(&first),
-        printed_digest(&second),
-        "reproducible"
+    // The streamed layer's HEAD, once its digest is known, is answered late (once
+    // 503, retried a second later): time enough for a manifest PUT that did not wait
+    // to overtake the end of the upload.
+    let (_, log) = rebuild_with_a_cold_cache(
+        &proxy,
+        &example("hello"),
+        "again",
+        json!([
+            {"method": "HEAD", "path": "/blobs/sha256:", "action": "status", "status": 503,
+             "retry_after": "1", "times": 1},
+        ]),
     );
-    let log = proxy.log();
-    let stream_end = log
-        .iter()
-        .find(|e| e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == 201)
-        .unwrap_or_else(|| panic!("the layer was not streamed: {log:#?}"));
     assert!(
-        log.iter().any(|e| e.method == "PATCH" && e.chunked),
-        "{log:#?}"
+        to_sessions(&log, "PATCH").iter().any(|e| e.chunked),
+        "the layer was not streamed: {log:#?}"
     );
+    let late = log
+        .iter()
+        .position(|e| e.method == "HEAD" && e.fault == "status")
+        .unwrap_or_else(|| panic!("no HEAD of the streamed layer: {log:#?}"));
+    // The registry has the layer: its session is cancelled, not finished.
+    assert!(to_sessions(&log, "PUT").is_empty(), "{log:#?}");
+    let stream_end = to_sessions(&log[late..], "DELETE")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("the streamed upload was not cancelled: {log:#?}"));
     let manifests: Vec<&ProxyEntry> = log
         .iter()
         .filter(|e| e.method == "PUT" && e.path.contains("/manifests/"))
@@ -1019,4 +1068,64 @@ fn a_layer_streamed_for_an_image_the_registry_has_ends_before_any_manifest_is_wr
             "{m:?} began before the streamed upload ended ({stream_end:?})"
         );
     }
+}
+
+#[test]
+fn on_a_slow_link_a_streamed_layer_the_registry_has_stops_once_its_digest_is_known() {
+    let registry = TestRegistry::start();
+    let proxy = FaultProxy::start(&registry.host);
+    // A layer larger than the sockets' buffers hold, at 1 MiB a second: more than
+    // half a minute to send whole.
+    let program = big_program(32);
+    let (digest, log) = rebuild_with_a_cold_cache(
+        &proxy,
+        program.path(),
+        "slow",
+        json!([
+            {"method": "PATCH", "path": "/blobs/uploads/", "action": "throttle", "rate": 1 << 20, "times": 10},
+        ]),
+    );
+    let manifest = json(&skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker://{}/slow@{digest}", registry.host),
+    ]));
+    let layer = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let size = layer["size"].as_u64().unwrap();
+    // The proxy logs the cut PATCH once it has read what the sockets still held.
+    let mut log = log;
+    let waiting = Instant::now();
+    while to_sessions(&log, "PATCH").is_empty() && waiting.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+        log = proxy.log();
+    }
+    let patches = to_sessions(&log, "PATCH");
+    assert_eq!(patches.len(), 1, "{log:#?}");
+    assert!(
+        patches[0].chunked && patches[0].bytes_in < size / 2,
+        "{} of {size} bytes were sent: {log:#?}",
+        patches[0].bytes_in
+    );
+    assert!(
+        log.iter().any(|e| e.method == "HEAD"
+            && e.path.ends_with(layer["digest"].as_str().unwrap())
+            && e.status == 200),
+        "{log:#?}"
+    );
+    let session = patches[0].path.as_str();
+    assert!(
+        log.iter()
+            .any(|e| e.method == "DELETE" && e.path == session),
+        "the cut session was not cancelled: {log:#?}"
+    );
+    assert!(to_sessions(&log, "PUT").is_empty(), "{log:#?}");
+    assert_eq!(
+        registry.tag_digest("slow", "v2").as_deref(),
+        Some(digest.as_str())
+    );
 }

@@ -3,9 +3,9 @@
 //! build info read, off the async threads, while the other builds run. When the
 //! images go to a registry and go wrote the binary anew, the layer's upload starts
 //! with its compression and follows it (POST, a PATCH streaming the file as it grows,
-//! PUT once the digest is known), so on a slow link the upload overlaps the
-//! compression instead of following it, and on any link it overlaps the builds still
-//! running. When go left the binary as it was, the layer is uploaded after it is
+//! PUT once the digest is known, or nothing more if a HEAD then finds the registry has
+//! it), so on a slow link the upload overlaps the compression instead of following
+//! it, and on any link it overlaps the builds still running. When go left the binary as it was, the layer is uploaded after it is
 //! written only if it differs from the one this output had last run; a layer seen
 //! before is left to the publish stage, which skips whole images the registry already
 //! has without asking about each blob. Either way the registry client remembers the
@@ -219,7 +219,7 @@ async fn build_one(
             let task = Background::spawn(async move {
                 let sent = registry.push_growing_blob(&repo, follower).await;
                 // No one may be waiting: the registry had the whole image.
-                let _ = ends.send(sent.is_ok());
+                let _ = ends.send(sent.ok());
             });
             (file, Some(growth), Some((task, outcome)))
         }

@@ -17,7 +17,8 @@
 // "forward": true the registry handles the request first), reset (close the
 // connection with RST before answering), stall (say nothing, read nothing), garbage
 // (the registry's answer with its body replaced by junk), truncate (half the body,
-// then close).
+// then close), throttle (hand the request body on to the registry at "rate" bytes a
+// second, as a slow uplink would).
 package main
 
 import (
@@ -46,6 +47,7 @@ type fault struct {
 	Times      int    `json:"times"`
 	RetryAfter string `json:"retry_after"`
 	Forward    bool   `json:"forward"`
+	Rate       int64  `json:"rate"`
 	re         *regexp.Regexp
 }
 
@@ -73,6 +75,25 @@ type countingBody struct {
 func (c *countingBody) Read(b []byte) (int, error) {
 	n, err := c.ReadCloser.Read(b)
 	c.n += int64(n)
+	return n, err
+}
+
+// throttledBody hands a request body on at `rate` bytes a second.
+type throttledBody struct {
+	io.ReadCloser
+	rate  int64
+	start time.Time
+	n     int64
+}
+
+func (t *throttledBody) Read(b []byte) (int, error) {
+	// Wait until the bytes read so far are due, then take a tenth of a second's worth.
+	time.Sleep(time.Until(t.start.Add(time.Duration(t.n * int64(time.Second) / t.rate))))
+	if most := max(t.rate/10, 1); int64(len(b)) > most {
+		b = b[:most]
+	}
+	n, err := t.ReadCloser.Read(b)
+	t.n += int64(n)
 	return n, err
 }
 
@@ -204,6 +225,12 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch f.Action {
+	case "throttle":
+		body := r.Body.(*countingBody)
+		body.ReadCloser = &throttledBody{ReadCloser: body.ReadCloser, rate: max(f.Rate, 1), start: time.Now()}
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		p.rp.ServeHTTP(sw, r)
+		p.record(r, sw.status, f)
 	case "status":
 		if f.Forward {
 			p.rp.ServeHTTP(&recorder{header: http.Header{}}, r)

@@ -28,8 +28,8 @@ pub struct RegistryOptions {
 /// A value per key, found out once: concurrent askers wait for the first.
 type OncePerKey<K, V> = Mutex<HashMap<K, Arc<OnceCell<V>>>>;
 
-/// How an upload under way ends (`Ok(true)`: the blob is there), for every waiter.
-type UploadOutcome = Shared<oneshot::Receiver<bool>>;
+/// How an upload under way ends (`Ok(Some(_))`: the blob is there), for every waiter.
+type UploadOutcome = Shared<oneshot::Receiver<Option<BlobOutcome>>>;
 
 fn once_for<K: std::hash::Hash + Eq, V>(map: &OncePerKey<K, V>, key: K) -> Arc<OnceCell<V>> {
     lock(map).entry(key).or_default().clone()

@@ -1,8 +1,8 @@
 //! Uploads in the fewest round trips: HEAD; else a cross-repository mount that doubles
 //! as the upload session; else POST then PUT, streamed from the file. A layer still
 //! being written goes POST, one chunked PATCH that follows the file, then PUT with the
-//! digest; a later push of that blob, and any manifest PUT to the repository, waits
-//! for it.
+//! digest (or, when a HEAD finds the registry has it, no more); a later push of that
+//! blob, and any manifest PUT to the repository, waits for it.
 
 use std::path::Path;
 
@@ -37,15 +37,17 @@ impl Registry {
 
     /// Uploads a layer while it is still being written: POST, then one PATCH that
     /// streams the bytes as they reach the file, then PUT with the digest, known only
-    /// at the end. Nothing asks first whether the registry has it: the digest is not
-    /// known yet. The PATCH is not retried (its bytes are not kept); after a failure
-    /// the session is cancelled and the blob's ordinary push sends the finished file.
+    /// at the end. Nothing can ask first whether the registry has it, as the digest is
+    /// not known yet; once it is, a HEAD asks, beside the rest of the PATCH, and a
+    /// registry that has the blob (a rerun, a second tag of a commit built before) gets
+    /// none of the rest: the PATCH is cut, and the session cancelled. The PATCH is not
+    /// retried (its bytes are not kept); after a failure the session is cancelled and
+    /// the blob's ordinary push sends the finished file.
     pub async fn push_growing_blob(
         &self,
         name: &ImageName,
         layer: GrowingLayer,
-    ) -> Result<(), PublishError> {
-        let what = STREAMING;
+    ) -> Result<BlobOutcome, PublishError> {
         let mut location = self
             .call(
                 name,
@@ -55,29 +57,28 @@ impl Registry {
                 || Body::Empty,
                 |r| async move {
                     if r.status == StatusCode::ACCEPTED {
-                        session(name, what, &r)
+                        session(name, STREAMING, &r)
                     } else {
-                        Err(unexpected(name, what, r).await)
+                        Err(unexpected(name, STREAMING, r).await)
                     }
                 },
             )
             .await?;
         let closed = self.stream_and_close(name, &mut location, layer).await;
-        if closed.is_err() {
+        if !matches!(closed, Ok(BlobOutcome::Uploaded)) {
             self.cancel_upload(name, &location).await;
         }
         closed
     }
 
-    /// The PATCH and PUT of [`Registry::push_growing_blob`]; `location` follows the
-    /// session, for cancelling it.
+    /// The PATCH, HEAD and PUT of [`Registry::push_growing_blob`]; `location` follows
+    /// the session, for cancelling it.
     async fn stream_and_close(
         &self,
         name: &ImageName,
         location: &mut String,
         layer: GrowingLayer,
-    ) -> Result<(), PublishError> {
-        let what = STREAMING;
+    ) -> Result<BlobOutcome, PublishError> {
         let patch = Request {
             target: location.clone(),
             ..v2(name, Method::PATCH, String::new())
@@ -88,18 +89,49 @@ impl Registry {
             stream: layer.bytes(),
             length: None,
         };
-        let sent = match self.transport.send(&name.registry, &patch, body).await {
-            Ok(r) if r.status == StatusCode::ACCEPTED => session(name, what, &r),
-            Ok(r) => Err(unexpected(name, what, r).await),
+        let sending = self.transport.send(&name.registry, &patch, body);
+        // The layer's descriptor once it is whole, and whether the registry has it
+        // (not knowing counts as not having it).
+        let asking = async {
+            let descriptor = layer.descriptor().await;
+            let there = match &descriptor {
+                Some(d) => matches!(self.blob_exists(name, &d.digest).await, Ok(true)),
+                None => false,
+            };
+            (descriptor, there)
+        };
+        let (sent, (descriptor, there)) = {
+            tokio::pin!(sending, asking);
+            tokio::select! {
+                asked = &mut asking => match asked {
+                    (_, true) => return Ok(BlobOutcome::Existed),
+                    asked => ((&mut sending).await, asked),
+                },
+                sent = &mut sending => (sent, asking.await),
+            }
+        };
+        let sent = match sent {
+            Ok(r) if r.status == StatusCode::ACCEPTED => session(name, STREAMING, &r),
+            Ok(r) => Err(unexpected(name, STREAMING, r).await),
             Err(failure) => Err(failure),
         };
+        if let Ok(next) = &sent {
+            location.clone_from(next);
+        }
+        if there {
+            return Ok(BlobOutcome::Existed);
+        }
         *location = sent.map_err(|failure| match failure {
             Failure::Fatal(e) => e,
-            Failure::Retry { detail, .. } => refused_error(name, what, detail),
-            Failure::Reauthorized => refused_error(name, what, "the token expired".into()),
+            Failure::Retry { detail, .. } => refused_error(name, STREAMING, detail),
+            Failure::Reauthorized => refused_error(name, STREAMING, "the token expired".into()),
         })?;
-        let descriptor = layer.descriptor().await.ok_or_else(|| {
-            refused_error(name, what, "the layer was not written to its end".into())
+        let descriptor = descriptor.ok_or_else(|| {
+            refused_error(
+                name,
+                STREAMING,
+                "the layer was not written to its end".into(),
+            )
         })?;
         self.call(
             name,
@@ -112,9 +144,9 @@ impl Registry {
             || Body::Empty,
             |r| async move {
                 if r.status.is_success() {
-                    Ok(())
+                    Ok(BlobOutcome::Uploaded)
                 } else {
-                    Err(unexpected(name, what, r).await)
+                    Err(unexpected(name, STREAMING, r).await)
                 }
             },
         )
@@ -135,13 +167,14 @@ impl Registry {
             .await;
     }
 
-    /// Says that an upload of `digest` to `name` is under way and how it ends
-    /// (`true`: the blob is there), so that pushing it waits rather than sends it too.
+    /// Says that an upload of `digest` to `name` is under way and how it ends (what
+    /// it took, or `None` when it failed), so that pushing it waits rather than sends
+    /// it too.
     pub fn upload_under_way(
         &self,
         name: &ImageName,
         digest: &Digest,
-        ends: oneshot::Receiver<bool>,
+        ends: oneshot::Receiver<Option<BlobOutcome>>,
     ) {
         lock(&self.under_way).insert((name.clone(), digest.clone()), ends.shared());
     }
@@ -160,8 +193,8 @@ impl Registry {
             .get(&(name.clone(), d.digest.clone()))
             .cloned();
         if let Some(ends) = streamed {
-            if ends.await == Ok(true) {
-                return Ok(BlobOutcome::Uploaded);
+            if let Ok(Some(outcome)) = ends.await {
+                return Ok(outcome);
             }
         }
         let unpublished = matches!(blob.source, BlobSource::Unpublished(_));

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc;
 
-use flate2::{Compression, GzBuilder};
+use libdeflater::{CompressionLvl, Compressor};
 
 /// Bytes of tar stream per gzip member: large enough that restarting the compressor's
 /// dictionary costs well under 1% in size, small enough to spread a few-MB layer over
@@ -102,23 +102,24 @@ impl<W: Write> Write for ParallelGzip<W> {
     }
 }
 
-/// One gzip member: no file name, time 0, OS "unknown", so that only the bytes
-/// shape it. Bytes that are compressed already (Go's DWARF sections, a PNG in
-/// kodata/) are stored rather than deflated: deflating them is the slowest work per
-/// byte there is (2.5 times that of code, on a 47 MB Go binary whose DWARF is a fifth
-/// of it) and makes them 5% larger.
+/// One gzip member, by libdeflate: no file name, time 0, OS "unknown", so that only
+/// the bytes shape it. libdeflate compresses a whole buffer at a time, which is what a
+/// member is, and at its fastest level takes the time zlib's fastest takes for output
+/// 13% smaller (a 47 MB Go binary: 214 ms either way, 21.4 MB against 24.8 MB). Bytes
+/// that are compressed already (Go's DWARF sections, a PNG in kodata/) are stored
+/// rather than deflated: deflating them is the slowest work per byte there is (2.5
+/// times that of code, on a binary whose DWARF is a fifth of it) and makes them larger.
 fn gzip_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
-    let level = if looks_compressed(chunk) {
-        Compression::none()
-    } else {
-        Compression::fast()
-    };
-    let mut gzip = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::with_capacity(chunk.len() / 2), level);
-    gzip.write_all(chunk)?;
-    gzip.finish()
+    let level = if looks_compressed(chunk) { 0 } else { 1 };
+    let level = CompressionLvl::new(level)
+        .map_err(|e| io::Error::other(format!("gzip level {level}: {e:?}")))?;
+    let mut compressor = Compressor::new(level);
+    let mut member = vec![0; compressor.gzip_compress_bound(chunk.len())];
+    let written = compressor
+        .gzip_compress(chunk, &mut member)
+        .map_err(|e| io::Error::other(format!("gzip: {e}")))?;
+    member.truncate(written);
+    Ok(member)
 }
 
 /// Whether `chunk` carries nearly 8 bits of information per byte, judged on 16

@@ -5,11 +5,12 @@
 //! with its compression and follows it (POST, a PATCH streaming the file as it grows,
 //! PUT once the digest is known, or nothing more if a HEAD then finds the registry has
 //! it), so on a slow link the upload overlaps the compression instead of following
-//! it, and on any link it overlaps the builds still running. When go left the binary as it was, the layer is uploaded after it is
-//! written only if it differs from the one this output had last run; a layer seen
-//! before is left to the publish stage, which skips whole images the registry already
-//! has without asking about each blob. Either way the registry client remembers the
-//! upload: publishing waits for it, and sends the blob itself if it failed.
+//! it, and on any link it overlaps the builds still running. When go left the binary
+//! as it was, the layer is uploaded after it is written only if it differs from the
+//! one this output had last run; a layer seen before is left to the publish stage,
+//! which skips whole images the registry already has without asking about each blob.
+//! Either way the registry client remembers the upload: publishing waits for it, and
+//! sends the blob itself if it failed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -311,10 +312,10 @@ async fn adopt(
 }
 
 /// Starts the builds of the packages in `dirs` (known before the lookup, so `go build .`
-/// there builds what it will name, if it names the same directory) for `platforms`, as
-/// many as `jobs`, while
-/// `go list` still runs: `settings` must be what every package gets (no per-package
-/// config). The compile stage adopts each by its output, and starts the rest.
+/// there builds what it will name, if it names the same directory) for `platforms`,
+/// as many as `jobs`, while `go list` still runs: `settings` must be what every
+/// package gets (no per-package config). The compile stage adopts each by its output,
+/// and starts the rest.
 pub(super) fn start_early(
     go: &GoToolchain,
     (root, jobs, cores): (&Path, usize, usize),

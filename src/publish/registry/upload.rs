@@ -153,9 +153,9 @@ impl Registry {
         .await
     }
 
-    /// Ends an upload session that will not be finished, so the registry drops what it
-    /// holds of it now rather than when the session expires. Once, and its answer does
-    /// not matter: the upload has failed already.
+    /// Ends an upload session that will not be finished (it failed, or the registry
+    /// has the blob), so the registry drops what it holds of it now rather than when
+    /// the session expires. Once, and its answer does not matter.
     async fn cancel_upload(&self, name: &ImageName, location: &str) {
         let delete = Request {
             target: location.to_string(),

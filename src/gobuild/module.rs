@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 /// The directory holding `import_path`, if the main module of `workdir` (the first
 /// `go.mod` above it) or one of its local replacements provides it.
 pub fn guess_package_dir(workdir: &Path, import_path: &str) -> Option<PathBuf> {
+    // Absolute, so that every directory above it is looked at, as go does.
+    let workdir = std::fs::canonicalize(workdir).ok()?;
     let mut root = None;
     for dir in workdir.ancestors() {
         if dir.join("go.work").exists() {

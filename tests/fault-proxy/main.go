@@ -18,7 +18,9 @@
 // connection with RST before answering), stall (say nothing, read nothing), garbage
 // (the registry's answer with its body replaced by junk), truncate (half the body,
 // then close), throttle (hand the request body on to the registry at "rate" bytes a
-// second, as a slow uplink would).
+// second, as a slow uplink would; without -latency the client is held back too, once
+// the sockets' buffers are full, while with it the proxy takes the client's bytes as
+// they come and delays them in memory).
 package main
 
 import (

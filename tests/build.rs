@@ -210,6 +210,45 @@ fn oci_layout_holds_the_same_index_and_copies_with_digests_kept() {
     assert_eq!(pushed.trim(), format!("{repo}@{digest}"));
 }
 
+/// Named by its import path, hello's builds start before `go list` answers (go.mod
+/// says where it lives): the first ones as `go build .` in its directory. Each output is
+/// built once, the early builds adopted, and what they built runs.
+#[test]
+fn a_package_named_by_import_path_is_built_once_its_first_builds_early() {
+    let go = RecordingGo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    ok(&gantry_env(
+        &example("hello"),
+        &[
+            "build",
+            "--platform",
+            PLATFORMS,
+            "--base",
+            "scratch",
+            "--jobs",
+            "2",
+            "--oci-layout",
+            layout.to_str().unwrap(),
+            "example.com/hello",
+        ],
+        &[go.env()],
+    ));
+    let builds = go.builds();
+    let outputs: std::collections::HashSet<&str> = builds
+        .iter()
+        .filter_map(|b| b.split(" -o ").nth(1)?.split(' ').next())
+        .collect();
+    assert_eq!(
+        (builds.len(), outputs.len()),
+        (3, 3),
+        "one build per platform: {builds:#?}"
+    );
+    let early = builds.iter().filter(|b| b.ends_with(" .")).count();
+    assert_eq!(early, 2, "the first two start early: {builds:#?}");
+    run_every_platform(&format!("oci:{}:latest", layout.display()));
+}
+
 #[test]
 fn reproducible_across_directories_and_honours_source_date_epoch() {
     let a = tempfile::tempdir().unwrap();

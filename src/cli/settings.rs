@@ -49,13 +49,19 @@ impl Settings {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             go: std::env::var_os("GANTRY_GO").map_or_else(|| PathBuf::from("go"), PathBuf::from),
+            // An empty variable counts as unset: "" would name the working directory.
             cache_dir: std::env::var_os("GANTRY_CACHE_DIR")
+                .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
                 .or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("gantry"))
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .filter(|v| !v.is_empty())
+                        .map(|d| PathBuf::from(d).join("gantry"))
                 })
                 .or_else(|| {
-                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gantry"))
+                    std::env::var_os("HOME")
+                        .filter(|v| !v.is_empty())
+                        .map(|h| PathBuf::from(h).join(".cache/gantry"))
                 }),
         }
     }

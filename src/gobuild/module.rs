@@ -8,7 +8,8 @@
 //! it starts is used only if `go list` names the same directory, so a wrong one (a
 //! workspace or `-modfile` set where this reader cannot see, a vendored replacement)
 //! costs a build, never a wrong image. Where the reader can see that go would look
-//! elsewhere (a `go.work`, a nested module, a vendor directory), it does not guess.
+//! elsewhere (a `go.work`; a nested module; for a replaced module, a vendor
+//! directory), it does not guess.
 
 use std::path::{Path, PathBuf};
 

@@ -134,7 +134,14 @@ pub(super) async fn compile(
         .map(|(layer, info, upload)| ((layer, info), upload))
         .unzip();
     if let Some(cache) = options.cache_dir {
-        outputs::trim(cache, std::time::SystemTime::now());
+        let cache = cache.to_path_buf();
+        let in_use: Vec<PathBuf> = tasks
+            .iter()
+            .filter_map(|(_, _, out)| Some(out.parent()?.to_path_buf()))
+            .collect();
+        let now = std::time::SystemTime::now();
+        // Only a sweep: whether it ran does not matter to this build.
+        let _ = tokio::task::spawn_blocking(move || outputs::trim(&cache, now, &in_use)).await;
     }
     let compiled = plans
         .iter()
@@ -218,9 +225,7 @@ async fn build_one(
             let (ends, outcome) = tokio::sync::oneshot::channel();
             let (registry, repo) = (registry.clone(), repo.clone());
             let task = Background::spawn(async move {
-                let sent = registry.push_growing_blob(&repo, follower).await;
-                // No one may be waiting: the registry had the whole image.
-                let _ = ends.send(sent.ok());
+                registry.push_growing_blob(&repo, follower, ends).await;
             });
             (file, Some(growth), Some((task, outcome)))
         }

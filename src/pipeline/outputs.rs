@@ -14,6 +14,9 @@ use crate::image;
 /// five days after their last use).
 const KEEP_UNUSED: Duration = Duration::from_secs(5 * 24 * 3600);
 
+/// The length of an output directory's name: hex digits of its key's hash.
+const OUTPUT_NAME: usize = 24;
+
 /// Trimming is tried at most this often; `bin/trim.txt` says when it last was.
 const TRIM_EVERY: Duration = Duration::from_secs(24 * 3600);
 
@@ -61,7 +64,7 @@ pub(super) fn output_path(
         settings.ldflags
     );
     let hash = image::Digest::of(key.as_bytes());
-    let dir = root.join("bin").join(&hash.hex()[..24]);
+    let dir = root.join("bin").join(&hash.hex()[..OUTPUT_NAME]);
     std::fs::create_dir_all(&dir).map_err(io("creating a work directory"))?;
     mark_used(&dir, SystemTime::now());
     Ok(dir.join(if wasm { "main.wasm" } else { "main" }))
@@ -74,9 +77,12 @@ fn mark_used(dir: &Path, now: SystemTime) {
     let _ = std::fs::File::open(dir).and_then(|d| d.set_modified(now));
 }
 
-/// Removes the outputs under `root` not used for [`KEEP_UNUSED`], once a day at most.
-/// Nothing here can fail a build: a directory that cannot be removed is left.
-pub(super) fn trim(root: &Path, now: SystemTime) {
+/// Removes the outputs under `root` not used for [`KEEP_UNUSED`], once a day at most,
+/// except those in `in_use` (this run's, in case marking them failed). Only
+/// directories named as [`output_path`] names them are touched, so a cache directory
+/// set to somewhere shared loses nothing else. Nothing here can fail a build: a
+/// directory that cannot be removed is left.
+pub(super) fn trim(root: &Path, now: SystemTime, in_use: &[PathBuf]) {
     let bin = root.join("bin");
     let stamp = bin.join("trim.txt");
     let last = std::fs::read_to_string(&stamp)
@@ -92,6 +98,14 @@ pub(super) fn trim(root: &Path, now: SystemTime) {
         return;
     };
     for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = name.len() == OUTPUT_NAME
+            && name
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        if !ours || in_use.contains(&entry.path()) {
+            continue;
+        }
         let Ok(meta) = entry.metadata() else {
             continue;
         };
@@ -122,19 +136,24 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let bin = root.path().join("bin");
         let now = SystemTime::now();
-        used_at(&bin.join("old"), now - 6 * DAY);
-        used_at(&bin.join("recent"), now - 4 * DAY);
-        trim(root.path(), now);
-        assert!(!bin.join("old").exists());
-        assert!(bin.join("recent").exists());
+        let [old, recent, older, in_use] = ["0a", "1b", "2c", "3d"].map(|n| bin.join(n.repeat(12)));
+        used_at(&old, now - 6 * DAY);
+        used_at(&recent, now - 4 * DAY);
+        used_at(&in_use, now - 9 * DAY);
+        // Not named as gantry names outputs: never touched.
+        used_at(&bin.join("tools"), now - 9 * DAY);
+        trim(root.path(), now, std::slice::from_ref(&in_use));
+        assert!(!old.exists());
+        assert!(recent.exists() && in_use.exists());
+        assert!(bin.join("tools").exists());
 
         // Within the day, no second pass; a day later, another.
-        used_at(&bin.join("older"), now - 9 * DAY);
-        trim(root.path(), now + DAY / 2);
-        assert!(bin.join("older").exists());
-        trim(root.path(), now + DAY + Duration::from_secs(1));
-        assert!(!bin.join("older").exists());
-        assert!(!bin.join("recent").exists(), "unused for 5 days by then");
+        used_at(&older, now - 9 * DAY);
+        trim(root.path(), now + DAY / 2, &[]);
+        assert!(older.exists());
+        trim(root.path(), now + DAY + Duration::from_secs(1), &[]);
+        assert!(!older.exists());
+        assert!(!recent.exists(), "unused for 5 days by then");
     }
 
     #[test]
@@ -147,7 +166,7 @@ mod tests {
         let again =
             output_path(root.path(), "go1.22.0", root.path(), &[], &settings, false).unwrap();
         assert_eq!(again, out);
-        trim(root.path(), SystemTime::now());
+        trim(root.path(), SystemTime::now(), &[]);
         assert!(dir.exists(), "a directory just used is kept");
     }
 }

@@ -268,7 +268,11 @@ impl Transport {
         if host.token_stale(request.repository, request.push) {
             self.renew(&host, request, credentials).await?;
         }
-        let sent_auth = host.authorization(request.repository, request.push, credentials);
+        // A Location on another host (a storage service the registry hands uploads
+        // to) gets no credentials of the registry's.
+        let sent_auth = host
+            .authorization(request.repository, request.push, credentials)
+            .filter(|_| same_origin(&request.target, &host.base));
         let response = self
             .exchange(&host, request, body, |b| match &sent_auth {
                 Some(value) => b.header(http::header::AUTHORIZATION, value),
@@ -518,6 +522,23 @@ fn connect_failure(error: &reqwest::Error) -> ConnectFailure {
 }
 
 /// True for hosts reached over plain HTTP without asking: loopback only.
+/// Whether `target` (a path, or an absolute URL from a Location) is on the registry
+/// at `base`: same scheme, host and port.
+fn same_origin(target: &str, base: &str) -> bool {
+    let Ok(target) = reqwest::Url::parse(target) else {
+        // Not absolute: a path on the registry.
+        return true;
+    };
+    let origin = |u: &reqwest::Url| {
+        (
+            u.scheme().to_string(),
+            u.host_str().map(str::to_ascii_lowercase),
+            u.port_or_known_default(),
+        )
+    };
+    reqwest::Url::parse(base).is_ok_and(|base| origin(&base) == origin(&target))
+}
+
 pub fn is_loopback(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')
@@ -556,6 +577,19 @@ fn summarize(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_only_to_the_registry_itself() {
+        let base = "https://ghcr.io";
+        assert!(same_origin("/v2/o/r/blobs/uploads/1", base));
+        assert!(same_origin(
+            "https://GHCR.io:443/v2/o/r/blobs/uploads/1?_state=x",
+            base
+        ));
+        assert!(!same_origin("https://storage.example/upload?sig=1", base));
+        assert!(!same_origin("http://ghcr.io/v2/o/r/blobs/uploads/1", base));
+        assert!(!same_origin("https://ghcr.io:8443/v2/", base));
+    }
 
     #[test]
     fn loopback_hosts_use_http() {

@@ -186,6 +186,10 @@ func (p *proxy) control(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			f.re = re
+			if f.Action == "throttle" && f.Rate <= 0 {
+				http.Error(w, "throttle needs a rate above 0 (bytes a second)", http.StatusBadRequest)
+				return
+			}
 			if f.Times == 0 {
 				f.Times = 1
 			}
@@ -229,7 +233,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch f.Action {
 	case "throttle":
 		body := r.Body.(*countingBody)
-		body.ReadCloser = &throttledBody{ReadCloser: body.ReadCloser, rate: max(f.Rate, 1), start: time.Now()}
+		body.ReadCloser = &throttledBody{ReadCloser: body.ReadCloser, rate: f.Rate, start: time.Now()}
 		sw := &statusWriter{ResponseWriter: w, status: 200}
 		p.rp.ServeHTTP(sw, r)
 		p.record(r, sw.status, f)

@@ -42,13 +42,15 @@ impl Registry {
     /// registry that has the blob (a rerun, a second tag of a commit built before) gets
     /// none of the rest: the PATCH is cut, and the session cancelled. The PATCH is not
     /// retried (its bytes are not kept); after a failure the session is cancelled and
-    /// the blob's ordinary push sends the finished file.
+    /// the blob's ordinary push sends the finished file. `ends` hears how it ended
+    /// (`None`: it failed) as soon as that is known, before the session is cancelled.
     pub async fn push_growing_blob(
         &self,
         name: &ImageName,
         layer: GrowingLayer,
-    ) -> Result<BlobOutcome, PublishError> {
-        let mut location = self
+        ends: oneshot::Sender<Option<BlobOutcome>>,
+    ) {
+        let location = self
             .call(
                 name,
                 v2(name, Method::POST, "blobs/uploads/".into())
@@ -63,12 +65,17 @@ impl Registry {
                     }
                 },
             )
-            .await?;
-        let closed = self.stream_and_close(name, &mut location, layer).await;
-        if !matches!(closed, Ok(BlobOutcome::Uploaded)) {
+            .await;
+        let Ok(mut location) = location else {
+            // No one may be waiting: the registry had the whole image.
+            let _ = ends.send(None);
+            return;
+        };
+        let closed = self.stream_and_close(name, &mut location, layer).await.ok();
+        let _ = ends.send(closed);
+        if closed != Some(BlobOutcome::Uploaded) {
             self.cancel_upload(name, &location).await;
         }
-        closed
     }
 
     /// The PATCH, HEAD and PUT of [`Registry::push_growing_blob`]; `location` follows
@@ -107,7 +114,11 @@ impl Registry {
                     (_, true) => return Ok(BlobOutcome::Existed),
                     asked => ((&mut sending).await, asked),
                 },
-                sent = &mut sending => (sent, asking.await),
+                sent = &mut sending => match sent {
+                    // The ordinary push asks the registry itself.
+                    Err(failure) => (Err(failure), (None, false)),
+                    sent => (sent, asking.await),
+                },
             }
         };
         let sent = match sent {
@@ -155,16 +166,18 @@ impl Registry {
 
     /// Ends an upload session that will not be finished (it failed, or the registry
     /// has the blob), so the registry drops what it holds of it now rather than when
-    /// the session expires. Once, and its answer does not matter.
+    /// the session expires. Once, for a few seconds at most, and its answer does not
+    /// matter.
     async fn cancel_upload(&self, name: &ImageName, location: &str) {
         let delete = Request {
             target: location.to_string(),
             ..v2(name, Method::DELETE, String::new()).pushing(true)
         };
-        let _ = self
-            .transport
-            .send(&name.registry, &delete, Body::Empty)
-            .await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.transport.send(&name.registry, &delete, Body::Empty),
+        )
+        .await;
     }
 
     /// Says that an upload of `digest` to `name` is under way and how it ends (what

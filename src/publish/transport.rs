@@ -521,24 +521,18 @@ fn connect_failure(error: &reqwest::Error) -> ConnectFailure {
     ConnectFailure::Other
 }
 
-/// True for hosts reached over plain HTTP without asking: loopback only.
 /// Whether `target` (a path, or an absolute URL from a Location) is on the registry
 /// at `base`: same scheme, host and port.
 fn same_origin(target: &str, base: &str) -> bool {
-    let Ok(target) = reqwest::Url::parse(target) else {
+    match (reqwest::Url::parse(target), reqwest::Url::parse(base)) {
+        (Ok(target), Ok(base)) => target.origin() == base.origin(),
         // Not absolute: a path on the registry.
-        return true;
-    };
-    let origin = |u: &reqwest::Url| {
-        (
-            u.scheme().to_string(),
-            u.host_str().map(str::to_ascii_lowercase),
-            u.port_or_known_default(),
-        )
-    };
-    reqwest::Url::parse(base).is_ok_and(|base| origin(&base) == origin(&target))
+        (Err(_), _) => true,
+        (Ok(_), Err(_)) => false,
+    }
 }
 
+/// True for hosts reached over plain HTTP without asking: loopback only.
 pub fn is_loopback(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')
